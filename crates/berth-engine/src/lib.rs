@@ -1,1 +1,138 @@
-//! berth-engine
+//! berth-engine: the daemon core, with a typed Rust API and no HTTP.
+//!
+//! [`Engine`] owns the metadata store, the image store, the in-memory container table and
+//! the event bus. berth-api turns Engine API requests into calls on it; tests call it
+//! directly. Container creation itself never happens in this process: each container gets
+//! its own `berth-shim`, which drives the OCI runtime (see berth-runtime).
+
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod events;
+pub mod filters;
+pub mod images;
+pub mod models;
+pub mod names;
+pub mod store;
+pub mod system;
+pub mod util;
+
+pub use config::EngineConfig;
+pub use error::{Error, ErrorKind, Result};
+
+use berth_image::ImageStore;
+use container::ContainerHandle;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub cfg: EngineConfig,
+    pub store: store::Store,
+    pub images: ImageStore,
+    pub containers: RwLock<HashMap<String, Arc<ContainerHandle>>>,
+    pub names: names::NameIndex,
+    pub events: events::EventBus,
+    pub started_at: std::time::SystemTime,
+}
+
+impl Engine {
+    /// Opens (or creates) the data and exec roots and reconciles what a previous run left.
+    pub async fn open(cfg: EngineConfig) -> Result<Engine> {
+        for dir in [
+            cfg.data_root.clone(),
+            cfg.data_root.join("containers"),
+            cfg.exec_root.join("containers"),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        }
+        let store = store::Store::open(&cfg.data_root.join("berth.redb"))?;
+        let images = ImageStore::open(&cfg.data_root, store.database())?;
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                images,
+                containers: RwLock::new(HashMap::new()),
+                names: names::NameIndex::default(),
+                events: events::EventBus::new(),
+                started_at: std::time::SystemTime::now(),
+            }),
+        };
+        engine.restore().await?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    pub fn events(&self) -> &events::EventBus {
+        &self.inner.events
+    }
+
+    /// Finds a container by full id, name (with or without '/') or unique id prefix.
+    pub fn lookup(&self, name_or_id: &str) -> Result<Arc<ContainerHandle>> {
+        let map = self.inner.containers.read().expect("container table lock poisoned");
+        if let Some(h) = map.get(name_or_id) {
+            return Ok(h.clone());
+        }
+        if let Some(id) = self.inner.names.get(name_or_id) {
+            if let Some(h) = map.get(&id) {
+                return Ok(h.clone());
+            }
+        }
+        if !name_or_id.is_empty() {
+            let matches: Vec<_> = map
+                .values()
+                .filter(|h| h.id.starts_with(name_or_id))
+                .collect();
+            match matches.len() {
+                1 => return Ok(matches[0].clone()),
+                0 => {}
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "multiple IDs found with provided prefix: {name_or_id}"
+                    )))
+                }
+            }
+        }
+        Err(Error::no_such_container(name_or_id))
+    }
+
+    pub(crate) fn all_handles(&self) -> Vec<Arc<ContainerHandle>> {
+        self.inner
+            .containers
+            .read()
+            .expect("container table lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn persist(&self, h: &ContainerHandle) -> Result<()> {
+        let rec = h.snapshot();
+        self.inner.store.put(store::CONTAINERS, &rec.id, &rec)
+    }
+
+    /// Runs blocking image-store work off the async threads.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let e = self.clone();
+        tokio::task::spawn_blocking(move || f(&e))
+            .await
+            .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+    }
+}

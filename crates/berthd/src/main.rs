@@ -1,1 +1,258 @@
-fn main() {}
+//! berthd: parse dockerd-style flags and daemon.json, open the engine, serve the API.
+
+use anyhow::{bail, Context, Result};
+use berth_engine::{Engine, EngineConfig};
+use clap::Parser;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "berthd", version, about = "berth container engine daemon")]
+struct Args {
+    /// Daemon socket(s) to connect to (unix:///path, tcp://127.0.0.1:port)
+    #[arg(short = 'H', long = "host")]
+    hosts: Vec<String>,
+    /// Root directory of persistent state
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// Root directory for execution state files
+    #[arg(long)]
+    exec_root: Option<PathBuf>,
+    /// Path to use for the daemon PID file
+    #[arg(short = 'p', long)]
+    pidfile: Option<PathBuf>,
+    /// Daemon configuration file
+    #[arg(long, default_value = "/etc/berth/daemon.json")]
+    config_file: PathBuf,
+    /// Set the logging level ("debug"|"info"|"warn"|"error"|"fatal")
+    #[arg(short = 'l', long)]
+    log_level: Option<String>,
+    /// Enable debug mode
+    #[arg(short = 'D', long)]
+    debug: bool,
+    /// Default OCI runtime for containers
+    #[arg(long)]
+    default_runtime: Option<String>,
+    /// Parent cgroup for all containers
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+}
+
+/// The daemon.json keys that apply to berth (same names as dockerd's).
+#[derive(Deserialize, Default, Debug)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct DaemonJson {
+    hosts: Option<Vec<String>>,
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    pidfile: Option<PathBuf>,
+    log_level: Option<String>,
+    debug: Option<bool>,
+    default_runtime: Option<String>,
+    runtimes: Option<BTreeMap<String, RuntimeEntry>>,
+    log_driver: Option<String>,
+    log_opts: Option<BTreeMap<String, String>>,
+    default_ulimits: Option<BTreeMap<String, UlimitEntry>>,
+    default_shm_size: Option<String>,
+    dns: Option<Vec<String>>,
+    cgroup_parent: Option<String>,
+    live_restore: Option<bool>,
+    storage_driver: Option<String>,
+    // Networking keys are read by the networking layer; accepted here so one file serves both.
+    bridge: Option<String>,
+    bip: Option<String>,
+    default_address_pools: Option<serde_json::Value>,
+    iptables: Option<bool>,
+    ip_forward: Option<bool>,
+    userland_proxy: Option<bool>,
+    insecure_registries: Option<Vec<String>>,
+    registry_mirrors: Option<Vec<String>>,
+    features: Option<BTreeMap<String, bool>>,
+}
+
+#[derive(Deserialize, Debug)]
+struct RuntimeEntry {
+    path: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct UlimitEntry {
+    name: String,
+    soft: i64,
+    hard: i64,
+}
+
+fn load_daemon_json(path: &PathBuf, explicit: bool) -> Result<DaemonJson> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s)
+            .with_context(|| format!("unable to configure the daemon with file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(DaemonJson::default()),
+        Err(e) => Err(e).with_context(|| format!("read config file {}", path.display())),
+    }
+}
+
+fn write_pidfile(path: &PathBuf) -> Result<()> {
+    if let Ok(old) = std::fs::read_to_string(path) {
+        if let Ok(pid) = old.trim().parse::<i32>() {
+            if pid != std::process::id() as i32
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|c| c.trim() == "berthd")
+                    .unwrap_or(false)
+            {
+                bail!(
+                    "pid file found, ensure berthd is not running or delete {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, format!("{}", std::process::id()))
+        .with_context(|| format!("write pid file {}", path.display()))
+}
+
+fn parse_size(s: &str) -> Option<i64> {
+    let l = s.to_lowercase();
+    let (n, m) = match l.chars().last()? {
+        'k' => (&l[..l.len() - 1], 1024),
+        'm' => (&l[..l.len() - 1], 1024 * 1024),
+        'g' => (&l[..l.len() - 1], 1024 * 1024 * 1024),
+        _ => (l.as_str(), 1),
+    };
+    n.parse::<i64>().ok().map(|v| v * m)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let explicit_cfg = std::env::args().any(|a| a.starts_with("--config-file"));
+    let dj = load_daemon_json(&args.config_file, explicit_cfg)?;
+    let debug = args.debug || dj.debug.unwrap_or(false);
+    let level = args
+        .log_level
+        .clone()
+        .or(dj.log_level.clone())
+        .unwrap_or_else(|| if debug { "debug".into() } else { "info".into() });
+    let level = if level == "fatal" { "error".to_string() } else { level };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&level))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let data_root = args
+        .data_root
+        .clone()
+        .or(dj.data_root.clone())
+        .unwrap_or_else(|| "/var/lib/berth".into());
+    let exec_root = args
+        .exec_root
+        .clone()
+        .or(dj.exec_root.clone())
+        .unwrap_or_else(|| "/run/berth".into());
+    let pidfile = args
+        .pidfile
+        .clone()
+        .or(dj.pidfile.clone())
+        .unwrap_or_else(|| exec_root.join("berthd.pid"));
+    let mut hosts = if args.hosts.is_empty() {
+        dj.hosts.clone().unwrap_or_default()
+    } else {
+        args.hosts.clone()
+    };
+    if hosts.is_empty() {
+        hosts.push("unix:///run/berth.sock".into());
+    }
+
+    if let Err(e) = berth_runtime::cgroups::check_runtime_compat() {
+        bail!("{e}");
+    }
+
+    let mut cfg = EngineConfig::new(data_root, exec_root);
+    cfg.debug = debug;
+    if let Some(rt) = dj.runtimes {
+        cfg.runtimes = rt.into_iter().map(|(k, v)| (k, v.path)).collect();
+    }
+    if let Some(r) = args.default_runtime.or(dj.default_runtime) {
+        cfg.runtime = cfg.runtimes.get(&r).cloned().unwrap_or(r);
+    }
+    if let Some(p) = args.cgroup_parent.or(dj.cgroup_parent) {
+        cfg.cgroup_parent = p.trim_matches('/').to_string();
+    }
+    if let Some(o) = dj.log_opts {
+        cfg.log_opts = o;
+    }
+    if let Some(u) = dj.default_ulimits {
+        cfg.default_ulimits = u
+            .into_values()
+            .map(|u| berth_engine::models::Ulimit {
+                name: u.name,
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect();
+    }
+    if let Some(s) = dj.default_shm_size {
+        cfg.default_shm_size =
+            parse_size(&s).with_context(|| format!("invalid default-shm-size {s:?}"))?;
+    }
+    if let Some(d) = dj.dns {
+        cfg.dns = d;
+    }
+    write_pidfile(&pidfile)?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()?;
+    let res = rt.block_on(run(cfg, hosts, pidfile.clone()));
+    let _ = std::fs::remove_file(&pidfile);
+    res
+}
+
+async fn run(cfg: EngineConfig, hosts: Vec<String>, _pidfile: PathBuf) -> Result<()> {
+    let engine = Engine::open(cfg).await.context("open engine")?;
+    let mut sockets = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for h in &hosts {
+        if let Some(path) = h.strip_prefix("unix://") {
+            let path = PathBuf::from(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let _ = std::fs::remove_file(&path);
+            let l = tokio::net::UnixListener::bind(&path)
+                .with_context(|| format!("listen on {}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+            tracing::info!("API listen on {}", path.display());
+            sockets.push(path);
+            tasks.spawn(berth_api::serve_unix(l, engine.clone()));
+        } else if let Some(addr) = h.strip_prefix("tcp://") {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen on tcp://{addr}"))?;
+            tracing::info!("API listen on tcp://{addr}");
+            tasks.spawn(berth_api::serve_tcp(l, engine.clone()));
+        } else {
+            bail!("invalid host {h:?}: use unix:///path or tcp://host:port");
+        }
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down, containers keep running"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down, containers keep running"),
+        r = tasks.join_next() => {
+            if let Some(Ok(Err(e))) = r { tracing::error!("listener failed: {e}"); }
+        }
+    }
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Engine configuration: what berthd's flags and daemon.json resolve to.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    /// Path or name of the default OCI runtime binary ("crun").
+    pub runtime: String,
+    /// Other runtimes selectable with `--runtime NAME` (daemon.json `runtimes`).
+    pub runtimes: BTreeMap<String, String>,
+    /// The berth-shim binary.
+    pub shim_binary: PathBuf,
+    /// The init used for `--init` (tini-static by default).
+    pub init_binary: Option<PathBuf>,
+    /// Parent cgroup for containers ("berth"; each daemon in tests uses its own).
+    pub cgroup_parent: String,
+    /// Default log options for the json-file driver (`max-size`, `max-file`).
+    pub log_opts: BTreeMap<String, String>,
+    /// daemon.json `default-ulimits`.
+    pub default_ulimits: Vec<crate::models::Ulimit>,
+    /// daemon.json `default-shm-size` in bytes.
+    pub default_shm_size: i64,
+    pub dns: Vec<String>,
+    pub debug: bool,
+}
+
+impl EngineConfig {
+    pub fn new(data_root: PathBuf, exec_root: PathBuf) -> EngineConfig {
+        EngineConfig {
+            data_root,
+            exec_root,
+            runtime: "crun".into(),
+            runtimes: BTreeMap::new(),
+            shim_binary: default_sibling("berth-shim"),
+            init_binary: ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists()),
+            cgroup_parent: "berth".into(),
+            log_opts: BTreeMap::new(),
+            default_ulimits: Vec::new(),
+            default_shm_size: 64 * 1024 * 1024,
+            dns: Vec::new(),
+            debug: false,
+        }
+    }
+
+    pub fn runtime_root(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+
+    pub fn container_state_dir(&self, id: &str) -> PathBuf {
+        self.exec_root.join("containers").join(id)
+    }
+
+    pub fn container_data_dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id)
+    }
+}
+
+/// A binary shipped next to the running executable (target/debug/berth-shim beside berthd),
+/// else found on PATH.
+pub fn default_sibling(name: &str) -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let p = dir.join(name);
+            if p.exists() {
+                return p;
+            }
+            // test binaries live in target/debug/deps
+            if let Some(up) = dir.parent() {
+                let p = up.join(name);
+                if p.exists() {
+                    return p;
+                }
+            }
+        }
+    }
+    PathBuf::from(name)
+}

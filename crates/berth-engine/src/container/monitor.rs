@@ -1,0 +1,187 @@
+//! Exit monitoring, restart policies and live restore.
+//!
+//! One task per running container waits on its shim. When the process exits the task
+//! records the status, tears down what start set up, publishes the exit to waiters and
+//! applies the restart policy or `--rm`. After a berthd restart, [`Engine::restore`] finds
+//! each shim again (live restore) or, when the shim is gone, reads the exit status it left.
+
+use super::state::Status;
+use super::{Container, ContainerHandle};
+use crate::{util, Engine, Result};
+use berth_runtime::shim::{ExitInfo, ShimClient};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Engine {
+    pub(crate) fn spawn_monitor(&self, h: Arc<ContainerHandle>, client: ShimClient) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let state_dir = engine.config().container_state_dir(&h.id);
+            let info = match client.wait().await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(id = %h.id, "lost the shim: {e}");
+                    berth_runtime::shim::read_exit_file(&state_dir).unwrap_or(ExitInfo {
+                        exit_code: 255,
+                        exited_at: util::now_rfc3339(),
+                        oom_killed: false,
+                    })
+                }
+            };
+            engine.handle_exit(&h, info).await;
+        });
+    }
+
+    pub(crate) async fn handle_exit(&self, h: &Arc<ContainerHandle>, info: ExitInfo) {
+        let state_dir = self.config().container_state_dir(&h.id);
+        if let Ok(c) = ShimClient::connect(&state_dir).await {
+            let _ = c.shutdown().await;
+        }
+        let rootfs = state_dir.join("rootfs");
+        let target = rootfs.clone();
+        if let Err(e) = self
+            .blocking(move |e| Ok(e.images().unmount_rw_layer(&target)?))
+            .await
+        {
+            tracing::warn!(id = %h.id, "unmount rootfs: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&state_dir);
+        let cg = h.snapshot().cgroups_path;
+        let _ = berth_runtime::cgroups::remove(&cg);
+        let (restart, auto_remove) = h.update(|r| {
+            r.state.status = Some(Status::Exited);
+            r.state.pid = 0;
+            r.state.exit_code = info.exit_code;
+            r.state.oom_killed = info.oom_killed;
+            r.state.finished_at = Some(info.exited_at.clone());
+            if let Some(hl) = r.state.health.as_mut() {
+                hl.status = "unhealthy".into();
+            }
+            let restart = should_restart(r, info.exit_code);
+            if restart {
+                r.state.status = Some(Status::Restarting);
+            }
+            (restart, r.host_config.auto_remove)
+        });
+        if let Err(e) = self.persist(h) {
+            tracing::error!(id = %h.id, "persist exit: {e}");
+        }
+        if info.oom_killed {
+            self.emit_container(h, "oom", BTreeMap::new());
+        }
+        let mut attrs = BTreeMap::new();
+        attrs.insert("exitCode".to_string(), info.exit_code.to_string());
+        self.emit_container(h, "die", attrs);
+        h.exits.send_modify(|e| {
+            e.generation += 1;
+            e.exit_code = info.exit_code;
+            e.error = None;
+        });
+        if restart {
+            let engine = self.clone();
+            let h = h.clone();
+            tokio::spawn(async move {
+                let count = h.snapshot().restart_count;
+                // Docker's backoff: 100ms doubling, capped at one minute.
+                let delay = Duration::from_millis(100u64 << count.clamp(0, 9) as u64)
+                    .min(Duration::from_secs(60));
+                tokio::time::sleep(delay).await;
+                let _op = h.op.lock().await;
+                if h.status() != Status::Restarting || h.snapshot().manually_stopped {
+                    return;
+                }
+                h.update(|r| r.restart_count += 1);
+                if let Err(e) = engine.start_locked(&h).await {
+                    tracing::warn!(id = %h.id, "restart failed: {e}");
+                    h.update(|r| r.state.status = Some(Status::Exited));
+                    let _ = engine.persist(&h);
+                }
+            });
+        } else if auto_remove {
+            let engine = self.clone();
+            let id = h.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.remove_container(&id, true, true).await {
+                    tracing::warn!(id = %id, "auto-remove: {e}");
+                }
+            });
+        }
+    }
+
+    /// Loads containers from the store and reconciles them with the shims still running.
+    pub(crate) async fn restore(&self) -> Result<()> {
+        let records: Vec<(String, Container)> = self.inner.store.all(crate::store::CONTAINERS)?;
+        for (_, rec) in records {
+            let _ = self.inner.names.reserve(&rec.name, &rec.id);
+            let h = Arc::new(ContainerHandle::new(rec));
+            self.inner
+                .containers
+                .write()
+                .expect("container table lock poisoned")
+                .insert(h.id.clone(), h.clone());
+            let status = h.status();
+            let state_dir = self.config().container_state_dir(&h.id);
+            match status {
+                Status::Running | Status::Paused | Status::Restarting => {
+                    if berth_runtime::shim::shim_alive(&state_dir) {
+                        match ShimClient::connect(&state_dir).await {
+                            Ok(client) => {
+                                if let Ok(st) = client.state().await {
+                                    let paused = st.status == berth_runtime::shim::ShimStatus::Paused;
+                                    h.update(|r| {
+                                        r.state.pid = st.pid as i64;
+                                        r.state.status = Some(if paused {
+                                            Status::Paused
+                                        } else {
+                                            Status::Running
+                                        });
+                                    });
+                                }
+                                self.spawn_monitor(h.clone(), client);
+                                continue;
+                            }
+                            Err(e) => tracing::warn!(id = %h.id, "shim unreachable: {e}"),
+                        }
+                    }
+                    let info = berth_runtime::shim::read_exit_file(&state_dir).unwrap_or(ExitInfo {
+                        exit_code: 255,
+                        exited_at: util::now_rfc3339(),
+                        oom_killed: false,
+                    });
+                    self.handle_exit(&h, info).await;
+                }
+                Status::Removing => {
+                    let id = h.id.clone();
+                    let _ = self.remove_container(&id, true, false).await;
+                }
+                _ => {
+                    // No process: make sure nothing of an earlier run is left mounted.
+                    let rootfs = state_dir.join("rootfs");
+                    let _ = self
+                        .blocking(move |e| Ok(e.images().unmount_rw_layer(&rootfs)?))
+                        .await;
+                    let _ = std::fs::remove_dir_all(&state_dir);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Docker's restart rules. `manually_stopped` covers stop/kill by the user.
+pub fn should_restart(c: &Container, exit_code: i64) -> bool {
+    if c.manually_stopped {
+        return false;
+    }
+    let rp = &c.host_config.restart_policy;
+    match rp.name.as_str() {
+        "always" | "unless-stopped" => true,
+        "on-failure" => {
+            exit_code != 0
+                && (rp.maximum_retry_count == 0 || c.restart_count < rp.maximum_retry_count)
+        }
+        _ => false,
+    }
+}
+

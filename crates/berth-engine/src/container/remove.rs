@@ -1,0 +1,65 @@
+//! `rm`: refuse running containers unless forced, then release everything the container
+//! holds (rw layer, files, name) and publish `removed` to waiters.
+
+use super::state::Status;
+use crate::{Engine, Error, Result};
+use std::collections::BTreeMap;
+
+impl Engine {
+    pub async fn remove_container(&self, name: &str, force: bool, _volumes: bool) -> Result<()> {
+        let h = self.lookup(name)?;
+        let _op = h.op.lock().await;
+        let status = h.status();
+        if !status.can_remove_without_force() && status != Status::Removing {
+            if !force {
+                let state = if status == Status::Paused {
+                    "paused"
+                } else {
+                    status.as_str()
+                };
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"{}\": container is {state}: stop the container before removing or force remove",
+                    h.snapshot().name
+                )));
+            }
+            h.update(|r| r.manually_stopped = true);
+            if status == Status::Restarting {
+                h.update(|r| r.state.status = Some(Status::Exited));
+            } else {
+                match self.stop_locked(&h, Some("SIGKILL"), Some(0)).await {
+                    Ok(()) | Err(Error::NotModified(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        h.update(|r| r.state.status = Some(Status::Removing));
+        self.persist(&h)?;
+        let c = h.snapshot();
+        let state_dir = self.config().container_state_dir(&c.id);
+        let rootfs = state_dir.join("rootfs");
+        let key = c.id.clone();
+        self.blocking(move |e| {
+            e.images().unmount_rw_layer(&rootfs)?;
+            e.images().remove_rw_layer(&key)?;
+            Ok(())
+        })
+        .await?;
+        let _ = std::fs::remove_dir_all(&state_dir);
+        let data_dir = self.config().container_data_dir(&c.id);
+        if let Err(e) = std::fs::remove_dir_all(&data_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io(format!("remove {}", data_dir.display()), e));
+            }
+        }
+        self.inner.store.delete(crate::store::CONTAINERS, &c.id)?;
+        self.inner
+            .containers
+            .write()
+            .expect("container table lock poisoned")
+            .remove(&c.id);
+        self.inner.names.release(&c.name);
+        self.emit_container(&h, "destroy", BTreeMap::new());
+        h.exits.send_modify(|e| e.removed = true);
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! `start`: mount the rootfs, write the OCI bundle, spawn the shim, connect early attaches,
+//! then let the process run.
+//!
+//! The shim creates the container (`crun create`) before it answers, so attach streams are
+//! connected while the process is still held at its exec barrier; only then does `start`
+//! release it. A failure at any step unwinds the steps before it (rootfs unmounted, bundle
+//! removed, cgroup gone) and records Docker's exit code (127 missing binary, 126 not
+//! executable) on the container, as dockerd does.
+
+use super::state::Status;
+use super::ContainerHandle;
+use crate::{util, Engine, Error, Result};
+use berth_runtime::shim::{ShimClient, ShimConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Engine {
+    pub async fn start_container(&self, name: &str) -> Result<()> {
+        let h = self.lookup(name)?;
+        let _op = h.op.lock().await;
+        match h.status() {
+            Status::Running | Status::Paused => {
+                return Err(Error::NotModified("container already started".into()))
+            }
+            Status::Removing | Status::Dead => {
+                return Err(Error::Conflict(format!(
+                    "cannot start container {}: container is marked for removal",
+                    h.id
+                )))
+            }
+            _ => {}
+        }
+        self.start_locked(&h).await
+    }
+
+    /// Starts a container whose `op` lock the caller holds.
+    pub(crate) async fn start_locked(&self, h: &Arc<ContainerHandle>) -> Result<()> {
+        let c = h.snapshot();
+        let cfg = self.config().clone();
+        let state_dir = cfg.container_state_dir(&c.id);
+        // A bundle from an earlier run of this container is stale: its shim is gone.
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::create_dir_all(&state_dir)
+            .map_err(|e| Error::io(format!("create {}", state_dir.display()), e))?;
+        let rootfs = state_dir.join("rootfs");
+        {
+            let (key, target) = (c.id.clone(), rootfs.clone());
+            self.blocking(move |e| Ok(e.images().mount_rw_layer(&key, &target)?))
+                .await?;
+        }
+        match self.spawn_and_start(h, &c, &rootfs).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let target = rootfs.clone();
+                let _ = self
+                    .blocking(move |e| Ok(e.images().unmount_rw_layer(&target)?))
+                    .await;
+                let _ = std::fs::remove_dir_all(&state_dir);
+                let msg = err.to_string();
+                let code = exit_code_for_start_error(&msg);
+                h.update(|r| {
+                    r.state.status = Some(if r.state.started_at.is_some() {
+                        Status::Exited
+                    } else {
+                        Status::Created
+                    });
+                    r.state.exit_code = code;
+                    r.state.error = msg.clone();
+                    r.state.pid = 0;
+                });
+                self.persist(h)?;
+                for p in h.pending_attaches.lock().expect("attach lock").drain(..) {
+                    let _ = p.reply.send(Err(Error::Conflict(msg.clone())));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn spawn_and_start(
+        &self,
+        h: &Arc<ContainerHandle>,
+        c: &super::Container,
+        rootfs: &std::path::Path,
+    ) -> Result<()> {
+        let cfg = self.config().clone();
+        let state_dir = cfg.container_state_dir(&c.id);
+        let opts = super::spec::spec_options(c, &cfg, rootfs)?;
+        let spec = berth_runtime::spec::generate(&opts)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        berth_runtime::spec::write_bundle(&state_dir, &spec)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let runtime = match c.host_config.runtime.as_str() {
+            "runc" | "" => cfg.runtime.clone(),
+            name => cfg.runtimes.get(name).cloned().unwrap_or_else(|| name.to_string()),
+        };
+        let log_opts = if c.host_config.log_config.config.is_empty() {
+            cfg.log_opts.clone()
+        } else {
+            c.host_config.log_config.config.clone()
+        };
+        let shim_cfg = ShimConfig {
+            id: c.id.clone(),
+            bundle: state_dir.clone(),
+            state_dir: state_dir.clone(),
+            runtime: runtime.into(),
+            runtime_root: cfg.runtime_root(),
+            log_path: if c.host_config.log_config.typ == "none" {
+                std::path::PathBuf::new()
+            } else {
+                c.log_path.clone()
+            },
+            log_max_size: log_opts.get("max-size").and_then(|s| parse_size(s)),
+            log_max_files: log_opts
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
+            terminal: c.config.tty,
+            open_stdin: c.config.open_stdin,
+            stdin_once: c.config.stdin_once,
+        };
+        let shim_bin = cfg.shim_binary.clone();
+        tokio::task::spawn_blocking(move || berth_runtime::shim::spawn_shim(&shim_bin, &shim_cfg))
+            .await
+            .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let client = ShimClient::connect(&state_dir)
+            .await
+            .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?;
+        let pending: Vec<_> = h.pending_attaches.lock().expect("attach lock").drain(..).collect();
+        for p in pending {
+            let stream = client
+                .attach(p.stdin, p.stdout, p.stderr)
+                .await
+                .map_err(|e| Error::Internal(format!("attach: {e}")));
+            let _ = p.reply.send(stream);
+        }
+        if let Err(e) = client.start().await {
+            let _ = client.kill(9, true).await;
+            let _ = client.shutdown().await;
+            return Err(Error::InvalidArgument(e.to_string()));
+        }
+        let pid = client.state().await.map(|s| s.pid as i64).unwrap_or(0);
+        h.update(|r| {
+            r.state.status = Some(Status::Running);
+            r.state.pid = pid;
+            r.state.exit_code = 0;
+            r.state.error.clear();
+            r.state.oom_killed = false;
+            r.state.started_at = Some(util::now_rfc3339());
+            r.manually_stopped = false;
+        });
+        self.persist(h)?;
+        self.emit_container(h, "start", BTreeMap::new());
+        self.spawn_monitor(h.clone(), client);
+        Ok(())
+    }
+
+    pub(crate) fn emit_container(&self, h: &ContainerHandle, action: &str, mut extra: BTreeMap<String, String>) {
+        let c = h.snapshot();
+        extra.insert("image".into(), c.config.image.clone());
+        extra.insert("name".into(), c.bare_name().to_string());
+        for (k, v) in c.config.labels.iter().flatten() {
+            extra.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        self.events().emit("container", action, &c.id, extra);
+    }
+}
+
+/// Docker's mapping of runtime start errors to exit codes.
+pub fn exit_code_for_start_error(msg: &str) -> i64 {
+    let m = msg.to_lowercase();
+    if m.contains("executable file not found") || m.contains("no such file or directory") {
+        127
+    } else if m.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
+/// Docker's size strings: "10m", "1g", "512k", "100" (bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_lowercase();
+    let (num, mult) = match s.trim_end_matches('b').chars().last()? {
+        'k' => (&s[..s.trim_end_matches('b').len() - 1], 1024u64),
+        'm' => (&s[..s.trim_end_matches('b').len() - 1], 1024 * 1024),
+        'g' => (&s[..s.trim_end_matches('b').len() - 1], 1024 * 1024 * 1024),
+        _ => (s.trim_end_matches('b'), 1),
+    };
+    num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn start_error_codes() {
+        assert_eq!(
+            exit_code_for_start_error("exec: \"nope\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(exit_code_for_start_error("open /x: permission denied"), 126);
+        assert_eq!(exit_code_for_start_error("something else"), 128);
+    }
+}
