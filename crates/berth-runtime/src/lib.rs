@@ -1,1 +1,24 @@
-//! berth-runtime
+//! berth-runtime: everything between a container's configuration and a running process.
+//!
+//! - [`spec`] turns berth's container options into an OCI runtime `config.json` with Docker's
+//!   defaults (capabilities, seccomp, masked and read-only paths, mounts, devices).
+//! - [`user`] resolves a Docker `--user` string against the image's `/etc/passwd` and
+//!   `/etc/group` without ever leaving the rootfs.
+//! - [`shim`] is the per-container supervisor (`berth-shim`) and its async client.
+//! - [`cgroups`] detects the cgroup layout and reads stats / applies live updates.
+
+pub mod cgroups;
+pub mod shim;
+pub mod spec;
+pub mod user;
+
+pub use cgroups::{CgroupError, CgroupMode, CgroupStats};
+pub use shim::client::{read_exit_file, shim_alive, ShimClient};
+pub use shim::{
+    spawn_shim, ExecSpec, ExecState, ExitInfo, ShimConfig, ShimError, ShimState, ShimStatus,
+};
+pub use spec::{
+    generate, write_bundle, Mount, NetworkNs, Resources, SeccompMode, SpecError, SpecOptions,
+    Ulimit,
+};
+pub use user::{resolve_user, ResolvedUser, UserError};

@@ -1,0 +1,284 @@
+//! The shim: one small supervisor process per container, and everything that talks to it.
+//!
+//! # Why a shim
+//!
+//! berthd must be restartable (and killable) without taking containers down, and container
+//! creation must happen in a fresh single-threaded process (see FIELD-NOTES: forking from a
+//! multi-threaded daemon races on process-wide state). So, like containerd-shim and conmon,
+//! `berth-shim` is double-forked away from berthd, becomes a child subreaper, drives the OCI
+//! runtime CLI (`crun create/start/kill/pause/resume/exec/delete`), owns the container's stdio,
+//! writes the json-file log, reaps the init (which the runtime reparents to it) and records
+//! the exit status in `exit.json` before anyone asks.
+//!
+//! # Files in `state_dir` (exec-root/containers/<id>)
+//!
+//! `shim.json` (the [`ShimConfig`]), `shim.sock` (requests), `shim.pid`, `init.pid`,
+//! `exit.json` ([`ExitInfo`], written atomically), `crun.log` (the runtime's JSON log, where
+//! its error messages are read from), `shim.log` (the shim's own stderr).
+//!
+//! # Protocol on `shim.sock`
+//!
+//! One connection per request. The client sends one JSON line ([`Request`], tagged by
+//! `"op"`); the shim answers one JSON line ([`Response`]). `wait` and `exec_wait` answer only
+//! when the process has exited. After a successful `attach` or `exec` answer the connection
+//! becomes a raw stream: output in Docker's multiplexed framing (`[stream,0,0,0,len u32 BE]`
+//! then the payload; 1 = stdout, 2 = stderr) or raw bytes for a TTY; bytes from the client go
+//! to the process's stdin. The shim closes the stream once the process has exited and its
+//! output is drained, so EOF on the stream means "exited, status available".
+//!
+//! # The loop
+//!
+//! The shim is single-threaded and uses `poll(2)` over: a signalfd for SIGCHLD, the listener,
+//! container and exec output fds, stdin fds with pending data and client connections. Runtime
+//! commands (a few milliseconds each) run synchronously inside the loop; this keeps the shim
+//! free of locks and well under 2 MiB of RSS.
+
+pub mod client;
+pub mod logfile;
+mod server;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+pub use server::main as shim_main;
+
+/// How the shim is told what to run; stored as `state_dir/shim.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub state_dir: PathBuf,
+    /// The OCI runtime binary (`crun`, or a path).
+    pub runtime: PathBuf,
+    /// `--root` for the runtime.
+    pub runtime_root: PathBuf,
+    pub log_path: PathBuf,
+    pub log_max_size: Option<u64>,
+    pub log_max_files: u32,
+    pub terminal: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShimStatus {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    pub pid: u32,
+    pub status: ShimStatus,
+    pub exit_code: Option<i64>,
+    pub exited_at: Option<String>,
+}
+
+/// The container's exit, as recorded in `exit.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// The exit code, or 128 + signal number when killed by a signal.
+    pub exit_code: i64,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub exited_at: String,
+    pub oom_killed: bool,
+}
+
+/// A process to run inside the running container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub exec_id: String,
+    /// An OCI `process` object (args, env, cwd, user, capabilities, ...).
+    pub process: serde_json::Value,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecState {
+    pub running: bool,
+    pub pid: u32,
+    pub exit_code: Option<i64>,
+}
+
+/// One request on `shim.sock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Start,
+    State,
+    Wait,
+    Kill {
+        signal: i32,
+        all: bool,
+    },
+    Pause,
+    Resume,
+    Resize {
+        h: u16,
+        w: u16,
+    },
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    Exec(ExecSpec),
+    ExecWait {
+        exec_id: String,
+    },
+    ExecState {
+        exec_id: String,
+    },
+    ExecResize {
+        exec_id: String,
+        h: u16,
+        w: u16,
+    },
+    ExecKill {
+        exec_id: String,
+        signal: i32,
+    },
+    Shutdown,
+}
+
+/// The answer line: `error` set on failure, else `data` holds the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub error: Option<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("{0}")]
+    Runtime(String),
+    #[error("start shim {path}: {source}")]
+    Spawn { path: PathBuf, source: io::Error },
+    #[error("shim for {id} exited before reporting: {detail}")]
+    Handshake { id: String, detail: String },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("shim protocol: {0}")]
+    Protocol(String),
+    #[error("connect to shim at {path}: {source}")]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("shim request failed: {0}")]
+    Remote(String),
+}
+
+impl ShimError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> ShimError {
+        ShimError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Write `data` to `path` atomically (temp file, fsync, rename).
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ShimError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| ShimError::io("create", &tmp, e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| ShimError::io("write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| ShimError::io("rename", path, e))
+}
+
+/// Start a detached shim for `cfg`, which creates (but does not start) the container.
+///
+/// Returns the shim's pid once the shim listens on `shim.sock` and the container exists, or
+/// the runtime's error message (e.g. crun's "executable file `x` not found in $PATH") if the
+/// create failed. Blocking: call it from a blocking thread in async code.
+pub fn spawn_shim(shim_bin: &Path, cfg: &ShimConfig) -> Result<u32, ShimError> {
+    let dir = &cfg.state_dir;
+    fs::create_dir_all(dir).map_err(|e| ShimError::io("create", dir, e))?;
+    let cfg_path = dir.join("shim.json");
+    let data = serde_json::to_vec_pretty(cfg).expect("config serializes");
+    write_atomic(&cfg_path, &data)?;
+    for stale in ["shim.sock", "exit.json", "shim.pid"] {
+        let _ = fs::remove_file(dir.join(stale));
+    }
+    let shim_log = dir.join("shim.log");
+    let stderr = fs::File::create(&shim_log).map_err(|e| ShimError::io("create", &shim_log, e))?;
+
+    // Both ends close-on-exec, so concurrent spawns from other daemon threads never inherit
+    // them; only this child gets the write end, made inheritable after fork (pre_exec).
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ShimError::io("pipe", dir, e.into()))?;
+    let wfd = wr.as_raw_fd();
+    let mut cmd = Command::new(shim_bin);
+    cmd.arg(&cfg_path)
+        .arg("--sync-fd")
+        .arg(wfd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    // SAFETY: the closure only calls fcntl(2), which is async-signal-safe, on an fd that stays
+    // open in the child until exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|source| ShimError::Spawn {
+        path: shim_bin.to_path_buf(),
+        source,
+    })?;
+    drop(cmd);
+    drop(wr);
+    // The first process only forks and exits; the daemonised grandchild holds the pipe.
+    let _ = child.wait();
+    let mut reader = fs::File::from(rd);
+    let mut msg = String::new();
+    let _ = reader.read_to_string(&mut msg);
+    let msg = msg.trim();
+    if let Some(pid) = msg.strip_prefix("ok ") {
+        return pid.trim().parse().map_err(|_| ShimError::Handshake {
+            id: cfg.id.clone(),
+            detail: format!("bad pid {pid:?}"),
+        });
+    }
+    if let Some(err) = msg.strip_prefix("error ") {
+        return Err(ShimError::Runtime(err.to_string()));
+    }
+    let log = fs::read_to_string(&shim_log).unwrap_or_default();
+    Err(ShimError::Handshake {
+        id: cfg.id.clone(),
+        detail: if log.trim().is_empty() {
+            "no message".to_string()
+        } else {
+            log.trim().to_string()
+        },
+    })
+}
+
+/// Reopen an fd number inherited from spawn_shim.
+///
+/// # Safety
+/// `fd` must be an open descriptor this process owns and nothing else will close.
+pub(crate) unsafe fn file_from_fd(fd: i32) -> fs::File {
+    // SAFETY: guaranteed by the caller.
+    unsafe { fs::File::from_raw_fd(fd) }
+}
