@@ -1,0 +1,602 @@
+//! `docker save` and `docker load` archives.
+//!
+//! **Save** writes one tar that is both formats at once, as docker 25+ does: an OCI image
+//! layout (`oci-layout`, `index.json`, `blobs/sha256/*` with an OCI manifest per image)
+//! and a docker-archive (`manifest.json` naming the same blobs, and `repositories`).
+//! Layers are written uncompressed under their diff id, so `manifest.json` and the OCI
+//! manifests point at the same files and old docker versions load it too. Headers carry
+//! mtime 0 so saving the same images twice gives the same bytes.
+//!
+//! **Load** accepts docker-archives (current and legacy `<id>/layer.tar` layouts, with the
+//! symlinks older dockers put in) and OCI layouts. The outer tar is streamed once: files
+//! under `blobs/sha256/` go straight into the content store, verified against their
+//! names; other files (JSON, legacy layer tars) go to a temp dir. Then `manifest.json` is
+//! preferred when present, otherwise `index.json`. Every path from the archive is checked
+//! to stay inside it.
+
+use crate::apply;
+use crate::digest::{self, hex_part, is_sha256_digest};
+use crate::error::Error;
+use crate::reference::Reference;
+use crate::store::{id_hex, ImageRecord, ImageStore, LayerSource, LoadedImage, MEDIA_TYPE_LAYER};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MEDIA_TYPE_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MEDIA_TYPE_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A malformed archive given to `load`.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("archive entry {0:?} escapes the archive")]
+    UnsafePath(String),
+    #[error("archive has neither manifest.json nor index.json")]
+    UnknownFormat,
+    #[error("archive member {0:?} not found")]
+    MissingMember(String),
+    #[error("invalid {what} in archive: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("reading archive: {0}")]
+    Read(#[source] io::Error),
+    #[error("writing archive: {0}")]
+    Write(#[source] io::Error),
+}
+
+/// One entry of a docker-archive `manifest.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform: Option<Platform>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+struct Platform {
+    architecture: String,
+    os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OciIndex {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OciManifest {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// Where an archive member ended up.
+enum Member {
+    Blob(String),
+    File(PathBuf),
+}
+
+/// Removes the load's temp dir however the load ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Normalise an archive path; `None` if it would leave the archive.
+fn clean(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
+}
+
+struct Extracted {
+    members: HashMap<PathBuf, Member>,
+    symlinks: HashMap<PathBuf, PathBuf>,
+}
+
+impl Extracted {
+    fn resolve(&self, name: &str) -> Result<&Member, ArchiveError> {
+        let mut p =
+            clean(Path::new(name)).ok_or_else(|| ArchiveError::UnsafePath(name.to_string()))?;
+        for _ in 0..16 {
+            if let Some(m) = self.members.get(&p) {
+                return Ok(m);
+            }
+            match self.symlinks.get(&p) {
+                Some(t) => p = t.clone(),
+                None => break,
+            }
+        }
+        Err(ArchiveError::MissingMember(name.to_string()))
+    }
+}
+
+fn extract(store: &ImageStore, archive: &mut dyn Read, tmp: &Path) -> Result<Extracted, Error> {
+    let (_, reader) = apply::decompress(archive)?;
+    let mut ar = tar::Archive::new(reader);
+    let mut members = HashMap::new();
+    let mut symlinks = HashMap::new();
+    for entry in ar.entries().map_err(ArchiveError::Read)? {
+        let mut entry = entry.map_err(ArchiveError::Read)?;
+        let raw = entry.path().map_err(ArchiveError::Read)?.into_owned();
+        let display = raw.display().to_string();
+        let path = clean(&raw).ok_or_else(|| ArchiveError::UnsafePath(display.clone()))?;
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let name = path.to_string_lossy().into_owned();
+                let blob_digest = name
+                    .strip_prefix("blobs/sha256/")
+                    .filter(|h| digest::is_hex64(h))
+                    .map(|h| format!("sha256:{h}"));
+                if let Some(d) = blob_digest {
+                    if !store.content().exists(&d) {
+                        let mut w = store.content().writer()?;
+                        io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
+                        w.commit(Some(&d))?;
+                    }
+                    members.insert(path, Member::Blob(d));
+                } else {
+                    let dest = tmp.join(&path);
+                    if let Some(parent) = dest.parent() {
+                        fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+                    }
+                    let mut f =
+                        fs::File::create(&dest).map_err(|e| Error::io("create", &dest, e))?;
+                    io::copy(&mut entry, &mut f).map_err(ArchiveError::Read)?;
+                    members.insert(path, Member::File(dest));
+                }
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(ArchiveError::Read)?
+                    .ok_or_else(|| ArchiveError::UnsafePath(display.clone()))?
+                    .into_owned();
+                let joined = if entry.header().entry_type() == tar::EntryType::Symlink {
+                    path.parent().unwrap_or(Path::new("")).join(target)
+                } else {
+                    target
+                };
+                let t = clean(&joined).ok_or_else(|| ArchiveError::UnsafePath(display.clone()))?;
+                symlinks.insert(path, t);
+            }
+            _ => {}
+        }
+    }
+    Ok(Extracted { members, symlinks })
+}
+
+fn read_member(ex: &Extracted, store: &ImageStore, name: &str) -> Result<Vec<u8>, Error> {
+    match ex.resolve(name)? {
+        Member::Blob(d) => Ok(store.content().read_blob(d)?),
+        Member::File(p) => fs::read(p).map_err(|e| Error::io("read", p, e)),
+    }
+}
+
+/// The digest of a member in the content store, copying it in if it is a plain file.
+fn member_blob(ex: &Extracted, store: &ImageStore, name: &str) -> Result<String, Error> {
+    match ex.resolve(name)? {
+        Member::Blob(d) => Ok(d.clone()),
+        Member::File(p) => {
+            let mut f = fs::File::open(p).map_err(|e| Error::io("open", p, e))?;
+            let mut w = store.content().writer()?;
+            io::copy(&mut f, &mut w).map_err(|e| Error::io("copy", p, e))?;
+            Ok(w.commit(None)?.0)
+        }
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ArchiveError::Invalid {
+            what: what.to_string(),
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
+pub(crate) fn load(store: &ImageStore, archive: &mut dyn Read) -> Result<Vec<LoadedImage>, Error> {
+    let tmp = TempDir(
+        store
+            .tmp_dir()
+            .join(format!("load-{:016x}", rand::random::<u64>())),
+    );
+    fs::create_dir_all(&tmp.0).map_err(|e| Error::io("create", &tmp.0, e))?;
+    let _guard = store.shared_lock();
+    let ex = extract(store, archive, &tmp.0)?;
+    let mut loaded = Vec::new();
+
+    if ex.resolve("manifest.json").is_ok() {
+        let entries: Vec<DockerManifestEntry> =
+            parse_json(&read_member(&ex, store, "manifest.json")?, "manifest.json")?;
+        for m in entries {
+            let config = read_member(&ex, store, &m.config)?;
+            let config_digest = store.content().write_blob(&config)?;
+            let mut layers = Vec::new();
+            for l in &m.layers {
+                layers.push(LayerSource {
+                    blob: member_blob(&ex, store, l)?,
+                    media_type: None,
+                });
+            }
+            let mut tags = Vec::new();
+            for t in m.repo_tags.unwrap_or_default() {
+                tags.push(Reference::parse(&t)?);
+            }
+            store.create_image_locked(&config_digest, &layers, &tags, &[])?;
+            loaded.push(LoadedImage {
+                id: config_digest,
+                tags: tags.iter().map(|t| t.familiar()).collect(),
+            });
+        }
+        return Ok(loaded);
+    }
+
+    if ex.resolve("index.json").is_ok() {
+        let index: OciIndex = parse_json(&read_member(&ex, store, "index.json")?, "index.json")?;
+        for desc in index.manifests {
+            let tags = oci_tags(&desc)?;
+            let manifest = resolve_manifest(store, &desc, 0)?;
+            let layers: Vec<LayerSource> = manifest
+                .layers
+                .iter()
+                .map(|l| LayerSource {
+                    blob: l.digest.clone(),
+                    media_type: Some(l.media_type.clone()).filter(|m| !m.is_empty()),
+                })
+                .collect();
+            for l in &layers {
+                if !store.content().exists(&l.blob) {
+                    return Err(ArchiveError::MissingMember(format!(
+                        "blobs/sha256/{}",
+                        hex_part(&l.blob)
+                    ))
+                    .into());
+                }
+            }
+            let config_digest = manifest.config.digest.clone();
+            if !is_sha256_digest(&config_digest) || !store.content().exists(&config_digest) {
+                return Err(ArchiveError::MissingMember(format!("config {config_digest}")).into());
+            }
+            store.create_image_locked(&config_digest, &layers, &tags, &[])?;
+            loaded.push(LoadedImage {
+                id: config_digest,
+                tags: tags.iter().map(|t| t.familiar()).collect(),
+            });
+        }
+        return Ok(loaded);
+    }
+    Err(ArchiveError::UnknownFormat.into())
+}
+
+/// The tag an OCI index entry carries: containerd's full name, else a ref.name that is a
+/// whole reference (a bare tag like `latest` names no repository and is ignored).
+fn oci_tags(desc: &Descriptor) -> Result<Vec<Reference>, Error> {
+    let Some(ann) = &desc.annotations else {
+        return Ok(Vec::new());
+    };
+    if let Some(n) = ann.get(ANNOTATION_IMAGE_NAME) {
+        return Ok(vec![Reference::parse(n)?]);
+    }
+    if let Some(n) = ann.get(ANNOTATION_REF_NAME) {
+        if n.contains('/') || n.contains(':') {
+            if let Ok(r) = Reference::parse(n) {
+                return Ok(vec![r]);
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Follow a descriptor to an image manifest, choosing linux/<host arch> in indexes.
+fn resolve_manifest(
+    store: &ImageStore,
+    desc: &Descriptor,
+    depth: usize,
+) -> Result<OciManifest, Error> {
+    if depth > 4 {
+        return Err(ArchiveError::Invalid {
+            what: "index.json".to_string(),
+            reason: "indexes nested too deep".to_string(),
+        }
+        .into());
+    }
+    if !is_sha256_digest(&desc.digest) {
+        return Err(ArchiveError::Invalid {
+            what: "descriptor".to_string(),
+            reason: format!("unsupported digest {:?}", desc.digest),
+        }
+        .into());
+    }
+    let bytes = store.content().read_blob(&desc.digest)?;
+    let value: serde_json::Value = parse_json(&bytes, &desc.digest)?;
+    let is_index = matches!(
+        desc.media_type.as_str(),
+        MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST
+    ) || (value.get("manifests").is_some() && value.get("layers").is_none());
+    if !is_index {
+        return parse_json(&bytes, &desc.digest);
+    }
+    let index: OciIndex = parse_json(&bytes, &desc.digest)?;
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let pick = index
+        .manifests
+        .iter()
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+                && store.content().exists(&m.digest)
+        })
+        .or_else(|| {
+            index
+                .manifests
+                .iter()
+                .find(|m| store.content().exists(&m.digest))
+        })
+        .ok_or_else(|| {
+            ArchiveError::MissingMember(format!("a manifest of index {}", desc.digest))
+        })?;
+    resolve_manifest(store, pick, depth + 1)
+}
+
+// ---- save ------------------------------------------------------------------------------
+
+struct SaveImage {
+    rec: ImageRecord,
+    config: Vec<u8>,
+    tags: Vec<Reference>,
+}
+
+fn header(path: &str, size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_path(path).expect("archive paths are short ascii");
+    h.set_cksum();
+    h
+}
+
+fn add_bytes<W: Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<(), Error> {
+    let mut h = header(path, data.len() as u64, 0o644, tar::EntryType::Regular);
+    b.append_data(&mut h, path, data)
+        .map_err(ArchiveError::Write)?;
+    Ok(())
+}
+
+pub(crate) fn save(store: &ImageStore, names: &[String], out: &mut dyn Write) -> Result<(), Error> {
+    // images in first-named order, each with the tags the names selected
+    let mut order: Vec<String> = Vec::new();
+    let mut images: HashMap<String, SaveImage> = HashMap::new();
+    let mut add = |id: String, tag: Option<Reference>| -> Result<(), Error> {
+        if !images.contains_key(&id) {
+            let rec = store.image_record(&id)?;
+            let config = store.config_bytes(&id)?;
+            order.push(id.clone());
+            images.insert(
+                id.clone(),
+                SaveImage {
+                    rec,
+                    config,
+                    tags: Vec::new(),
+                },
+            );
+        }
+        let img = images.get_mut(&id).expect("inserted above");
+        if let Some(t) = tag {
+            if !img.tags.contains(&t) {
+                img.tags.push(t);
+            }
+        }
+        Ok(())
+    };
+    for name in names {
+        let all = store.repo_tags_of(name)?;
+        if !all.is_empty() {
+            for (r, id) in all {
+                add(id, Some(r))?;
+            }
+            continue;
+        }
+        let id = store.resolve(name)?;
+        let tag = Reference::parse(name)
+            .ok()
+            .filter(|r| r.digest().is_none() && !looks_like_id(name, &id));
+        add(id, tag)?;
+    }
+
+    let mut b = tar::Builder::new(out);
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(dir, 0, 0o755, tar::EntryType::Directory);
+        b.append_data(&mut h, dir, io::empty())
+            .map_err(ArchiveError::Write)?;
+    }
+    let mut written: HashSet<String> = HashSet::new();
+    let mut docker_manifest = Vec::new();
+    let mut index = OciIndex {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_INDEX.to_string()),
+        manifests: Vec::new(),
+    };
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for id in &order {
+        let img = &images[id];
+        let mut layer_descs = Vec::new();
+        let mut layer_paths = Vec::new();
+        for l in &img.rec.layers {
+            let path = format!("blobs/sha256/{}", hex_part(&l.diff_id));
+            if written.insert(l.diff_id.clone()) {
+                let blob = store.content().open_blob(&l.blob)?;
+                let (_, mut reader) =
+                    apply::decompress(io::BufReader::with_capacity(256 * 1024, blob))?;
+                let mut h = header(&path, l.tar_size, 0o644, tar::EntryType::Regular);
+                // the header promised tar_size bytes; a short blob would corrupt the tar
+                let mut limited = (&mut reader).take(l.tar_size);
+                b.append_data(&mut h, &path, &mut limited)
+                    .map_err(ArchiveError::Write)?;
+            }
+            layer_paths.push(path);
+            layer_descs.push(Descriptor {
+                media_type: MEDIA_TYPE_LAYER.to_string(),
+                digest: l.diff_id.clone(),
+                size: l.tar_size,
+                annotations: None,
+                platform: None,
+            });
+        }
+        let config_path = format!("blobs/sha256/{}", id_hex(id));
+        if written.insert(id.clone()) {
+            add_bytes(&mut b, &config_path, &img.config)?;
+        }
+        let manifest = OciManifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_string()),
+            config: Descriptor {
+                media_type: MEDIA_TYPE_OCI_CONFIG.to_string(),
+                digest: id.clone(),
+                size: img.config.len() as u64,
+                annotations: None,
+                platform: None,
+            },
+            layers: layer_descs,
+        };
+        let mbytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+        let mdigest = digest::sha256_digest(&mbytes);
+        if written.insert(mdigest.clone()) {
+            add_bytes(
+                &mut b,
+                &format!("blobs/sha256/{}", hex_part(&mdigest)),
+                &mbytes,
+            )?;
+        }
+        let desc = |annotations| Descriptor {
+            media_type: MEDIA_TYPE_OCI_MANIFEST.to_string(),
+            digest: mdigest.clone(),
+            size: mbytes.len() as u64,
+            annotations,
+            platform: None,
+        };
+        if img.tags.is_empty() {
+            index.manifests.push(desc(None));
+        }
+        for t in &img.tags {
+            let mut ann = BTreeMap::new();
+            ann.insert(ANNOTATION_IMAGE_NAME.to_string(), t.full());
+            ann.insert(
+                ANNOTATION_REF_NAME.to_string(),
+                t.tag().unwrap_or("latest").to_string(),
+            );
+            index.manifests.push(desc(Some(ann)));
+            if let (Some(tag), Some(top)) = (t.tag(), img.rec.layers.last()) {
+                repositories
+                    .entry(t.familiar_name())
+                    .or_default()
+                    .insert(tag.to_string(), hex_part(&top.diff_id).to_string());
+            }
+        }
+        docker_manifest.push(DockerManifestEntry {
+            config: config_path,
+            repo_tags: Some(img.tags.iter().map(|t| t.familiar()).collect()),
+            layers: layer_paths,
+        });
+    }
+    add_bytes(
+        &mut b,
+        "index.json",
+        &serde_json::to_vec(&index).expect("index serialises"),
+    )?;
+    add_bytes(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&docker_manifest).expect("manifest.json serialises"),
+    )?;
+    add_bytes(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    if !repositories.is_empty() {
+        add_bytes(
+            &mut b,
+            "repositories",
+            &serde_json::to_vec(&repositories).expect("repositories serialises"),
+        )?;
+    }
+    b.finish().map_err(ArchiveError::Write)?;
+    Ok(())
+}
+
+/// Whether `name` was given as the image's id (full, hex, or a prefix) rather than a tag.
+fn looks_like_id(name: &str, id: &str) -> bool {
+    let n = name.strip_prefix("sha256:").unwrap_or(name);
+    !n.is_empty() && hex_part(id).starts_with(n)
+}
+
+// Docker media types are accepted on load; keep the names referenced for readers.
+#[allow(dead_code)]
+const ACCEPTED_MANIFEST_TYPES: [&str; 2] = [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleaning_archive_paths() {
+        assert_eq!(clean(Path::new("./a/../b")), Some(PathBuf::from("b")));
+        assert_eq!(clean(Path::new("../x")), None);
+        assert_eq!(clean(Path::new("/abs/x")), Some(PathBuf::from("abs/x")));
+    }
+}

@@ -1,0 +1,587 @@
+//! The overlayfs snapshotter: unpacked layers on disk and the writable layers of
+//! containers.
+//!
+//! # How snapshots are keyed and shared
+//!
+//! Each image layer is unpacked once, on its own, into `snapshots/<chain-hex>/fs`, where
+//! the key is the layer's **chain id** (OCI image spec: the first layer's chain id is its
+//! diff id; every next one is `sha256(parent_chain + " " + diff_id)`). A chain id names
+//! the layer *and everything beneath it*, so two images share a snapshot exactly when they
+//! share the whole stack up to that layer: `debian` and `debian + app` share the debian
+//! snapshots, while the same tar placed on top of a different base gets its own snapshot
+//! (its whiteouts would mean something else there). The directory holds only that layer's
+//! own files, with whiteouts already in overlayfs form (see [`crate::apply`]); the stack
+//! is assembled at mount time by overlayfs, lowers ordered top first. Next to `fs` sits
+//! `meta.json` (chain id, parent chain id, diff id, size), so a snapshot describes itself.
+//!
+//! A snapshot is written atomically: the layer is unpacked into `snapshots/tmp-<random>`
+//! and renamed to its key only when complete and its diff id verified. If two imports race
+//! on the same layer, the second rename finds the key taken and drops its copy; a crash
+//! leaves only `tmp-*` directories, removed at the next open. Snapshots are never modified
+//! after the rename, which is what makes sharing safe.
+//!
+//! Container layers live in `snapshots/rw/<key>/` with `fs` (the overlay upper), `work`
+//! (overlay's workdir, same filesystem as upper), `empty` (a lower for scratch images:
+//! overlayfs needs at least one) and `rw.json` naming the image and chain ids under it.
+//! The image store consults [`Snapshotter::rw_chains_in_use`] before deleting snapshots,
+//! so removing an image never pulls the floor from under a container.
+//!
+//! # Mounting
+//!
+//! Mounts use the new mount API (`fsopen("overlay")`, one `fsconfig lowerdir+` per
+//! layer, `fsmount`, `move_mount`): the classic `mount(2)` data string is capped at a
+//! page and silently truncates long `lowerdir=` lists. Overlayfs itself allows at most
+//! 500 lowers, so deeper stacks put the bottom layers in a read-only inner overlay that
+//! becomes the lowest lower of the outer one. Only the bottom may be merged that way:
+//! a merged view hides its whiteouts, which is correct only when nothing lies beneath.
+//! The inner mount stays detached (referenced through `/proc/self/fd`) and both fds are
+//! closed after `move_mount`, so a single unmount of the target releases everything.
+
+use crate::digest::hex_part;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Overlayfs' limit on lower layers in one mount (`OVL_MAX_STACK`).
+pub const MAX_LOWERS_PER_MOUNT: usize = 500;
+
+/// Snapshotter failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {0} not found")]
+    NotFound(String),
+    #[error("invalid layer key {0:?}")]
+    InvalidKey(String),
+    #[error("rw layer {0} already exists")]
+    Exists(String),
+    #[error("too many layers to mount: {0} (at most {max})", max = 2 * MAX_LOWERS_PER_MOUNT - 1)]
+    TooManyLayers(usize),
+    #[error("snapshot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mount overlay at {target}: {step}: {source}{detail}")]
+    Mount {
+        target: PathBuf,
+        step: &'static str,
+        detail: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unmount {target}: {source}")]
+    Unmount {
+        target: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt snapshot metadata {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn ioerr<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What `meta.json` records about a committed layer snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    pub chain_id: String,
+    pub parent: Option<String>,
+    pub diff_id: String,
+    /// Bytes of file content in the layer.
+    pub size: u64,
+    /// Length of the uncompressed layer tar.
+    pub tar_size: u64,
+}
+
+/// What `rw.json` records about a container layer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RwMeta {
+    pub key: String,
+    pub image_id: Option<String>,
+    /// Chain ids of the image's layers, bottom first.
+    pub chain: Vec<String>,
+}
+
+/// A container's writable layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RwLayer {
+    pub key: String,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Lower directories, topmost first (overlayfs order).
+    pub lowers: Vec<PathBuf>,
+}
+
+/// A layer being unpacked; removed on drop unless committed.
+pub struct TempSnapshot {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl TempSnapshot {
+    /// The directory to unpack the layer into.
+    pub fn fs(&self) -> PathBuf {
+        self.dir.join("fs")
+    }
+}
+
+impl Drop for TempSnapshot {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The snapshot directory tree under `<data-root>/snapshots`.
+#[derive(Debug, Clone)]
+pub struct Snapshotter {
+    root: PathBuf,
+}
+
+impl Snapshotter {
+    /// Open (creating) the tree and remove leftovers of interrupted unpacks.
+    pub fn open(root: &Path) -> Result<Snapshotter, SnapshotError> {
+        let rw = root.join("rw");
+        fs::create_dir_all(&rw).map_err(ioerr("create", &rw))?;
+        for entry in fs::read_dir(root).map_err(ioerr("read", root))? {
+            let entry = entry.map_err(ioerr("read", root))?;
+            if entry.file_name().to_string_lossy().starts_with("tmp-") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(Snapshotter {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn dir(&self, chain_id: &str) -> PathBuf {
+        self.root.join(hex_part(chain_id))
+    }
+
+    /// The unpacked files of the layer with this chain id.
+    pub fn fs_dir(&self, chain_id: &str) -> PathBuf {
+        self.dir(chain_id).join("fs")
+    }
+
+    pub fn exists(&self, chain_id: &str) -> bool {
+        self.dir(chain_id).join("meta.json").exists()
+    }
+
+    pub fn meta(&self, chain_id: &str) -> Result<SnapshotMeta, SnapshotError> {
+        let p = self.dir(chain_id).join("meta.json");
+        let data = fs::read(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SnapshotError::NotFound(chain_id.to_string())
+            } else {
+                ioerr("read", &p)(e)
+            }
+        })?;
+        serde_json::from_slice(&data).map_err(|e| SnapshotError::Corrupt {
+            path: p,
+            reason: e.to_string(),
+        })
+    }
+
+    /// A fresh directory to unpack a layer into.
+    pub fn prepare(&self) -> Result<TempSnapshot, SnapshotError> {
+        let dir = self
+            .root
+            .join(format!("tmp-{:016x}", rand::random::<u64>()));
+        let fs_dir = dir.join("fs");
+        fs::create_dir_all(&fs_dir).map_err(ioerr("create", &fs_dir))?;
+        // image roots are 0755 whatever the umask made of the directory
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))
+            .map_err(ioerr("chmod", &fs_dir))?;
+        Ok(TempSnapshot {
+            dir,
+            committed: false,
+        })
+    }
+
+    /// Publish an unpacked layer under its chain id. Returns false if an identical
+    /// snapshot was already there (the temp copy is discarded).
+    pub fn commit(
+        &self,
+        mut tmp: TempSnapshot,
+        meta: &SnapshotMeta,
+    ) -> Result<bool, SnapshotError> {
+        let meta_path = tmp.dir.join("meta.json");
+        let data = serde_json::to_vec(meta).expect("snapshot meta serialises");
+        fs::write(&meta_path, data).map_err(ioerr("write", &meta_path))?;
+        let target = self.dir(&meta.chain_id);
+        if target.exists() {
+            return Ok(false);
+        }
+        match fs::rename(&tmp.dir, &target) {
+            Ok(()) => {
+                tmp.committed = true;
+                Ok(true)
+            }
+            // lost a race with another unpack of the same layer
+            Err(e) if target.exists() => {
+                tracing::debug!(error = %e, chain = meta.chain_id.as_str(), "snapshot already committed");
+                Ok(false)
+            }
+            Err(e) => Err(ioerr("rename", &target)(e)),
+        }
+    }
+
+    /// Delete a layer snapshot; missing is fine.
+    pub fn remove(&self, chain_id: &str) -> Result<bool, SnapshotError> {
+        let dir = self.dir(chain_id);
+        if !dir.exists() {
+            return Ok(false);
+        }
+        // rename first so a half-removed tree is never mistaken for a snapshot
+        let trash = self
+            .root
+            .join(format!("tmp-{:016x}", rand::random::<u64>()));
+        fs::rename(&dir, &trash).map_err(ioerr("rename", &dir))?;
+        fs::remove_dir_all(&trash).map_err(ioerr("remove", &trash))?;
+        Ok(true)
+    }
+
+    /// All committed layer snapshots (chain ids).
+    pub fn list(&self) -> Result<Vec<String>, SnapshotError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(ioerr("read", &self.root))? {
+            let entry = entry.map_err(ioerr("read", &self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if crate::digest::is_hex64(&name) {
+                out.push(format!("sha256:{name}"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn rw_dir(&self, key: &str) -> Result<PathBuf, SnapshotError> {
+        if key.is_empty() || key == "." || key == ".." || key.contains('/') || key.contains('\0') {
+            return Err(SnapshotError::InvalidKey(key.to_string()));
+        }
+        Ok(self.root.join("rw").join(key))
+    }
+
+    /// Create a container layer over the given chain (bottom first); empty = scratch.
+    pub fn create_rw(
+        &self,
+        key: &str,
+        image_id: Option<&str>,
+        chain: &[String],
+    ) -> Result<RwLayer, SnapshotError> {
+        let dir = self.rw_dir(key)?;
+        for c in chain {
+            if !self.exists(c) {
+                return Err(SnapshotError::NotFound(c.clone()));
+            }
+        }
+        if dir.exists() {
+            return Err(SnapshotError::Exists(key.to_string()));
+        }
+        let tmp = self
+            .root
+            .join("rw")
+            .join(format!(".tmp-{key}-{:08x}", rand::random::<u32>()));
+        for sub in ["fs", "work", "empty"] {
+            let p = tmp.join(sub);
+            fs::create_dir_all(&p).map_err(ioerr("create", &p))?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(tmp.join("fs"), fs::Permissions::from_mode(0o755));
+        let meta = RwMeta {
+            key: key.to_string(),
+            image_id: image_id.map(str::to_string),
+            chain: chain.to_vec(),
+        };
+        let mp = tmp.join("rw.json");
+        fs::write(&mp, serde_json::to_vec(&meta).expect("rw meta serialises"))
+            .map_err(ioerr("write", &mp))?;
+        if let Err(e) = fs::rename(&tmp, &dir) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(if dir.exists() {
+                SnapshotError::Exists(key.to_string())
+            } else {
+                ioerr("rename", &dir)(e)
+            });
+        }
+        Ok(self.rw_layer(&meta, &dir))
+    }
+
+    fn rw_layer(&self, meta: &RwMeta, dir: &Path) -> RwLayer {
+        let lowers = if meta.chain.is_empty() {
+            vec![dir.join("empty")]
+        } else {
+            meta.chain.iter().rev().map(|c| self.fs_dir(c)).collect()
+        };
+        RwLayer {
+            key: meta.key.clone(),
+            upper: dir.join("fs"),
+            work: dir.join("work"),
+            lowers,
+        }
+    }
+
+    /// The metadata of a container layer.
+    pub fn rw_meta(&self, key: &str) -> Result<RwMeta, SnapshotError> {
+        let p = self.rw_dir(key)?.join("rw.json");
+        let data = fs::read(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SnapshotError::NotFound(key.to_string())
+            } else {
+                ioerr("read", &p)(e)
+            }
+        })?;
+        serde_json::from_slice(&data).map_err(|e| SnapshotError::Corrupt {
+            path: p,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The directories of a container layer.
+    pub fn rw(&self, key: &str) -> Result<RwLayer, SnapshotError> {
+        let meta = self.rw_meta(key)?;
+        Ok(self.rw_layer(&meta, &self.rw_dir(key)?))
+    }
+
+    /// Remove a container layer; missing is fine. The caller unmounts first.
+    pub fn remove_rw(&self, key: &str) -> Result<(), SnapshotError> {
+        let dir = self.rw_dir(key)?;
+        if !dir.exists() {
+            return Ok(());
+        }
+        let trash = self
+            .root
+            .join("rw")
+            .join(format!(".tmp-rm-{key}-{:08x}", rand::random::<u32>()));
+        fs::rename(&dir, &trash).map_err(ioerr("rename", &dir))?;
+        fs::remove_dir_all(&trash).map_err(ioerr("remove", &trash))
+    }
+
+    /// Every container layer's metadata.
+    pub fn list_rw(&self) -> Result<Vec<RwMeta>, SnapshotError> {
+        let dir = self.root.join("rw");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(ioerr("read", &dir))? {
+            let entry = entry.map_err(ioerr("read", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            match self.rw_meta(&name) {
+                Ok(m) => out.push(m),
+                Err(SnapshotError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chain ids some container layer stands on.
+    pub fn rw_chains_in_use(&self) -> Result<HashSet<String>, SnapshotError> {
+        Ok(self
+            .list_rw()?
+            .into_iter()
+            .flat_map(|m| m.chain.into_iter())
+            .collect())
+    }
+
+    /// Bytes in a container layer's upper directory (hard links counted once).
+    pub fn rw_size(&self, key: &str) -> Result<u64, SnapshotError> {
+        let layer = self.rw(key)?;
+        let mut seen = HashSet::new();
+        dir_size(&layer.upper, &mut seen).map_err(ioerr("measure", &layer.upper))
+    }
+
+    /// Mount a container layer's overlay at `target` (created if missing).
+    pub fn mount_rw(&self, key: &str, target: &Path) -> Result<(), SnapshotError> {
+        let layer = self.rw(key)?;
+        fs::create_dir_all(target).map_err(ioerr("create", target))?;
+        mount_overlay(&layer.lowers, Some((&layer.upper, &layer.work)), target)
+    }
+}
+
+fn dir_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let md = entry.path().symlink_metadata()?;
+        if md.is_dir() {
+            total += dir_size(&entry.path(), seen)?;
+        } else if (md.is_file() || md.file_type().is_symlink()) && seen.insert((md.dev(), md.ino()))
+        {
+            total += md.len();
+        }
+    }
+    Ok(total)
+}
+
+fn mount_err(
+    target: &Path,
+    step: &'static str,
+    fs_fd: Option<&OwnedFd>,
+) -> impl FnOnce(rustix::io::Errno) -> SnapshotError {
+    let target = target.to_path_buf();
+    let detail = fs_fd.map(kernel_log).unwrap_or_default();
+    move |e| SnapshotError::Mount {
+        target,
+        step,
+        detail,
+        source: e.into(),
+    }
+}
+
+/// The messages the kernel queued on an fs context fd (why fsconfig failed).
+fn kernel_log(fd: &OwnedFd) -> String {
+    let mut out = String::new();
+    let mut buf = [0u8; 1024];
+    // each read returns one message; the fd is non-blocking-ish: ENODATA when empty
+    for _ in 0..16 {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(n) if n > 0 => {
+                out.push_str(" (");
+                out.push_str(String::from_utf8_lossy(&buf[..n]).trim());
+                out.push(')');
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Build a detached overlay mount from `lowers` (topmost first) and an optional
+/// upper/work pair; returns the fsmount fd.
+fn overlay_mount_fd(
+    lowers: &[String],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+) -> Result<OwnedFd, SnapshotError> {
+    let fs_fd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(mount_err(target, "fsopen", None))?;
+    let set = |key: &str, value: &str, step: &'static str| {
+        rustix::mount::fsconfig_set_string(fs_fd.as_fd(), key, value)
+            .map_err(|e| mount_err(target, step, Some(&fs_fd))(e))
+    };
+    set("source", "overlay", "fsconfig source")?;
+    for l in lowers {
+        set("lowerdir+", l, "fsconfig lowerdir+")?;
+    }
+    if let Some((u, w)) = upper {
+        set("upperdir", &path_str(u)?, "fsconfig upperdir")?;
+        set("workdir", &path_str(w)?, "fsconfig workdir")?;
+    }
+    rustix::mount::fsconfig_create(fs_fd.as_fd())
+        .map_err(|e| mount_err(target, "fsconfig create", Some(&fs_fd))(e))?;
+    rustix::mount::fsmount(
+        fs_fd.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )
+    .map_err(|e| mount_err(target, "fsmount", Some(&fs_fd))(e))
+}
+
+fn path_str(p: &Path) -> Result<String, SnapshotError> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| SnapshotError::InvalidKey(p.display().to_string()))
+}
+
+/// Mount an overlay of `lowers` (topmost first) at `target`.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+) -> Result<(), SnapshotError> {
+    let mut strs = lowers
+        .iter()
+        .map(|p| path_str(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    // the inner mount for stacks deeper than overlayfs allows; kept open until the
+    // outer mount holds its own reference to it
+    let mut _inner: Option<OwnedFd> = None;
+    if strs.len() > MAX_LOWERS_PER_MOUNT {
+        if strs.len() > 2 * MAX_LOWERS_PER_MOUNT - 1 {
+            return Err(SnapshotError::TooManyLayers(strs.len()));
+        }
+        let bottom = strs.split_off(MAX_LOWERS_PER_MOUNT - 1);
+        let inner = overlay_mount_fd(&bottom, None, target)?;
+        use std::os::fd::AsRawFd;
+        strs.push(format!("/proc/self/fd/{}", inner.as_raw_fd()));
+        _inner = Some(inner);
+    }
+    let mnt = overlay_mount_fd(&strs, upper, target)?;
+    rustix::mount::move_mount(
+        mnt.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(mount_err(target, "move_mount", None))?;
+    // dropping both fds here matters: a still-open fsmount fd keeps the mount busy
+    drop(mnt);
+    Ok(())
+}
+
+/// Unmount `target`; not mounted is fine, busy falls back to a lazy detach.
+pub fn unmount(target: &Path) -> Result<(), SnapshotError> {
+    match rustix::mount::unmount(target, UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => rustix::mount::unmount(target, UnmountFlags::DETACH)
+            .map_err(|e| SnapshotError::Unmount {
+                target: target.to_path_buf(),
+                source: e.into(),
+            }),
+        Err(e) => Err(SnapshotError::Unmount {
+            target: target.to_path_buf(),
+            source: e.into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rw_keys_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshotter::open(dir.path()).unwrap();
+        for bad in ["", "..", "a/b", "."] {
+            assert!(matches!(
+                s.create_rw(bad, None, &[]),
+                Err(SnapshotError::InvalidKey(_))
+            ));
+        }
+        let l = s.create_rw("c1", None, &[]).unwrap();
+        assert_eq!(l.lowers, vec![dir.path().join("rw/c1/empty")]);
+        assert!(matches!(
+            s.create_rw("c1", None, &[]),
+            Err(SnapshotError::Exists(_))
+        ));
+        let missing = format!("sha256:{}", "0".repeat(64));
+        assert!(matches!(
+            s.create_rw("c2", None, &[missing]),
+            Err(SnapshotError::NotFound(_))
+        ));
+        fs::write(l.upper.join("f"), b"1234").unwrap();
+        assert_eq!(s.rw_size("c1").unwrap(), 4);
+        s.remove_rw("c1").unwrap();
+        s.remove_rw("c1").unwrap();
+        assert!(s.list_rw().unwrap().is_empty());
+    }
+}
