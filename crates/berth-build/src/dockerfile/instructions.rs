@@ -36,8 +36,6 @@ pub enum InstructionError {
     Invalid { line: usize, message: String },
     #[error("Dockerfile:{line}: {source}")]
     Expand { line: usize, source: ShellError },
-    #[error("Dockerfile:{line}: no build stage in current context")]
-    NoStage { line: usize },
 }
 
 impl InstructionError {
@@ -48,8 +46,7 @@ impl InstructionError {
             InstructionError::UnknownInstruction { line, .. }
             | InstructionError::UnknownFlag { line, .. }
             | InstructionError::Invalid { line, .. }
-            | InstructionError::Expand { line, .. }
-            | InstructionError::NoStage { line } => *line,
+            | InstructionError::Expand { line, .. } => *line,
         }
     }
 }
