@@ -363,7 +363,15 @@ mod tests {
     #[test]
     fn normalisation_table() {
         // (input, domain, path, tag, digest, familiar)
-        let cases: &[(&str, &str, &str, Option<&str>, Option<&str>, &str)] = &[
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 "busybox",
                 "docker.io",

@@ -329,7 +329,8 @@ impl ImageStore {
         }
         // short id: docker accepts any unique prefix of the hex id
         let is_hex = !hex.is_empty() && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if is_hex && !s.contains(':') || (s.starts_with(digest::SHA256_PREFIX) && is_hex) {
+        // (`hex` has no ':' left, so `name:tag` never gets here)
+        if is_hex {
             let tx = self.inner.db.begin_read()?;
             let t = tx.open_table(IMAGES)?;
             let lo = format!("{}{hex}", digest::SHA256_PREFIX);

@@ -29,18 +29,43 @@ fn import_busybox_and_look_it_up() {
     let img = import_busybox(&ts, "busybox:latest");
     assert!(img.id.starts_with("sha256:") && img.id.len() == 71);
     assert_eq!(img.repo_tags, vec!["busybox:latest"]);
-    assert_eq!(img.config.config.cmd.as_deref(), Some(&["/bin/sh".to_string()][..]));
-    assert_eq!(img.config.config.env.as_deref(), Some(&["A=b".to_string()][..]));
+    assert_eq!(
+        img.config.config.cmd.as_deref(),
+        Some(&["/bin/sh".to_string()][..])
+    );
+    assert_eq!(
+        img.config.config.env.as_deref(),
+        Some(&["A=b".to_string()][..])
+    );
     assert_eq!(img.config.os, "linux");
     assert_eq!(img.config.architecture, "amd64");
-    assert_eq!(img.config.history[0].comment.as_deref(), Some("Imported from -"));
+    assert_eq!(
+        img.config.history[0].comment.as_deref(),
+        Some("Imported from -")
+    );
     assert_eq!(img.layers, img.config.rootfs.diff_ids);
     let bb_len = std::fs::metadata("/usr/bin/busybox").unwrap().len();
     assert!(img.size >= bb_len, "size {} < busybox {bb_len}", img.size);
 
     let hex = &img.id[7..];
-    for name in ["busybox", "busybox:latest", "docker.io/library/busybox:latest", &img.id, hex, &hex[..12], &hex[..1], &format!("sha256:{}", &hex[..10])] {
-        assert_eq!(ts.store.get(name).unwrap_or_else(|e| panic!("{name}: {e}")).id, img.id, "{name}");
+    for name in [
+        "busybox",
+        "busybox:latest",
+        "docker.io/library/busybox:latest",
+        &img.id,
+        hex,
+        &hex[..12],
+        &hex[..1],
+        &format!("sha256:{}", &hex[..10]),
+    ] {
+        assert_eq!(
+            ts.store
+                .get(name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .id,
+            img.id,
+            "{name}"
+        );
     }
     for missing in ["nope", "busybox:other", "Busybox", "ffffffffffff"] {
         let e = ts.store.get(missing).unwrap_err();
@@ -56,7 +81,12 @@ fn import_busybox_and_look_it_up() {
     assert_eq!(md.permissions().mode() & 0o7777, 0o755);
     assert_eq!(md.len(), bb_len);
     assert_eq!(md.mtime(), 1_700_000_000);
-    assert_eq!(std::fs::read_link(lowers[0].join("bin/sh")).unwrap().to_str(), Some("busybox"));
+    assert_eq!(
+        std::fs::read_link(lowers[0].join("bin/sh"))
+            .unwrap()
+            .to_str(),
+        Some("busybox")
+    );
     // the layer blob is the plain tar, digest = diff id
     let rec = ts.store.image_record(&img.id).unwrap();
     assert_eq!(rec.layers[0].blob, rec.layers[0].diff_id);
@@ -83,18 +113,33 @@ fn import_detects_gzip_and_zstd() {
     for (i, input) in [tar.clone(), gz, zs].iter().enumerate() {
         let img = ts
             .store
-            .import(&mut &input[..], ImportOptions { message: Some(format!("m{i}")), ..Default::default() })
+            .import(
+                &mut &input[..],
+                ImportOptions {
+                    message: Some(format!("m{i}")),
+                    ..Default::default()
+                },
+            )
             .expect("import");
         // same content, same diff id whatever the compression
         assert_eq!(img.layers, vec![sha256(&tar)]);
-        assert_eq!(img.config.comment.as_deref(), Some(format!("m{i}").as_str()));
+        assert_eq!(
+            img.config.comment.as_deref(),
+            Some(format!("m{i}").as_str())
+        );
         assert!(img.repo_tags.is_empty());
         ids.insert(img.id);
     }
     assert_eq!(ids.len(), 3);
     let e = ts
         .store
-        .import(&mut &tar[..], ImportOptions { changes: vec!["RUN x".into()], ..Default::default() })
+        .import(
+            &mut &tar[..],
+            ImportOptions {
+                changes: vec!["RUN x".into()],
+                ..Default::default()
+            },
+        )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("RUN"), "{e}");
@@ -115,17 +160,35 @@ fn tag_untag_delete_and_prune() {
         "No such image: missing"
     );
 
-    let untagged = ts.store.untag(&Reference::parse("busybox").unwrap()).unwrap();
+    let untagged = ts
+        .store
+        .untag(&Reference::parse("busybox").unwrap())
+        .unwrap();
     assert_eq!(untagged.id, img.id);
     assert_eq!(untagged.repo_tags, vec!["myreg:5000/team/app:v1"]);
-    assert_eq!(ts.store.get("busybox").unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(ts.store.untag(&Reference::parse("busybox").unwrap()).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        ts.store.get("busybox").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        ts.store
+            .untag(&Reference::parse("busybox").unwrap())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 
     // a second image sharing the layer: deleting one keeps the shared snapshot
     let tar = busybox_rootfs();
     let img2 = ts
         .store
-        .import(&mut &tar[..], ImportOptions { message: Some("second".into()), ..Default::default() })
+        .import(
+            &mut &tar[..],
+            ImportOptions {
+                message: Some("second".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_ne!(img2.id, img.id);
     assert_eq!(img2.layers, img.layers);
@@ -133,8 +196,14 @@ fn tag_untag_delete_and_prune() {
     let deleted = ts.store.delete(&img.id).unwrap();
     assert_eq!(deleted, vec![img.id.clone()]);
     assert!(lower.exists(), "shared snapshot must survive");
-    assert_eq!(ts.store.get(&img.id).unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(ts.store.get("myreg:5000/team/app:v1").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        ts.store.get(&img.id).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        ts.store.get("myreg:5000/team/app:v1").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert!(!ts.store.content().exists(&img.id));
 
     // img2 is dangling (untagged): prune removes it, unless in use
@@ -165,12 +234,19 @@ fn moving_a_tag_leaves_the_old_image_dangling() {
 fn save_then_load_into_a_fresh_store_keeps_the_id() {
     let ts = new_store();
     let img = import_busybox(&ts, "busybox:latest");
-    ts.store.tag(&img.id, &Reference::parse("busybox:1.36").unwrap()).unwrap();
-    let (archive, id2) = docker_archive(&[layer(&[E::File("a", b"1")]), layer(&[E::File("b", b"2")])], &["two:layers"]);
+    ts.store
+        .tag(&img.id, &Reference::parse("busybox:1.36").unwrap())
+        .unwrap();
+    let (archive, id2) = docker_archive(
+        &[layer(&[E::File("a", b"1")]), layer(&[E::File("b", b"2")])],
+        &["two:layers"],
+    );
     ts.store.load(&mut &archive[..]).unwrap();
 
     let mut out = Vec::new();
-    ts.store.save(&["busybox".to_string(), "two:layers".to_string()], &mut out).unwrap();
+    ts.store
+        .save(&["busybox".to_string(), "two:layers".to_string()], &mut out)
+        .unwrap();
 
     // the archive is both a docker-archive and an OCI layout
     let mut names = HashSet::new();
@@ -184,7 +260,11 @@ fn save_then_load_into_a_fresh_store_keeps_the_id() {
             let mut s = String::new();
             e.read_to_string(&mut s).unwrap();
             let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-            if name == "index.json" { index = Some(v) } else { manifest = Some(v) }
+            if name == "index.json" {
+                index = Some(v)
+            } else {
+                manifest = Some(v)
+            }
         }
         names.insert(name);
     }
@@ -198,17 +278,33 @@ fn save_then_load_into_a_fresh_store_keeps_the_id() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["io.containerd.image.name"].as_str().unwrap().to_string())
+        .map(|m| {
+            m["annotations"]["io.containerd.image.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    let want: HashSet<String> = ["docker.io/library/busybox:latest", "docker.io/library/busybox:1.36", "docker.io/library/two:layers"]
-        .iter().map(|s| s.to_string()).collect();
+    let want: HashSet<String> = [
+        "docker.io/library/busybox:latest",
+        "docker.io/library/busybox:1.36",
+        "docker.io/library/two:layers",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert_eq!(anns, want);
     let manifest = manifest.unwrap();
     assert_eq!(manifest.as_array().unwrap().len(), 2);
 
     // deterministic output
     let mut again = Vec::new();
-    ts.store.save(&["busybox".to_string(), "two:layers".to_string()], &mut again).unwrap();
+    ts.store
+        .save(
+            &["busybox".to_string(), "two:layers".to_string()],
+            &mut again,
+        )
+        .unwrap();
     assert_eq!(out, again);
 
     let fresh = new_store();
@@ -224,11 +320,27 @@ fn save_then_load_into_a_fresh_store_keeps_the_id() {
 
     // saving by id carries no tag
     let mut by_id = Vec::new();
-    fresh.store.save(&[img.id[7..19].to_string()], &mut by_id).unwrap();
+    fresh
+        .store
+        .save(&[img.id[7..19].to_string()], &mut by_id)
+        .unwrap();
     let third = new_store();
     let loaded = third.store.load(&mut &by_id[..]).unwrap();
-    assert_eq!(loaded, vec![berth_image::LoadedImage { id: img.id.clone(), tags: vec![] }]);
-    assert_eq!(third.store.save(&["nope".to_string()], &mut Vec::new()).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        loaded,
+        vec![berth_image::LoadedImage {
+            id: img.id.clone(),
+            tags: vec![]
+        }]
+    );
+    assert_eq!(
+        third
+            .store
+            .save(&["nope".to_string()], &mut Vec::new())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 }
 
 fn oci_blob(b: &mut tar::Builder<Vec<u8>>, data: &[u8]) -> String {
@@ -237,13 +349,18 @@ fn oci_blob(b: &mut tar::Builder<Vec<u8>>, data: &[u8]) -> String {
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
     h.set_cksum();
-    b.append_data(&mut h, format!("blobs/sha256/{}", &d[7..]), data).unwrap();
+    b.append_data(&mut h, format!("blobs/sha256/{}", &d[7..]), data)
+        .unwrap();
     d
 }
 
 #[test]
 fn load_a_hand_built_oci_layout() {
-    let plain = layer(&[E::Dir("etc/"), E::File("etc/os-release", b"ID=handmade\n"), E::Fifo("pipe")]);
+    let plain = layer(&[
+        E::Dir("etc/"),
+        E::File("etc/os-release", b"ID=handmade\n"),
+        E::Fifo("pipe"),
+    ]);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&plain).unwrap();
     let gz = gz.finish().unwrap();
@@ -283,7 +400,10 @@ fn load_a_hand_built_oci_layout() {
         ],
     }))
     .unwrap();
-    for (name, data) in [("index.json", &index[..]), ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)] {
+    for (name, data) in [
+        ("index.json", &index[..]),
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+    ] {
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -299,21 +419,38 @@ fn load_a_hand_built_oci_layout() {
     assert_eq!(loaded[0].tags, vec!["example.com/hand/made:v2"]);
     assert_eq!(loaded[1].tags, vec!["hand:multi"]);
     let img = ts.store.get("example.com/hand/made:v2").unwrap();
-    assert_eq!(img.config.config.entrypoint.as_deref(), Some(&["/bin/true".to_string()][..]));
+    assert_eq!(
+        img.config.config.entrypoint.as_deref(),
+        Some(&["/bin/true".to_string()][..])
+    );
     let rec = ts.store.image_record(&img.id).unwrap();
     assert_eq!(rec.layers[0].blob, layer_digest);
-    assert_eq!(rec.layers[0].media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(
+        rec.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
     let lower = &ts.store.image_lowers(&img.id).unwrap()[0];
-    assert_eq!(std::fs::read(lower.join("etc/os-release")).unwrap(), b"ID=handmade\n");
-    assert!(std::fs::symlink_metadata(lower.join("pipe")).unwrap().file_type().is_fifo_like());
+    assert_eq!(
+        std::fs::read(lower.join("etc/os-release")).unwrap(),
+        b"ID=handmade\n"
+    );
+    assert!(std::fs::symlink_metadata(lower.join("pipe"))
+        .unwrap()
+        .file_type()
+        .is_fifo_like());
 
     // saving a gzip-stored layer writes it uncompressed under its diff id, and loads back
     let mut out = Vec::new();
-    ts.store.save(&["example.com/hand/made:v2".to_string()], &mut out).unwrap();
+    ts.store
+        .save(&["example.com/hand/made:v2".to_string()], &mut out)
+        .unwrap();
     let fresh = new_store();
     let again = fresh.store.load(&mut &out[..]).unwrap();
     assert_eq!(again[0].id, config_digest);
-    assert_eq!(fresh.store.image_record(&config_digest).unwrap().layers[0].blob, sha256(&plain));
+    assert_eq!(
+        fresh.store.image_record(&config_digest).unwrap().layers[0].blob,
+        sha256(&plain)
+    );
 
     // a blob whose content does not match its name is refused
     let mut bad = tar::Builder::new(Vec::new());
@@ -321,7 +458,12 @@ fn load_a_hand_built_oci_layout() {
     h.set_size(3);
     h.set_mode(0o644);
     h.set_cksum();
-    bad.append_data(&mut h, format!("blobs/sha256/{}", &layer_digest[7..]), &b"bad"[..]).unwrap();
+    bad.append_data(
+        &mut h,
+        format!("blobs/sha256/{}", &layer_digest[7..]),
+        &b"bad"[..],
+    )
+    .unwrap();
     let bad = bad.into_inner().unwrap();
     let e = new_store().store.load(&mut &bad[..]).unwrap_err();
     assert!(e.to_string().contains("digest mismatch"), "{e}");

@@ -37,7 +37,8 @@ fn whiteouts_across_two_layers_via_load() {
     assert!(wh.file_type().is_char_device());
     assert_eq!(wh.rdev(), 0);
     let mut buf = [0u8; 8];
-    let n = rustix::fs::lgetxattr(lowers[0].join("d"), "trusted.overlay.opaque", &mut buf[..]).unwrap();
+    let n =
+        rustix::fs::lgetxattr(lowers[0].join("d"), "trusted.overlay.opaque", &mut buf[..]).unwrap();
     assert_eq!(&buf[..n], b"y");
     assert!(!lowers[0].join(".wh..wh.plnk").exists());
     assert!(!lowers[0].join("a/.wh.gone").exists());
@@ -90,13 +91,22 @@ fn keeps_metadata_hardlinks_symlinks_and_xattrs() {
     assert_eq!(md.permissions().mode() & 0o7777, 0o4750);
     assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 500_000_000));
     assert_eq!(md.nlink(), 2);
-    assert_eq!(std::fs::symlink_metadata(root.join("hard")).unwrap().ino(), md.ino());
+    assert_eq!(
+        std::fs::symlink_metadata(root.join("hard")).unwrap().ino(),
+        md.ino()
+    );
     let mut buf = [0u8; 8];
     let n = rustix::fs::lgetxattr(root.join("suid"), "user.berth", &mut buf[..]).unwrap();
     assert_eq!(&buf[..n], b"yes");
     // symlinks are stored as they are, even pointing outside: they are never followed
-    assert_eq!(std::fs::read_link(root.join("abs-link")).unwrap().to_str(), Some("/etc/passwd"));
-    assert_eq!(std::fs::read_link(root.join("rel-link")).unwrap().to_str(), Some("../../outside"));
+    assert_eq!(
+        std::fs::read_link(root.join("abs-link")).unwrap().to_str(),
+        Some("/etc/passwd")
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("rel-link")).unwrap().to_str(),
+        Some("../../outside")
+    );
 }
 
 fn assert_refused(entries: &[E<'_>], entry_name: &str) {
@@ -104,8 +114,14 @@ fn assert_refused(entries: &[E<'_>], entry_name: &str) {
     let (archive, _) = docker_archive(&[layer(entries)], &["evil:1"]);
     let e = ts.store.load(&mut &archive[..]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
-    assert!(e.to_string().contains(entry_name), "error {e:?} should name {entry_name}");
-    assert_eq!(ts.store.get("evil:1").unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(
+        e.to_string().contains(entry_name),
+        "error {e:?} should name {entry_name}"
+    );
+    assert_eq!(
+        ts.store.get("evil:1").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     // nothing was written next to the store, and no half snapshot is left
     assert!(!ts.root().join("evil").exists());
     assert!(!ts.root().join("snapshots/evil").exists());
@@ -120,7 +136,10 @@ fn assert_refused(entries: &[E<'_>], entry_name: &str) {
 #[test]
 fn layer_with_dot_dot_is_refused() {
     assert_refused(&[E::File("../evil", b"x")], "../evil");
-    assert_refused(&[E::Dir("a/"), E::File("a/../../evil", b"x")], "a/../../evil");
+    assert_refused(
+        &[E::Dir("a/"), E::File("a/../../evil", b"x")],
+        "a/../../evil",
+    );
 }
 
 #[test]
@@ -130,9 +149,15 @@ fn absolute_paths_and_symlink_escapes_are_refused() {
     let abs = format!("{out}/evil");
     assert_refused(&[E::File(&abs, b"x")], &abs);
     // a symlink planted in the layer is never followed when creating later entries
-    assert_refused(&[E::Symlink("link", out), E::File("link/evil", b"x")], "link/evil");
+    assert_refused(
+        &[E::Symlink("link", out), E::File("link/evil", b"x")],
+        "link/evil",
+    );
     assert_refused(&[E::Symlink("link", "."), E::Dir("link/x/")], "link/x/");
-    assert_refused(&[E::Symlink("link", out), E::Hardlink("h", "link/target")], "h");
+    assert_refused(
+        &[E::Symlink("link", out), E::Hardlink("h", "link/target")],
+        "h",
+    );
     assert!(!outside.path().join("evil").exists());
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }

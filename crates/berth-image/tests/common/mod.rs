@@ -41,7 +41,13 @@ pub enum E<'a> {
     Fifo(&'a str),
 }
 
-fn raw_header(path: &str, kind: tar::EntryType, mode: u32, size: u64, link: Option<&str>) -> tar::Header {
+fn raw_header(
+    path: &str,
+    kind: tar::EntryType,
+    mode: u32,
+    size: u64,
+    link: Option<&str>,
+) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     {
         let old = h.as_old_mut();
@@ -64,10 +70,22 @@ pub fn layer(entries: &[E<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let (h, data): (tar::Header, &[u8]) = match e {
-            E::Dir(p) => (raw_header(p, tar::EntryType::Directory, 0o755, 0, None), &[]),
-            E::File(p, d) => (raw_header(p, tar::EntryType::Regular, 0o644, d.len() as u64, None), d),
-            E::Mode(p, d, m) => (raw_header(p, tar::EntryType::Regular, *m, d.len() as u64, None), d),
-            E::Symlink(p, t) => (raw_header(p, tar::EntryType::Symlink, 0o777, 0, Some(t)), &[]),
+            E::Dir(p) => (
+                raw_header(p, tar::EntryType::Directory, 0o755, 0, None),
+                &[],
+            ),
+            E::File(p, d) => (
+                raw_header(p, tar::EntryType::Regular, 0o644, d.len() as u64, None),
+                d,
+            ),
+            E::Mode(p, d, m) => (
+                raw_header(p, tar::EntryType::Regular, *m, d.len() as u64, None),
+                d,
+            ),
+            E::Symlink(p, t) => (
+                raw_header(p, tar::EntryType::Symlink, 0o777, 0, Some(t)),
+                &[],
+            ),
             E::Hardlink(p, t) => (raw_header(p, tar::EntryType::Link, 0o644, 0, Some(t)), &[]),
             E::Fifo(p) => (raw_header(p, tar::EntryType::Fifo, 0o600, 0, None), &[]),
         };
@@ -78,7 +96,8 @@ pub fn layer(entries: &[E<'_>]) -> Vec<u8> {
 
 /// A busybox rootfs tar: bin/busybox from the host plus applet symlinks.
 pub fn busybox_rootfs() -> Vec<u8> {
-    let bb = std::fs::read("/usr/bin/busybox").expect("busybox-static is installed at /usr/bin/busybox");
+    let bb =
+        std::fs::read("/usr/bin/busybox").expect("busybox-static is installed at /usr/bin/busybox");
     let mut entries = vec![
         E::Dir("bin/"),
         E::Mode("bin/busybox", &bb, 0o755),
@@ -87,7 +106,10 @@ pub fn busybox_rootfs() -> Vec<u8> {
         E::Dir("tmp/"),
     ];
     for applet in ["sh", "ls", "cat", "echo", "true"] {
-        entries.push(E::Symlink(Box::leak(format!("bin/{applet}").into_boxed_str()), "busybox"));
+        entries.push(E::Symlink(
+            Box::leak(format!("bin/{applet}").into_boxed_str()),
+            "busybox",
+        ));
     }
     layer(&entries)
 }
@@ -128,7 +150,11 @@ pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str]) -> (Vec<u8>, String) {
     let config_name = format!("{}.json", &id[7..]);
     add_file(&mut b, &config_name, &config);
     let manifest = serde_json::json!([{"Config": config_name, "RepoTags": tags, "Layers": paths}]);
-    add_file(&mut b, "manifest.json", &serde_json::to_vec(&manifest).expect("json"));
+    add_file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("json"),
+    );
     (b.into_inner().expect("finish"), id)
 }
 
