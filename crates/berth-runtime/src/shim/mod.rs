@@ -46,6 +46,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+pub use client::{read_exit_file, shim_alive, ShimClient};
 pub use server::main as shim_main;
 
 /// How the shim is told what to run; stored as `state_dir/shim.json`.
@@ -195,7 +196,11 @@ impl ShimError {
 
 /// Write `data` to `path` atomically (temp file, fsync, rename).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ShimError> {
-    let tmp = path.with_extension("tmp");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     let mut f = fs::File::create(&tmp).map_err(|e| ShimError::io("create", &tmp, e))?;
     f.write_all(data)
         .and_then(|()| f.sync_all())

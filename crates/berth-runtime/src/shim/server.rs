@@ -277,9 +277,20 @@ fn resize_pty(pty: &File, h: u16, w: u16) -> io::Result<()> {
 
 /// Receive the pty master the runtime sends over the console socket (SCM_RIGHTS).
 fn recv_pty(listener: &UnixListener) -> Result<File, String> {
-    let (conn, _) = listener
-        .accept()
-        .map_err(|e| format!("accept console socket: {e}"))?;
+    // The runtime has already exited when we get here, so its connection is either queued
+    // or never happened (e.g. process.terminal unset in config.json): never block on it.
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("console socket: {e}"))?;
+    let (conn, _) = listener.accept().map_err(|e| {
+        if e.kind() == ErrorKind::WouldBlock {
+            "the runtime sent no pty master (is process.terminal set in config.json?)".to_string()
+        } else {
+            format!("accept console socket: {e}")
+        }
+    })?;
+    conn.set_nonblocking(false)
+        .map_err(|e| format!("console socket: {e}"))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| format!("console socket timeout: {e}"))?;
     let mut buf = [0u8; 4096];
@@ -1168,6 +1179,11 @@ impl Shim {
                     {
                         e.reaped = Some((code, Instant::now()));
                     } else {
+                        // Orphans reparented to us (host pid namespace) would pile up here;
+                        // only a just-spawned exec can still claim an entry, so bound it.
+                        if self.unclaimed.len() >= 1024 {
+                            self.unclaimed.clear();
+                        }
                         self.unclaimed.insert(pid, code);
                     }
                 }

@@ -1,0 +1,436 @@
+//! The shim with the real crun, as root: create/start/attach/logs/exit codes/kill/tty/exec.
+//!
+//! Each test builds its own busybox rootfs and bundle in a temp dir, uses a unique container
+//! id and cgroup path, and shuts its shim down (which deletes the container and its cgroups).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use berth_runtime::cgroups::CgroupFs;
+use berth_runtime::{
+    generate, read_exit_file, shim_alive, spawn_shim, write_bundle, ExecSpec, ShimClient,
+    ShimConfig, ShimStatus, SpecOptions,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    id: String,
+    cgroups_path: String,
+    cfg: ShimConfig,
+}
+
+fn prepare_host() {
+    // crun refuses hybrid cgroups while the unified mount offers hugetlb; mount it as v1.
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("mkdir -p /sys/fs/cgroup/hugetlb && (mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb)")
+        .status();
+    berth_runtime::cgroups::check_runtime_compat().expect("cgroup layout usable by crun");
+}
+
+fn busybox_rootfs(root: &Path) {
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir bin");
+    std::fs::copy("/usr/bin/busybox", bin.join("busybox")).expect("copy busybox");
+    for app in ["sh", "echo", "cat", "sleep", "stty", "true", "ls"] {
+        std::os::unix::fs::symlink("busybox", bin.join(app)).expect("symlink");
+    }
+    for d in ["proc", "sys", "dev", "etc", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+}
+
+fn fixture(
+    name: &str,
+    args: &[&str],
+    tweak: impl FnOnce(&mut SpecOptions, &mut ShimConfig),
+) -> Fixture {
+    prepare_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let id = format!(
+        "rt-{}-{}-{name}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    );
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let cgroups_path = format!("/berth-test/{id}");
+    let mut opts = SpecOptions {
+        rootfs: rootfs.clone(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec!["PATH=/bin".into()],
+        cwd: "/".into(),
+        hostname: name.into(),
+        cgroups_path: cgroups_path.clone(),
+        ..Default::default()
+    };
+    let state_dir = tmp.path().join("state");
+    let mut cfg = ShimConfig {
+        id: id.clone(),
+        bundle: tmp.path().join("bundle"),
+        state_dir,
+        runtime: PathBuf::from("crun"),
+        runtime_root: tmp.path().join("crun"),
+        log_path: tmp.path().join("logs").join(format!("{id}-json.log")),
+        log_max_size: None,
+        log_max_files: 1,
+        terminal: false,
+        open_stdin: false,
+        stdin_once: false,
+    };
+    tweak(&mut opts, &mut cfg);
+    opts.terminal = cfg.terminal;
+    let spec = generate(&opts).expect("generate spec");
+    write_bundle(&cfg.bundle, &spec).expect("write bundle");
+    Fixture {
+        _tmp: tmp,
+        id,
+        cgroups_path,
+        cfg,
+    }
+}
+
+/// The shim under test; `BERTH_SHIM_BIN` selects another build (e.g. release, to read RSS).
+fn shim_bin() -> PathBuf {
+    std::env::var_os("BERTH_SHIM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")))
+}
+
+async fn spawn(f: &Fixture) -> (u32, ShimClient) {
+    let cfg = f.cfg.clone();
+    let pid = tokio::task::spawn_blocking(move || spawn_shim(&shim_bin(), &cfg))
+        .await
+        .expect("join")
+        .expect("spawn shim");
+    let client = ShimClient::connect(&f.cfg.state_dir)
+        .await
+        .expect("connect");
+    (pid, client)
+}
+
+/// Read the whole multiplexed stream; returns (stdout, stderr).
+async fn demux(mut s: tokio::net::UnixStream) -> (String, String) {
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut all))
+        .await
+        .expect("stream ends")
+        .expect("read stream");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i + 8 <= all.len() {
+        let len = u32::from_be_bytes([all[i + 4], all[i + 5], all[i + 6], all[i + 7]]) as usize;
+        let payload = &all[i + 8..i + 8 + len];
+        match all[i] {
+            1 => out.extend_from_slice(payload),
+            2 => err.extend_from_slice(payload),
+            other => panic!("bad stream id {other}"),
+        }
+        i += 8 + len;
+    }
+    assert_eq!(i, all.len(), "trailing partial frame");
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+async fn shutdown_and_check(f: &Fixture, client: &ShimClient, shim_pid: u32) {
+    client.shutdown().await.expect("shutdown");
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{shim_pid}")).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!shim_alive(&f.cfg.state_dir), "shim socket still answers");
+    assert!(
+        !CgroupFs::host().exists(&f.cgroups_path),
+        "cgroup {} left behind",
+        f.cgroups_path
+    );
+}
+
+#[tokio::test]
+async fn echo_hello_reaches_log_and_attach() {
+    let f = fixture(
+        "hello",
+        &["sh", "-c", "echo hello; echo oops >&2"],
+        |_, _| {},
+    );
+    let (pid, client) = spawn(&f).await;
+    let st = client.state().await.expect("state");
+    assert_eq!(st.status, ShimStatus::Created);
+    assert!(st.pid > 0);
+    println!("shim pid {pid} VmRSS {} KiB", vm_rss_kib(pid));
+    let stream = client.attach(false, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let (out, err) = demux(stream).await;
+    assert_eq!(out, "hello\n");
+    assert_eq!(err, "oops\n");
+    let exit = client.wait().await.expect("wait");
+    assert_eq!(exit.exit_code, 0);
+    assert!(!exit.oom_killed);
+    let st = client.state().await.expect("state");
+    assert_eq!(st.status, ShimStatus::Stopped);
+    assert_eq!(st.exit_code, Some(0));
+    let log = std::fs::read_to_string(&f.cfg.log_path).expect("log file");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["log"] == "hello\n" && l["stream"] == "stdout"));
+    assert!(lines
+        .iter()
+        .any(|l| l["log"] == "oops\n" && l["stream"] == "stderr"));
+    println!("shim pid {pid} VmRSS after run {} KiB", vm_rss_kib(pid));
+    shutdown_and_check(&f, &client, pid).await;
+}
+
+#[tokio::test]
+async fn exit_code_is_recorded() {
+    let f = fixture("exit3", &["sh", "-c", "exit 3"], |_, _| {});
+    let (pid, client) = spawn(&f).await;
+    let waiter = {
+        let c = client.clone();
+        tokio::spawn(async move { c.wait().await })
+    };
+    client.start().await.expect("start");
+    let exit = waiter.await.expect("join").expect("wait");
+    assert_eq!(exit.exit_code, 3);
+    let file = read_exit_file(&f.cfg.state_dir).expect("exit.json");
+    assert_eq!(file, exit);
+    chrono::DateTime::parse_from_rfc3339(&exit.exited_at).expect("rfc3339 exited_at");
+    shutdown_and_check(&f, &client, pid).await;
+    assert!(read_exit_file(&f.cfg.state_dir).is_some(), "exit.json kept");
+}
+
+#[tokio::test]
+async fn kill_sigkill_and_sigterm_via_init() {
+    let f = fixture("kill9", &["sleep", "100"], |_, _| {});
+    let (pid, client) = spawn(&f).await;
+    client.start().await.expect("start");
+    client.kill(9, false).await.expect("kill");
+    let exit = client.wait().await.expect("wait");
+    assert_eq!(exit.exit_code, 137);
+    assert!(
+        client.kill(9, false).await.is_err(),
+        "kill after exit fails"
+    );
+    shutdown_and_check(&f, &client, pid).await;
+
+    // busybox sleep as pid 1 ignores SIGTERM; with --init, tini forwards it.
+    let f = fixture("term", &["sleep", "100"], |o, _| {
+        o.init = Some("/usr/bin/tini-static".into())
+    });
+    let (pid, client) = spawn(&f).await;
+    client.start().await.expect("start");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.kill(15, false).await.expect("kill");
+    let exit = tokio::time::timeout(Duration::from_secs(10), client.wait())
+        .await
+        .expect("exits on SIGTERM")
+        .expect("wait");
+    assert_eq!(exit.exit_code, 143);
+    shutdown_and_check(&f, &client, pid).await;
+}
+
+#[tokio::test]
+async fn tty_resize_and_stty() {
+    let f = fixture("tty", &["sh", "-c", "sleep 0.2; stty size"], |_, c| {
+        c.terminal = true
+    });
+    let (pid, client) = spawn(&f).await;
+    client.resize(33, 111).await.expect("resize");
+    let mut stream = client.attach(false, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out))
+        .await
+        .expect("stream ends")
+        .expect("read");
+    assert_eq!(String::from_utf8_lossy(&out), "33 111\r\n");
+    assert_eq!(client.wait().await.expect("wait").exit_code, 0);
+    shutdown_and_check(&f, &client, pid).await;
+}
+
+#[tokio::test]
+async fn stdin_once_through_attach() {
+    let f = fixture("cat", &["cat"], |_, c| {
+        c.open_stdin = true;
+        c.stdin_once = true;
+    });
+    let (pid, client) = spawn(&f).await;
+    let stream = client.attach(true, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let (rd, mut wr) = stream.into_split();
+    wr.write_all(b"ping\n").await.expect("write stdin");
+    wr.shutdown().await.expect("close stdin");
+    let (out, _) = demux(rd.reunite(wr).expect("reunite")).await;
+    assert_eq!(out, "ping\n");
+    assert_eq!(client.wait().await.expect("wait").exit_code, 0);
+    shutdown_and_check(&f, &client, pid).await;
+}
+
+#[tokio::test]
+async fn exec_exit_code_and_output() {
+    let f = fixture("exec", &["sleep", "100"], |_, _| {});
+    let (pid, client) = spawn(&f).await;
+    client.start().await.expect("start");
+    let process = |args: &[&str]| {
+        serde_json::json!({
+            "args": args,
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+        })
+    };
+    let s = client
+        .exec(ExecSpec {
+            exec_id: "e1".into(),
+            process: process(&["sh", "-c", "echo from-exec; exit 7"]),
+            tty: false,
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .expect("exec");
+    let (out, _) = demux(s).await;
+    assert_eq!(out, "from-exec\n");
+    assert_eq!(client.exec_wait("e1").await.expect("exec wait"), 7);
+    let st = client.exec_state("e1").await.expect("exec state");
+    assert!(!st.running);
+    assert_eq!(st.exit_code, Some(7));
+
+    let s = client
+        .exec(ExecSpec {
+            exec_id: "e2".into(),
+            process: process(&["sh", "-c", "sleep 0.2; stty size"]),
+            tty: true,
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .expect("exec tty");
+    client.exec_resize("e2", 20, 70).await.expect("exec resize");
+    let mut s = s;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("exec stream ends")
+        .expect("read");
+    assert_eq!(String::from_utf8_lossy(&out), "20 70\r\n");
+    assert_eq!(client.exec_wait("e2").await.expect("exec wait"), 0);
+
+    let err = client
+        .exec(ExecSpec {
+            exec_id: "e3".into(),
+            process: process(&["/nonexistent"]),
+            tty: false,
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await;
+    if let Err(e) = err {
+        assert!(e.to_string().contains("nonexistent"), "{e}");
+    } else {
+        assert_eq!(client.exec_wait("e3").await.expect("exec wait"), 127);
+    }
+
+    assert!(
+        client.shutdown().await.is_err(),
+        "shutdown refused while running"
+    );
+    client.kill(9, true).await.expect("kill");
+    assert_eq!(client.wait().await.expect("wait").exit_code, 137);
+    shutdown_and_check(&f, &client, pid).await;
+}
+
+#[tokio::test]
+async fn shim_is_detached_and_survives() {
+    let f = fixture("detach", &["sleep", "100"], |_, _| {});
+    let (pid, client) = spawn(&f).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let ppid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("PPid");
+    assert_ne!(ppid, std::process::id(), "shim must not be our child");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .expect("stat")
+        .split_whitespace()
+        .collect();
+    // fields[3] is the session id: the shim has its own session, not ours.
+    let our_sid = nix::unistd::getsid(None)
+        .expect("getsid")
+        .as_raw()
+        .to_string();
+    assert_ne!(fields[3], our_sid);
+    client.start().await.expect("start");
+    // A brand-new client (as after a berthd restart) finds it by the state dir alone.
+    let again = ShimClient::connect(&f.cfg.state_dir)
+        .await
+        .expect("reconnect");
+    assert_eq!(
+        again.state().await.expect("state").status,
+        ShimStatus::Running
+    );
+    assert!(shim_alive(&f.cfg.state_dir));
+    let shim_pid: u32 = std::fs::read_to_string(f.cfg.state_dir.join("shim.pid"))
+        .expect("shim.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(shim_pid, pid);
+    again.pause().await.expect("pause");
+    assert_eq!(
+        again.state().await.expect("state").status,
+        ShimStatus::Paused
+    );
+    again.resume().await.expect("resume");
+    let stats = berth_runtime::cgroups::stats(&f.cgroups_path).expect("stats");
+    assert!(stats.pids_current >= 1);
+    assert!(stats.memory_usage > 0);
+    again.kill(9, false).await.expect("kill");
+    again.wait().await.expect("wait");
+    shutdown_and_check(&f, &again, pid).await;
+    let _ = &f.id;
+}
+
+#[tokio::test]
+async fn missing_binary_reports_runtime_error() {
+    let f = fixture("missing", &["/no/such/binary"], |_, _| {});
+    let cfg = f.cfg.clone();
+    let err = tokio::task::spawn_blocking(move || spawn_shim(&shim_bin(), &cfg))
+        .await
+        .expect("join")
+        .expect_err("create must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("crun"), "{msg}");
+    assert!(msg.contains("/no/such/binary"), "{msg}");
+    assert!(!shim_alive(&f.cfg.state_dir));
+    assert!(!CgroupFs::host().exists(&f.cgroups_path));
+}
