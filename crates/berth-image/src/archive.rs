@@ -28,7 +28,6 @@ use std::path::{Component, Path, PathBuf};
 const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MEDIA_TYPE_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const MEDIA_TYPE_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -584,10 +583,6 @@ fn looks_like_id(name: &str, id: &str) -> bool {
     let n = name.strip_prefix("sha256:").unwrap_or(name);
     !n.is_empty() && hex_part(id).starts_with(n)
 }
-
-// Docker media types are accepted on load; keep the names referenced for readers.
-#[allow(dead_code)]
-const ACCEPTED_MANIFEST_TYPES: [&str; 2] = [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST];
 
 #[cfg(test)]
 mod tests {

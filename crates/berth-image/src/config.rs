@@ -74,8 +74,9 @@ pub struct ContainerConfig {
 /// `rootfs`: the layer diff ids, bottom first.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RootFs {
+    /// Always "layers".
     #[serde(rename = "type")]
-    pub kind: String,
+    pub r#type: String,
     #[serde(default)]
     pub diff_ids: Vec<String>,
 }
@@ -83,7 +84,7 @@ pub struct RootFs {
 impl Default for RootFs {
     fn default() -> Self {
         RootFs {
-            kind: "layers".to_string(),
+            r#type: "layers".to_string(),
             diff_ids: Vec::new(),
         }
     }

@@ -74,6 +74,7 @@ impl Error {
             Error::InvalidArgument(_) | Error::Reference(_) | Error::Change(_) => {
                 ErrorKind::InvalidArgument
             }
+            Error::Archive(crate::archive::ArchiveError::Write(_)) => ErrorKind::Internal,
             Error::Archive(_) => ErrorKind::InvalidArgument,
             Error::Apply(e) if e.is_bad_input() => ErrorKind::InvalidArgument,
             Error::Content(crate::content::ContentError::NotFound(_)) => ErrorKind::NotFound,
@@ -116,3 +117,34 @@ db_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_cross_threads() {
+        send_sync::<Error>();
+        send_sync::<crate::ImageStore>();
+        send_sync::<crate::Image>();
+        send_sync::<crate::RwLayer>();
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(Error::NotFound("x".into()).kind(), ErrorKind::NotFound);
+        assert_eq!(Error::Conflict("x".into()).kind(), ErrorKind::Conflict);
+        assert_eq!(Error::Corrupt("x".into()).kind(), ErrorKind::Internal);
+        let e: Error = crate::reference::ReferenceError::InvalidFormat.into();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e: Error = crate::apply::ApplyError::Unsafe {
+            entry: "../x".into(),
+            reason: "r",
+        }
+        .into();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("../x"));
+    }
+}

@@ -499,30 +499,56 @@ fn path_str(p: &Path) -> Result<String, SnapshotError> {
         .ok_or_else(|| SnapshotError::InvalidKey(p.display().to_string()))
 }
 
+/// How a stack of lowers (topmost first) is spread over overlay mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Lowers given to the outer mount directly, topmost first.
+    pub direct: Vec<String>,
+    /// The bottom of the stack, merged in a read-only inner overlay that becomes the
+    /// outer mount's lowest lower.
+    pub inner: Option<Vec<String>>,
+}
+
+/// Split `lowers` (topmost first) so that no mount gets more than overlayfs allows.
+pub fn plan_lowers(mut lowers: Vec<String>) -> Result<MountPlan, SnapshotError> {
+    if lowers.len() <= MAX_LOWERS_PER_MOUNT {
+        return Ok(MountPlan {
+            direct: lowers,
+            inner: None,
+        });
+    }
+    if lowers.len() > 2 * MAX_LOWERS_PER_MOUNT - 1 {
+        return Err(SnapshotError::TooManyLayers(lowers.len()));
+    }
+    // one slot of the outer mount is taken by the inner overlay
+    let bottom = lowers.split_off(MAX_LOWERS_PER_MOUNT - 1);
+    Ok(MountPlan {
+        direct: lowers,
+        inner: Some(bottom),
+    })
+}
+
 /// Mount an overlay of `lowers` (topmost first) at `target`.
 pub fn mount_overlay(
     lowers: &[PathBuf],
     upper: Option<(&Path, &Path)>,
     target: &Path,
 ) -> Result<(), SnapshotError> {
-    let mut strs = lowers
+    let strs = lowers
         .iter()
         .map(|p| path_str(p))
         .collect::<Result<Vec<_>, _>>()?;
-    // the inner mount for stacks deeper than overlayfs allows; kept open until the
-    // outer mount holds its own reference to it
+    let plan = plan_lowers(strs)?;
+    let mut outer = plan.direct;
+    // kept open until the outer mount holds its own reference to the inner one
     let mut _inner: Option<OwnedFd> = None;
-    if strs.len() > MAX_LOWERS_PER_MOUNT {
-        if strs.len() > 2 * MAX_LOWERS_PER_MOUNT - 1 {
-            return Err(SnapshotError::TooManyLayers(strs.len()));
-        }
-        let bottom = strs.split_off(MAX_LOWERS_PER_MOUNT - 1);
+    if let Some(bottom) = plan.inner {
         let inner = overlay_mount_fd(&bottom, None, target)?;
         use std::os::fd::AsRawFd;
-        strs.push(format!("/proc/self/fd/{}", inner.as_raw_fd()));
+        outer.push(format!("/proc/self/fd/{}", inner.as_raw_fd()));
         _inner = Some(inner);
     }
-    let mnt = overlay_mount_fd(&strs, upper, target)?;
+    let mnt = overlay_mount_fd(&outer, upper, target)?;
     rustix::mount::move_mount(
         mnt.as_fd(),
         "",
@@ -556,6 +582,26 @@ pub fn unmount(target: &Path) -> Result<(), SnapshotError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_stacks_merge_only_the_bottom() {
+        let names = |n: usize| (0..n).map(|i| format!("l{i}")).collect::<Vec<_>>();
+        let p = plan_lowers(names(500)).unwrap();
+        assert_eq!((p.direct.len(), p.inner), (500, None));
+        let p = plan_lowers(names(501)).unwrap();
+        assert_eq!(p.direct.len(), 499);
+        assert_eq!(p.direct[0], "l0");
+        assert_eq!(
+            p.inner.as_deref(),
+            Some(&["l499".to_string(), "l500".to_string()][..])
+        );
+        let p = plan_lowers(names(999)).unwrap();
+        assert_eq!(p.inner.unwrap().len(), 500);
+        assert!(matches!(
+            plan_lowers(names(1000)),
+            Err(SnapshotError::TooManyLayers(1000))
+        ));
+    }
 
     #[test]
     fn rw_keys_are_validated() {

@@ -455,6 +455,11 @@ impl ImageStore {
     /// `docker import`: a rootfs tarball (plain, gzip or zstd) becomes a one-layer image.
     pub fn import(&self, tar: &mut dyn Read, opts: ImportOptions) -> Result<Image, Error> {
         let (os, architecture, variant) = parse_platform(opts.platform.as_deref())?;
+        if let Some(r) = opts.reference.as_ref().filter(|r| r.digest().is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to create a tag with a digest reference: {r}"
+            )));
+        }
         let mut container_config = crate::config::ContainerConfig::default();
         apply_changes(&mut container_config, &opts.changes)?;
         let _guard = self.shared_lock();
@@ -487,7 +492,7 @@ impl ImageStore {
             comment: Some(message.clone()),
             config: container_config,
             rootfs: RootFs {
-                kind: "layers".to_string(),
+                r#type: "layers".to_string(),
                 diff_ids: vec![stats.diff_id.clone()],
             },
             history: vec![History {
