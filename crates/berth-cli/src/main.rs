@@ -1,1 +1,5 @@
-fn main() {}
+//! The `berth` binary: all logic lives in the library.
+
+fn main() {
+    std::process::exit(berth_cli::main_entry());
+}

@@ -8,8 +8,9 @@ pub enum Error {
     /// The `-H` / `DOCKER_HOST` value could not be understood.
     #[error("invalid host {host:?}: {reason}")]
     InvalidHost { host: String, reason: String },
-    /// The socket or TCP endpoint could not be reached.
-    #[error("cannot connect to the berth daemon at {host}: {source}. Is the daemon running?")]
+    /// The socket or TCP endpoint could not be reached. The text is docker's own (capital
+    /// letter and all) because scripts and users match on it; the cause is in `source`.
+    #[error("Cannot connect to the berth daemon at {host}. Is the berth daemon running?")]
     Connect {
         host: String,
         #[source]

@@ -1,0 +1,217 @@
+//! Local terminal and standard streams for attach, run and exec: raw mode while a TTY
+//! session is attached (restored on drop, also on error paths), the terminal size for
+//! resize requests, and the pump that moves bytes between a hijacked connection and our
+//! stdin/stdout/stderr, demultiplexing docker's frames when the container has no TTY.
+//!
+//! Output is written with blocking `std::io` writes: the process has one consumer per
+//! stream, and a blocking write is what gives the pipe backpressure back to the daemon.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+
+use berth_client::frame::{Demuxer, StreamKind};
+use berth_client::Hijacked;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Puts a terminal in raw mode and restores its previous settings when dropped.
+pub struct RawMode {
+    fd: i32,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    /// Enter raw mode on `fd` if it is a terminal; `None` otherwise.
+    pub fn enter(fd: i32) -> Option<RawMode> {
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(fd) } != 1 {
+            return None;
+        }
+        // SAFETY: termios is plain old data; zeroed is a valid value for tcgetattr to fill.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is a terminal and `saved` is a valid, writable termios.
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return None;
+        }
+        let mut raw = saved;
+        // SAFETY: cfmakeraw only edits the struct it is given.
+        unsafe { libc::cfmakeraw(&mut raw) };
+        // Keep output post-processing so that "\n" from the local side still renders.
+        raw.c_oflag = saved.c_oflag;
+        // SAFETY: fd is a terminal and `raw` a valid termios.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
+            return None;
+        }
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restoring the settings read from the same descriptor in `enter`.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
+
+/// The size (rows, columns) of the terminal on stdout or stdin, if either is one.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    for fd in [1, 0] {
+        // SAFETY: winsize is plain old data.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ writes a winsize into the valid pointer we pass.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+        if r == 0 && ws.ws_row > 0 {
+            return Some((ws.ws_row, ws.ws_col));
+        }
+    }
+    None
+}
+
+/// True when `fd` is a terminal.
+pub fn is_tty(fd: i32) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Which local streams a session uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Streams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// The container has a TTY: the stream is raw, not multiplexed.
+    pub tty: bool,
+}
+
+fn write_all(kind: StreamKind, data: &[u8]) {
+    let r = match kind {
+        StreamKind::Stderr | StreamKind::System => {
+            let mut e = std::io::stderr().lock();
+            e.write_all(data).and_then(|_| e.flush())
+        }
+        _ => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(data).and_then(|_| o.flush())
+        }
+    };
+    // A closed stdout (`berth logs x | head`) must not abort the session with a panic; the
+    // remaining output is dropped like docker drops it.
+    let _ = r;
+}
+
+/// Write a (possibly multiplexed) chunk to the local streams.
+pub struct OutputSink {
+    demux: Option<Demuxer>,
+}
+
+impl OutputSink {
+    pub fn new(multiplexed: bool) -> Self {
+        OutputSink {
+            demux: multiplexed.then(Demuxer::new),
+        }
+    }
+
+    /// Consume bytes from the daemon.
+    pub fn feed(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.demux {
+            None => write_all(StreamKind::Stdout, data),
+            Some(d) => {
+                d.push(data);
+                while let Some((k, p)) = d
+                    .next_frame()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+                {
+                    write_all(k, &p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Move bytes between a hijacked connection and the local streams until the daemon closes
+/// its side. Stdin is forwarded when asked; its EOF half-closes the connection so that the
+/// container sees EOF too.
+pub async fn pump(h: Hijacked, s: Streams) -> std::io::Result<()> {
+    let multiplexed = h.multiplexed.unwrap_or(!s.tty);
+    let (mut rd, mut wr) = tokio::io::split(h.io);
+    let input = async move {
+        if !s.stdin {
+            return;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if wr.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    let _ = wr.flush().await;
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    let output = async move {
+        let mut sink = OutputSink::new(multiplexed);
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            sink.feed(&buf[..n])?;
+        }
+    };
+    tokio::pin!(input);
+    tokio::pin!(output);
+    // Output decides when the session is over; input may block on a terminal forever.
+    let mut input_done = false;
+    loop {
+        tokio::select! {
+            r = &mut output => return r,
+            _ = &mut input, if !input_done => input_done = true,
+        }
+    }
+}
+
+/// Keep the container's TTY size in step with ours: once now and on every SIGWINCH.
+/// `resize` is called with (rows, cols).
+pub fn spawn_resize_loop<F, Fut>(resize: F)
+where
+    F: Fn(u16, u16) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let fd_is_tty = is_tty(std::io::stdout().as_raw_fd()) || is_tty(0);
+    if !fd_is_tty {
+        return;
+    }
+    tokio::task::spawn_local(async move {
+        if let Some((h, w)) = terminal_size() {
+            resize(h, w).await;
+        }
+        let Ok(mut sig) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        else {
+            return;
+        };
+        while sig.recv().await.is_some() {
+            if let Some((h, w)) = terminal_size() {
+                resize(h, w).await;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_mode_on_non_tty_is_none() {
+        let f = tempfile::tempfile().expect("tempfile");
+        assert!(RawMode::enter(f.as_raw_fd()).is_none());
+        assert!(!is_tty(f.as_raw_fd()));
+    }
+}
