@@ -680,10 +680,10 @@ fn valid_stage_name(name: &str) -> bool {
 /// Removes a leading `ONBUILD` (any case) and the whitespace after it.
 fn strip_onbuild_prefix(original: &str) -> &str {
     let s = original.trim_start();
-    if s.len() >= 7 && s[..7].eq_ignore_ascii_case("onbuild") {
-        return s[7..].trim_start();
+    match (s.get(..7), s.get(7..)) {
+        (Some(head), Some(rest)) if head.eq_ignore_ascii_case("onbuild") => rest.trim_start(),
+        _ => original,
     }
-    original
 }
 
 fn parse_kvps(args: &[String], cmd: &str) -> Result<Vec<KeyValue>, String> {
