@@ -184,7 +184,7 @@ fn copy_up_preserves_metadata() {
     fs::write(src.join("conf/app.conf"), b"port=80\n").expect("write");
     rustix::fs::chownat(
         rustix::fs::CWD,
-        &src.join("conf/app.conf"),
+        src.join("conf/app.conf"),
         Some(rustix::fs::Uid::from_raw(1234)),
         Some(rustix::fs::Gid::from_raw(5678)),
         rustix::fs::AtFlags::empty(),
@@ -207,7 +207,7 @@ fn copy_up_preserves_metadata() {
     std::os::unix::fs::symlink("/etc/hostname", src.join("abs-link")).expect("symlink");
     rustix::fs::chownat(
         rustix::fs::CWD,
-        &src.join("abs-link"),
+        src.join("abs-link"),
         Some(rustix::fs::Uid::from_raw(99)),
         Some(rustix::fs::Gid::from_raw(98)),
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
@@ -216,7 +216,7 @@ fn copy_up_preserves_metadata() {
     fs::hard_link(src.join("conf/app.conf"), src.join("hardlink")).expect("link");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("null"),
+        src.join("null"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::from_raw_mode(0o666),
         rustix::fs::makedev(1, 3),
@@ -224,7 +224,7 @@ fn copy_up_preserves_metadata() {
     .expect("mknod");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("fifo"),
+        src.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,
