@@ -235,6 +235,10 @@ pub struct HostInfo {
     pub devices: Vec<HostDevice>,
     /// Kernel version (major, minor) for seccomp `minKernel`.
     pub kernel: (u32, u32),
+    /// This process's capability bounding set (bit n = capability n), if known. A container
+    /// can never get a capability outside it, and asking makes the runtime's capset fail with
+    /// EPERM, so `--privileged` and `--cap-add ALL` are cut down to it.
+    pub bounding: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,8 +299,15 @@ impl HostInfo {
             hard_limits,
             devices: host_devices(Path::new("/dev")),
             kernel: kernel_version(),
+            bounding: bounding_set(),
         }
     }
+}
+
+fn bounding_set() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 fn kernel_version() -> (u32, u32) {
@@ -366,7 +377,15 @@ pub fn generate_with(opts: &SpecOptions, host: &HostInfo) -> Result<Value, SpecE
     if opts.args.is_empty() {
         return Err(SpecError::EmptyArgs);
     }
-    let caps = capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
+    let mut caps = capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
+    if let Some(bnd) = host.bounding {
+        caps.retain(|c| {
+            ALL_CAPS
+                .iter()
+                .position(|x| x == c)
+                .is_some_and(|bit| bnd & (1u64 << bit) != 0)
+        });
+    }
 
     let mut args = opts.args.clone();
     if opts.init.is_some() {
@@ -956,6 +975,7 @@ mod tests {
                 gid: 6,
             }],
             kernel: (6, 18),
+            bounding: None,
         }
     }
 
@@ -1016,6 +1036,24 @@ mod tests {
         assert_eq!(c.len(), ALL_CAPS.len() - 1);
         let e = capabilities(&["FOO".into()], &[], false).expect_err("unknown");
         assert_eq!(e.to_string(), "unknown capability: \"CAP_FOO\"");
+    }
+
+    #[test]
+    fn caps_cut_to_bounding_set() {
+        let mut h = host();
+        // Everything but CAP_SYS_RESOURCE (24), as on this machine.
+        h.bounding = Some(0x1ff_ffff_ffff & !(1 << 24));
+        let mut o = opts();
+        o.privileged = true;
+        let s = generate_with(&o, &h).expect("spec");
+        let caps = names(&s["process"]["capabilities"]["bounding"]);
+        assert_eq!(caps.len(), ALL_CAPS.len() - 1);
+        assert!(!caps.contains(&"CAP_SYS_RESOURCE".to_string()));
+        let s = generate_with(&opts(), &h).expect("spec");
+        assert_eq!(
+            names(&s["process"]["capabilities"]["bounding"]),
+            DEFAULT_CAPS
+        );
     }
 
     #[test]

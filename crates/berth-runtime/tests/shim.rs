@@ -158,11 +158,16 @@ async fn shutdown_and_check(f: &Fixture, client: &ShimClient, shim_pid: u32) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!shim_alive(&f.cfg.state_dir), "shim socket still answers");
+    let fsys = CgroupFs::host();
     assert!(
-        !CgroupFs::host().exists(&f.cgroups_path),
+        !fsys.exists(&f.cgroups_path),
         "cgroup {} left behind",
         f.cgroups_path
     );
+    // Best effort: the shared parent goes once the last parallel test is done with it.
+    for (mount, _) in &fsys.v1 {
+        let _ = std::fs::remove_dir(mount.join("berth-test"));
+    }
 }
 
 #[tokio::test]
@@ -433,4 +438,103 @@ async fn missing_binary_reports_runtime_error() {
     assert!(msg.contains("/no/such/binary"), "{msg}");
     assert!(!shim_alive(&f.cfg.state_dir));
     assert!(!CgroupFs::host().exists(&f.cgroups_path));
+}
+
+/// Run a one-shot container and return (stdout, exit code).
+async fn run_once(
+    name: &str,
+    args: &[&str],
+    tweak: impl FnOnce(&mut SpecOptions, &mut ShimConfig),
+) -> (String, berth_runtime::ExitInfo) {
+    let f = fixture(name, args, tweak);
+    let (pid, client) = spawn(&f).await;
+    let stream = client.attach(false, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let (out, _) = demux(stream).await;
+    let exit = client.wait().await.expect("wait");
+    shutdown_and_check(&f, &client, pid).await;
+    (out, exit)
+}
+
+#[tokio::test]
+async fn spec_rules_hold_inside_crun() {
+    // Default caps: CapEff is exactly Docker's set (0xa80425fb).
+    let (out, exit) = run_once(
+        "caps",
+        &["sh", "-c", "grep CapEff /proc/self/status"],
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(exit.exit_code, 0);
+    assert!(out.contains("00000000a80425fb"), "{out}");
+    // Privileged: every capability, /sys writable.
+    let (out, _) = run_once(
+        "priv",
+        &[
+            "sh",
+            "-c",
+            "grep CapEff /proc/self/status; grep ' /sys ' /proc/mounts",
+        ],
+        |o, _| o.privileged = true,
+    )
+    .await;
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .expect("CapBnd");
+    assert!(out.contains(&format!("CapEff:\t{bnd}")), "{out} vs {bnd}");
+    assert!(out.contains("sysfs rw"), "{out}");
+    // Masked paths, hostname, user, read-only rootfs, clamped ulimit.
+    let (out, exit) = run_once(
+        "misc",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/kcore | wc -c; hostname; id -u; id -g; ulimit -n; touch /x 2>/dev/null || echo ro",
+        ],
+        |o, _| {
+            o.user = berth_runtime::ResolvedUser {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![],
+                home: "/".into(),
+            };
+            o.readonly_rootfs = true;
+            o.ulimits = vec![berth_runtime::Ulimit {
+                name: "nofile".into(),
+                soft: 1 << 20,
+                hard: 1 << 20,
+            }];
+        },
+    )
+    .await;
+    assert_eq!(exit.exit_code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let hard_nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit")
+        .1;
+    assert_eq!(
+        lines,
+        vec!["0", "misc", "1000", "1000", &hard_nofile.to_string(), "ro"],
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn oom_kill_is_detected() {
+    let (_, exit) = run_once(
+        "oom",
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo done",
+        ],
+        |o, _| {
+            o.resources.memory = Some(8 << 20);
+            o.resources.memory_swap = Some(8 << 20);
+        },
+    )
+    .await;
+    assert!(exit.oom_killed, "{exit:?}");
 }
