@@ -21,6 +21,7 @@ pub use error::{Error, ErrorKind};
 pub use mount::{FakeMounter, MountRequest, Mounter, SystemMounter};
 pub use spec::{
     parse_bind, parse_bind_for_driver, parse_mount_api, parse_mount_flag, parse_tmpfs,
-    tmpfs_oci_options, validate_target, validate_volume_name, MountSpec, MountType, SpecError,
+    parse_tmpfs_flag, tmpfs_oci_options, validate_target, validate_volume_name, MountSpec,
+    MountType, SpecError,
 };
 pub use volumes::{LabelFilter, Volume, VolumeStore};

@@ -1220,6 +1220,12 @@ pub fn parse_tmpfs(dest: &str, opts: &str) -> Result<MountSpec, SpecError> {
     Ok(spec)
 }
 
+/// The CLI's `--tmpfs` value: `/run` or `/run:size=64m,mode=1777`.
+pub fn parse_tmpfs_flag(value: &str) -> Result<MountSpec, SpecError> {
+    let (dest, opts) = value.split_once(':').unwrap_or((value, ""));
+    parse_tmpfs(dest, opts)
+}
+
 /// The option list for a tmpfs mount in the OCI spec: dockerd's defaults (`noexec`,
 /// `nosuid`, `nodev`) merged with the mount's own options, a later word overriding an
 /// earlier opposite one and a later `key=` replacing an earlier one.
@@ -1666,6 +1672,50 @@ mod tests {
         // `.`-relative sources become absolute, as the CLI does.
         let v = parse_mount_flag("type=bind,src=./here,target=/x").unwrap();
         assert!(v["Source"].as_str().unwrap().starts_with('/'));
+    }
+
+    #[test]
+    fn tmpfs_flag() {
+        let t = parse_tmpfs_flag("/run:size=64m,mode=1777").unwrap();
+        assert_eq!((t.target.as_str(), t.tmpfs_size), ("/run", Some(64 << 20)));
+        let t = parse_tmpfs_flag("/cache").unwrap();
+        assert_eq!(t.tmpfs_size, None);
+        assert!(parse_tmpfs_flag(":size=1m").is_err());
+    }
+
+    /// Mutated inputs never panic any parser (they are fed straight from clients).
+    #[test]
+    fn parsers_survive_garbage() {
+        let seeds = [
+            "/a:/b:ro,z,rshared",
+            "type=bind,src=/a,dst=/b,bind-propagation=rslave",
+            "\"volume-opt=o=a,b\",target=/x",
+            "size=64m,mode=1777,noexec",
+            "1.5GiB",
+        ];
+        let alphabet: Vec<char> = ":,=/\".ü.0123456789abkmgzZ- \\".chars().collect();
+        for seed in seeds {
+            for round in 0..400 {
+                let mut chars: Vec<char> = seed.chars().collect();
+                for _ in 0..(1 + round % 5) {
+                    let pos = rand::random_range(0..=chars.len());
+                    let c = alphabet[rand::random_range(0..alphabet.len())];
+                    match rand::random_range(0..3) {
+                        0 if pos < chars.len() => {
+                            chars.remove(pos);
+                        }
+                        1 if pos < chars.len() => chars[pos] = c,
+                        _ => chars.insert(pos, c),
+                    }
+                }
+                let s: String = chars.into_iter().collect();
+                let _ = parse_bind(&s);
+                let _ = parse_mount_flag(&s).map(|v| parse_mount_api(&v));
+                let _ = parse_tmpfs_flag(&s);
+                let _ = parse_ram_bytes(&s);
+                let _ = validate_target(&s);
+            }
+        }
     }
 
     #[test]

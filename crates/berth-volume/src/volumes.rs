@@ -537,8 +537,8 @@ impl VolumeStore {
             .read_record(name)?
             .ok_or_else(|| no_such_volume(name))?;
         let data = self.data_dir(name);
-        let entry = active.entry(name.to_string()).or_default();
-        if record.needs_mount() && !entry.mounted {
+        let mounted = active.get(name).is_some_and(|a| a.mounted);
+        if record.needs_mount() && !mounted {
             self.make_data_dir(name)?;
             let (flags, propagation, extra) =
                 parse_mount_options(record.options.get("o").map(String::as_str).unwrap_or(""));
@@ -563,8 +563,11 @@ impl VolumeStore {
                     req.data
                 ))
             })?;
-            entry.mounted = true;
         }
+        // Only now, after a successful mount, does the volume gain state: a failed mount
+        // leaves no ref and no "mounted" mark behind.
+        let entry = active.entry(name.to_string()).or_default();
+        entry.mounted |= record.needs_mount();
         entry.refs.insert(ref_id.to_string());
         Ok(data)
     }
