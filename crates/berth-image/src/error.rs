@@ -58,6 +58,9 @@ pub enum Error {
     /// The content store failed.
     #[error(transparent)]
     Content(#[from] crate::content::ContentError),
+    /// A container layer could not be turned into a tar.
+    #[error(transparent)]
+    Diff(#[from] crate::diff::DiffError),
     /// The snapshotter failed.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),

@@ -5,6 +5,7 @@
 //! - [`changes`]: `--change` instructions for import
 //! - [`content`]: the digest-addressed blob store
 //! - [`apply`]: safe layer unpacking with whiteouts and diff ids
+//! - [`diff`]: container upper dir -> layer tar (commit, build steps)
 //! - [`snapshot`]: overlayfs snapshots keyed by chain id, container layers, mounts
 //! - [`store`]: the image store (records, tags, import, delete, history)
 //! - [`archive`]: `docker save` / `docker load` (docker-archive and OCI layout)
@@ -16,6 +17,7 @@ pub mod archive;
 pub mod changes;
 pub mod config;
 pub mod content;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod reference;
@@ -27,6 +29,6 @@ pub use error::{Error, ErrorKind};
 pub use reference::{Reference, ReferenceError};
 pub use snapshot::RwLayer;
 pub use store::{
-    HistoryItem, Image, ImageRecord, ImageStore, ImportOptions, LayerRecord, LayerSource,
-    LoadedImage,
+    CommitOptions, HistoryItem, Image, ImageRecord, ImageStore, ImportOptions, LayerRecord,
+    LayerSource, LoadedImage,
 };

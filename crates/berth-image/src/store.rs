@@ -67,6 +67,21 @@ pub struct ImportOptions {
     pub platform: Option<String>,
 }
 
+/// Options for [`ImageStore::commit_rw_layer`] (`docker commit`, and the builder's steps).
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    pub reference: Option<Reference>,
+    /// Dockerfile-style changes applied on top of `config`.
+    pub changes: Vec<String>,
+    /// The history comment (`docker commit -m`).
+    pub message: Option<String>,
+    pub author: Option<String>,
+    /// The history's `created_by` (the container's command, or the build step).
+    pub created_by: Option<String>,
+    /// The config of the new image; default the base image's.
+    pub config: Option<crate::config::ContainerConfig>,
+}
+
 /// One image a `load` brought in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedImage {
@@ -829,6 +844,115 @@ impl ImageStore {
     /// Bytes in the container layer's upper directory.
     pub fn rw_layer_size(&self, key: &str) -> Result<u64, Error> {
         Ok(self.inner.snapshots.rw_size(key)?)
+    }
+
+    /// Write the diff of a container layer (its upper dir) as a layer tar.
+    pub fn diff_rw_layer(&self, key: &str, out: &mut dyn std::io::Write) -> Result<(), Error> {
+        let layer = self.inner.snapshots.rw(key)?;
+        Ok(crate::diff::write_diff(&layer.upper, out)?)
+    }
+
+    /// `docker commit`: a new image made of the container layer's base image plus the
+    /// layer's diff as one more layer.
+    pub fn commit_rw_layer(&self, key: &str, opts: CommitOptions) -> Result<Image, Error> {
+        if let Some(r) = opts.reference.as_ref().filter(|r| r.digest().is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to create a tag with a digest reference: {r}"
+            )));
+        }
+        let _guard = self.shared_lock();
+        let rw = self.inner.snapshots.rw_meta(key)?;
+        let (base_rec, mut config) = match &rw.image_id {
+            Some(id) => {
+                let rec = self.record(id)?.ok_or_else(|| not_found(id))?;
+                let bytes = self.config_bytes(id)?;
+                let config: ImageConfigFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("image config {id}: {e}")))?;
+                (Some(rec), config)
+            }
+            None => {
+                let (os, architecture, variant) = parse_platform(None)?;
+                let config = ImageConfigFile {
+                    os,
+                    architecture,
+                    variant,
+                    ..ImageConfigFile::default()
+                };
+                (None, config)
+            }
+        };
+        let mut container_config = opts.config.clone().unwrap_or_else(|| config.config.clone());
+        apply_changes(&mut container_config, &opts.changes)?;
+
+        // the diff goes to the content store as a plain tar (its digest is its diff id),
+        // then is applied from there into a new snapshot on top of the base chain
+        let upper = self.inner.snapshots.rw(key)?.upper;
+        let mut w = self.inner.content.writer()?;
+        crate::diff::write_diff(&upper, &mut w)?;
+        let (diff_id, blob_size) = w.commit(None)?;
+        let mut diff_ids = config.rootfs.diff_ids.clone();
+        diff_ids.push(diff_id.clone());
+        let chain = chain_ids(&diff_ids);
+        let chain_id = chain.last().expect("at least the new layer").clone();
+        let meta = if self.inner.snapshots.exists(&chain_id) {
+            self.inner.snapshots.meta(&chain_id)?
+        } else {
+            let f = self.inner.content.open_blob(&diff_id)?;
+            let mut reader = std::io::BufReader::with_capacity(256 * 1024, f);
+            let tmp = self.inner.snapshots.prepare()?;
+            let stats = apply::apply_layer(&mut reader, &tmp.fs(), None)?;
+            let meta = SnapshotMeta {
+                chain_id: chain_id.clone(),
+                parent: chain.len().checked_sub(2).map(|p| chain[p].clone()),
+                diff_id: diff_id.clone(),
+                size: stats.size,
+                tar_size: stats.tar_size,
+            };
+            self.inner.snapshots.commit(tmp, &meta)?;
+            meta
+        };
+
+        let created = config::now_rfc3339();
+        config.created = Some(created.clone());
+        config.config = container_config;
+        if opts.author.is_some() {
+            config.author = opts.author.clone();
+        }
+        config.comment = opts.message.clone().filter(|m| !m.is_empty());
+        config.rootfs.diff_ids = diff_ids;
+        config.history.push(History {
+            created: Some(created.clone()),
+            created_by: opts.created_by.clone(),
+            author: opts.author.clone(),
+            comment: opts.message.clone().filter(|m| !m.is_empty()),
+            empty_layer: None,
+        });
+        let bytes = serde_json::to_vec(&config).expect("image config serialises");
+        let id = self.inner.content.write_blob(&bytes)?;
+        let mut layers = base_rec
+            .as_ref()
+            .map(|r| r.layers.clone())
+            .unwrap_or_default();
+        layers.push(LayerRecord {
+            diff_id: diff_id.clone(),
+            chain_id,
+            blob: diff_id,
+            media_type: MEDIA_TYPE_LAYER.to_string(),
+            blob_size,
+            size: meta.size,
+            tar_size: meta.tar_size,
+        });
+        let rec = ImageRecord {
+            id: id.clone(),
+            layers,
+            repo_digests: Vec::new(),
+            created,
+            parent: rw.image_id.clone().unwrap_or_default(),
+        };
+        let tags: Vec<Reference> = opts.reference.into_iter().collect();
+        self.put_record(rec, &tags)?;
+        drop(_guard);
+        self.get(&id)
     }
 
     /// The record of an image (layers with blobs and sizes), for save and push.

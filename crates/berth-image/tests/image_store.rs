@@ -479,3 +479,73 @@ impl FifoLike for std::fs::FileType {
         self.is_fifo()
     }
 }
+
+#[test]
+fn concurrent_imports_share_one_snapshot() {
+    let ts = new_store();
+    let tar = std::sync::Arc::new(layer(&[E::Dir("d/"), E::File("d/f", b"shared")]));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let store = ts.store.clone();
+            let tar = tar.clone();
+            std::thread::spawn(move || {
+                store
+                    .import(
+                        &mut &tar[..],
+                        ImportOptions {
+                            reference: Some(Reference::parse(&format!("c:{i}")).unwrap()),
+                            message: Some(format!("{i}")),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("import")
+            })
+        })
+        .collect();
+    let imgs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(imgs.iter().all(|i| i.layers == imgs[0].layers));
+    let snaps: Vec<_> = std::fs::read_dir(ts.root().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "rw")
+        .collect();
+    assert_eq!(snaps, vec![imgs[0].layers[0][7..].to_string()]);
+    assert_eq!(
+        ts.store
+            .images_using_layer_count(&imgs[0].layers[0])
+            .unwrap(),
+        4
+    );
+    // deleting them one by one frees the layer only with the last
+    for (n, img) in imgs.iter().enumerate() {
+        let deleted = ts.store.delete(&img.id).unwrap();
+        assert_eq!(deleted.len(), if n == 3 { 2 } else { 1 });
+    }
+}
+
+#[test]
+fn history_skips_sizes_for_empty_layers() {
+    let ts = new_store();
+    let (archive, id) = docker_archive(
+        &[
+            layer(&[E::File("a", b"12345")]),
+            layer(&[E::File("b", b"1")]),
+        ],
+        &["h:1"],
+    );
+    ts.store.load(&mut &archive[..]).unwrap();
+    let h = ts.store.history("h:1").unwrap();
+    // docker_archive adds a trailing empty-layer CMD entry
+    assert_eq!(h.len(), 3);
+    assert_eq!(
+        (h[0].id.as_str(), h[0].size, h[0].created_by.as_str()),
+        (id.as_str(), 0, "CMD [\"/bin/sh\"]")
+    );
+    assert_eq!(h[0].tags, vec!["h:1"]);
+    assert_eq!(
+        (h[1].size, h[1].created_by.as_str(), h[1].id.as_str()),
+        (1, "layer 1", "<missing>")
+    );
+    assert_eq!((h[2].size, h[2].created_by.as_str()), (5, "layer 0"));
+    assert_eq!(h[2].created, 1_704_067_200);
+}

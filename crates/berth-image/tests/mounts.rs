@@ -133,3 +133,96 @@ fn six_hundred_lower_layers_mount() {
     assert!(!is_mountpoint(&target));
     ts.store.remove_rw_layer("deep-c").unwrap();
 }
+
+#[test]
+fn commit_a_container_layer_into_a_new_image() {
+    use std::os::unix::fs::MetadataExt;
+    let ts = new_store();
+    let tar = busybox_rootfs();
+    let base = ts
+        .store
+        .import(
+            &mut &tar[..],
+            ImportOptions {
+                reference: Some(berth_image::Reference::parse("base:1").unwrap()),
+                ..ImportOptions::default()
+            },
+        )
+        .unwrap();
+    ts.store
+        .create_rw_layer("commit-c", Some(&base.id))
+        .unwrap();
+    let target = ts.root().join("commit-root");
+    ts.store.mount_rw_layer("commit-c", &target).unwrap();
+    let guard = MountGuard(target.clone());
+    std::fs::write(target.join("tmp/new"), b"fresh").unwrap();
+    std::fs::write(target.join("tmp/a"), b"linked").unwrap();
+    std::fs::hard_link(target.join("tmp/a"), target.join("tmp/b")).unwrap();
+    // removing and recreating a directory makes overlay mark it opaque
+    std::fs::remove_dir_all(target.join("etc")).unwrap();
+    std::fs::create_dir(target.join("etc")).unwrap();
+    std::fs::write(target.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+    std::fs::remove_file(target.join("bin/ls")).unwrap();
+    ts.store.unmount_rw_layer(&target).unwrap();
+    drop(guard);
+
+    let img = ts
+        .store
+        .commit_rw_layer(
+            "commit-c",
+            berth_image::CommitOptions {
+                reference: Some(berth_image::Reference::parse("committed:1").unwrap()),
+                changes: vec![r#"CMD ["/bin/true"]"#.to_string()],
+                message: Some("msg".to_string()),
+                created_by: Some("sh".to_string()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(img.layers.len(), 2);
+    assert_eq!(img.layers[0], base.layers[0]);
+    assert_eq!(img.parent, base.id);
+    assert_eq!(
+        img.config.config.cmd.as_deref(),
+        Some(&["/bin/true".to_string()][..])
+    );
+    let hist = ts.store.history("committed:1").unwrap();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(
+        (
+            hist[0].id.as_str(),
+            hist[0].created_by.as_str(),
+            hist[0].comment.as_str()
+        ),
+        (img.id.as_str(), "sh", "msg")
+    );
+    assert_eq!(hist[1].id, "<missing>");
+
+    // the committed layer, exported and reloaded elsewhere, gives the same view
+    let mut saved = Vec::new();
+    ts.store
+        .save(&["committed:1".to_string()], &mut saved)
+        .unwrap();
+    let fresh = new_store();
+    assert_eq!(fresh.store.load(&mut &saved[..]).unwrap()[0].id, img.id);
+    fresh
+        .store
+        .create_rw_layer("commit-d", Some("committed:1"))
+        .unwrap();
+    let t2 = fresh.root().join("reloaded");
+    fresh.store.mount_rw_layer("commit-d", &t2).unwrap();
+    let _g = MountGuard(t2.clone());
+    assert_eq!(std::fs::read(t2.join("tmp/new")).unwrap(), b"fresh");
+    assert_eq!(
+        std::fs::metadata(t2.join("tmp/a")).unwrap().ino(),
+        std::fs::metadata(t2.join("tmp/b")).unwrap().ino()
+    );
+    assert!(
+        !t2.join("etc/passwd").exists(),
+        "opaque etc must hide the base's files"
+    );
+    assert!(t2.join("etc/hosts").exists());
+    assert!(!t2.join("bin/ls").exists());
+    assert!(t2.join("bin/sh").exists());
+    fresh.store.unmount_rw_layer(&t2).unwrap();
+}

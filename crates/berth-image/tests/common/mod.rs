@@ -127,9 +127,10 @@ fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
 /// Returns the archive and the image id.
 pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str]) -> (Vec<u8>, String) {
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
-    let history: Vec<serde_json::Value> = (0..layers.len())
+    let mut history: Vec<serde_json::Value> = (0..layers.len())
         .map(|i| serde_json::json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("layer {i}")}))
         .collect();
+    history.push(serde_json::json!({"created": "2024-01-01T00:00:00Z", "created_by": "CMD [\"/bin/sh\"]", "empty_layer": true}));
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
