@@ -147,7 +147,9 @@ fn clap_error(e: clap::Error, args: &[String]) -> i32 {
                     bad.trim_start_matches('-').chars().next().unwrap_or('?')
                 )
             };
-            eprintln!("{flag}\nSee '{PROG} {cmd_path} --help'.");
+            eprintln!(
+                "{flag}\n\nUsage:  {PROG} {cmd_path} [OPTIONS]\n\nRun '{PROG} {cmd_path} --help' for more information"
+            );
             125
         }
         ErrorKind::MissingRequiredArgument

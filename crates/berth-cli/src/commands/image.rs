@@ -422,9 +422,8 @@ pub async fn import(c: &Client, a: ImportArgs) -> CliResult {
         let m = m?;
         progress_line(&m)?;
         if let Some(st) = m["status"].as_str() {
-            if st.starts_with("sha256:") {
-                println!("{st}");
-            } else if m["progressDetail"].as_object().is_none_or(|o| o.is_empty()) {
+            // The final status is the new image id; byte counters are noise off a terminal.
+            if m["progressDetail"].as_object().is_none_or(|o| o.is_empty()) {
                 println!("{st}");
             }
         }

@@ -24,6 +24,13 @@ pub async fn dispatch(host: Option<&str>, cmd: Cmd) -> CliResult {
         // `version` prints the client part even without a daemon.
         return system::version(host, f).await;
     }
+    // docker rejects bad run/create flags before it talks to the daemon.
+    if let Cmd::Run(a)
+    | Cmd::Create(a)
+    | Cmd::Container(ContainerCmd::Run(a) | ContainerCmd::Create(a)) = &cmd
+    {
+        crate::opts::build_create(a)?;
+    }
     let c = connect(host).await?;
     match cmd {
         Cmd::Run(a) | Cmd::Container(ContainerCmd::Run(a)) => container::run(&c, a).await,
