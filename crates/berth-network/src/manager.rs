@@ -1,0 +1,940 @@
+//! [`NetworkManager`]: docker's networking model on top of IPAM, the firewall generator,
+//! the embedded DNS and the [`NetSys`] side effects.
+//!
+//! It owns network definitions and endpoints (an id plus a namespace path), never
+//! containers. Mutating operations are serialized by one async lock: each one updates the
+//! in-memory state, persists the network's JSON file before touching the kernel (so a
+//! crash leaves a record that [`NetworkManager::reconcile`] can clean up), does the kernel
+//! work, and regenerates berth's nftables table from the whole state. Reads (`list`, `get`)
+//! take only a short synchronous lock and never wait for an operation.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnet::Ipv4Net;
+use rand::Rng;
+
+use crate::dns::{read_resolv_conf, DnsServer};
+use crate::error::{Error, Result};
+use crate::ipam::{self, AddressPool};
+use crate::nft::{self, BridgeRules, Firewall, PublishRule};
+use crate::state::{self, EndpointState, NetworkState};
+use crate::sys::{NetSys, PeerConfig, PortReservation, VethRequest};
+use crate::types::{
+    CreateNetwork, Endpoint, EndpointRequest, ManagerConfig, NetworkConfig, PortBinding,
+    DRIVER_BRIDGE, DRIVER_HOST, DRIVER_NULL, OPT_BRIDGE_NAME,
+};
+
+struct Inner {
+    cfg: ManagerConfig,
+    sys: Arc<dyn NetSys>,
+    networks: Mutex<BTreeMap<String, NetworkState>>,
+    op: tokio::sync::Mutex<()>,
+    dns: DnsServer,
+    /// (network id, endpoint id) → sockets holding its published host ports.
+    ports: Mutex<HashMap<(String, String), Vec<PortReservation>>>,
+}
+
+/// The network subsystem of the daemon; `Send + Sync`, cheap to clone.
+#[derive(Clone)]
+pub struct NetworkManager {
+    inner: Arc<Inner>,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil-from-days (Howard Hinnant), to avoid a date crate for one timestamp.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// docker's MAC scheme: 02:42 followed by the IPv4 address.
+pub fn mac_for_ip(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl NetworkManager {
+    /// Loads the persisted networks; nothing is applied to the kernel until
+    /// [`ensure_default_bridge`](Self::ensure_default_bridge) or
+    /// [`reconcile`](Self::reconcile).
+    pub fn new(cfg: ManagerConfig, sys: Arc<dyn NetSys>) -> Result<Self> {
+        let mut networks = BTreeMap::new();
+        for st in state::load_all(&cfg.state_dir)? {
+            networks.insert(st.config.id.clone(), st);
+        }
+        let upstreams = match &cfg.dns_upstreams {
+            Some(list) => list.clone(),
+            None => read_resolv_conf(&cfg.resolv_conf).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "embedded dns has no upstream resolvers");
+                Vec::new()
+            }),
+        };
+        Ok(NetworkManager {
+            inner: Arc::new(Inner {
+                dns: DnsServer::new(upstreams),
+                cfg,
+                sys,
+                networks: Mutex::new(networks),
+                op: tokio::sync::Mutex::new(()),
+                ports: Mutex::default(),
+            }),
+        })
+    }
+
+    fn nets(&self) -> MutexGuard<'_, BTreeMap<String, NetworkState>> {
+        self.inner
+            .networks
+            .lock()
+            .expect("network state lock poisoned")
+    }
+
+    fn ports(&self) -> MutexGuard<'_, HashMap<(String, String), Vec<PortReservation>>> {
+        self.inner
+            .ports
+            .lock()
+            .expect("port reservation lock poisoned")
+    }
+
+    /// The manager's configuration.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.cfg
+    }
+
+    /// The embedded DNS server (for inspection and tests).
+    pub fn dns_server(&self) -> &DnsServer {
+        &self.inner.dns
+    }
+
+    /// All networks, ordered by name.
+    pub fn list(&self) -> Vec<NetworkConfig> {
+        let mut out: Vec<NetworkConfig> = self.nets().values().map(|s| s.config.clone()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// A network by exact name, full id or unique id prefix (docker's lookup order).
+    pub fn get(&self, name_or_id: &str) -> Option<NetworkConfig> {
+        self.find(name_or_id).map(|s| s.config)
+    }
+
+    fn find(&self, name_or_id: &str) -> Option<NetworkState> {
+        let nets = self.nets();
+        if let Some(s) = nets.get(name_or_id) {
+            return Some(s.clone());
+        }
+        if let Some(s) = nets.values().find(|s| s.config.name == name_or_id) {
+            return Some(s.clone());
+        }
+        if name_or_id.is_empty() {
+            return None;
+        }
+        let mut prefixed = nets
+            .values()
+            .filter(|s| s.config.id.starts_with(name_or_id));
+        match (prefixed.next(), prefixed.next()) {
+            (Some(s), None) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Endpoints attached to a network (for `docker network inspect`).
+    pub fn endpoints(&self, name_or_id: &str) -> Vec<Endpoint> {
+        let Some(st) = self.find(name_or_id) else {
+            return Vec::new();
+        };
+        st.endpoints
+            .values()
+            .map(|e| endpoint_view(&st, e))
+            .collect()
+    }
+
+    fn save(&self, st: &NetworkState) -> Result<()> {
+        state::save(&self.inner.cfg.state_dir, st)?;
+        Ok(())
+    }
+
+    fn put(&self, st: NetworkState) -> Result<()> {
+        self.save(&st)?;
+        self.nets().insert(st.config.id.clone(), st);
+        Ok(())
+    }
+
+    /// Subnets the host already routes plus those of our networks.
+    async fn taken_subnets(&self) -> Result<Vec<Ipv4Net>> {
+        let mut taken = self.inner.sys.host_routes().await?;
+        taken.extend(self.nets().values().filter_map(|s| s.config.subnet));
+        Ok(taken)
+    }
+
+    /// Creates the default `bridge` network (and the predefined `host` and `none`) when
+    /// missing, and makes sure its bridge, address and rules exist.
+    pub async fn ensure_default_bridge(&self) -> Result<NetworkConfig> {
+        let _op = self.inner.op.lock().await;
+        for (name, driver) in [("host", DRIVER_HOST), ("none", DRIVER_NULL)] {
+            if self.find(name).is_none() {
+                let cfg = NetworkConfig {
+                    name: name.to_string(),
+                    id: random_hex(32),
+                    driver: driver.to_string(),
+                    subnet: None,
+                    gateway: None,
+                    ip_range: None,
+                    internal: false,
+                    bridge_name: String::new(),
+                    enable_ipv6: false,
+                    subnet6: None,
+                    options: BTreeMap::new(),
+                    labels: BTreeMap::new(),
+                    is_default_bridge: false,
+                    created: now_rfc3339(),
+                };
+                self.put(NetworkState {
+                    config: cfg,
+                    ipam: None,
+                    endpoints: BTreeMap::new(),
+                })?;
+            }
+        }
+        let existing = self
+            .nets()
+            .values()
+            .find(|s| s.config.is_default_bridge)
+            .cloned();
+        let st = match existing {
+            Some(st) => st,
+            None => {
+                let (subnet, gateway) = match &self.inner.cfg.bip {
+                    Some(bip) => {
+                        let net: Ipv4Net = bip
+                            .parse()
+                            .map_err(|_| Error::Invalid(format!("invalid bip {bip}")))?;
+                        (
+                            net.trunc(),
+                            Some(net.addr()).filter(|a| *a != net.network()),
+                        )
+                    }
+                    None => {
+                        // The default bridge's own route (left by an earlier run whose
+                        // state was lost) must not push it off its subnet.
+                        let taken = self.taken_subnets().await?;
+                        (
+                            ipam::select_subnet(&self.inner.cfg.default_address_pools, &taken)?,
+                            None,
+                        )
+                    }
+                };
+                let pool = AddressPool::new(subnet, gateway, None)?;
+                let mut options = BTreeMap::new();
+                options.insert(
+                    "com.docker.network.bridge.default_bridge".into(),
+                    "true".into(),
+                );
+                options.insert("com.docker.network.bridge.enable_icc".into(), "true".into());
+                options.insert(
+                    "com.docker.network.bridge.enable_ip_masquerade".into(),
+                    "true".into(),
+                );
+                options.insert(
+                    OPT_BRIDGE_NAME.into(),
+                    self.inner.cfg.default_bridge.clone(),
+                );
+                let cfg = NetworkConfig {
+                    name: "bridge".into(),
+                    id: random_hex(32),
+                    driver: DRIVER_BRIDGE.into(),
+                    subnet: Some(pool.subnet),
+                    gateway: Some(pool.gateway),
+                    ip_range: None,
+                    internal: false,
+                    bridge_name: self.inner.cfg.default_bridge.clone(),
+                    enable_ipv6: false,
+                    subnet6: None,
+                    options,
+                    labels: BTreeMap::new(),
+                    is_default_bridge: true,
+                    created: now_rfc3339(),
+                };
+                let st = NetworkState {
+                    config: cfg,
+                    ipam: Some(pool),
+                    endpoints: BTreeMap::new(),
+                };
+                self.put(st.clone())?;
+                st
+            }
+        };
+        self.setup_bridge(&st.config).await?;
+        self.apply_firewall().await?;
+        Ok(st.config)
+    }
+
+    /// `docker network create`.
+    pub async fn create_network(&self, req: CreateNetwork) -> Result<NetworkConfig> {
+        let _op = self.inner.op.lock().await;
+        if req.name.is_empty() {
+            return Err(Error::Invalid("network name must not be empty".into()));
+        }
+        if self
+            .find(&req.name)
+            .is_some_and(|s| s.config.name == req.name)
+        {
+            return Err(Error::NameConflict(req.name));
+        }
+        let driver = req.driver.clone().unwrap_or_else(|| DRIVER_BRIDGE.into());
+        if driver != DRIVER_BRIDGE {
+            return Err(Error::Invalid(format!(
+                "only one instance of \"{driver}\" network is allowed, or the driver is not supported"
+            )));
+        }
+        let id = match req.id {
+            Some(id) if valid_id(&id) => id,
+            Some(id) => return Err(Error::Invalid(format!("invalid network id {id:?}"))),
+            None => random_hex(32),
+        };
+        if self.nets().contains_key(&id) {
+            return Err(Error::NameConflict(id));
+        }
+        let subnet = match req.subnet {
+            Some(subnet) => {
+                let subnet = subnet.trunc();
+                if let Some(other) = self
+                    .nets()
+                    .values()
+                    .filter_map(|s| s.config.subnet)
+                    .find(|o| ipam::overlaps(o, &subnet))
+                {
+                    let _ = other;
+                    return Err(ipam::IpamError::PoolOverlap(subnet).into());
+                }
+                subnet
+            }
+            None => {
+                if req.gateway.is_some() || req.ip_range.is_some() {
+                    return Err(Error::Invalid(
+                        "gateway and ip-range need an explicit subnet".into(),
+                    ));
+                }
+                let taken = self.taken_subnets().await?;
+                ipam::select_subnet(&self.inner.cfg.default_address_pools, &taken)?
+            }
+        };
+        let pool = AddressPool::new(subnet, req.gateway, req.ip_range)?;
+        let bridge_name = match req.options.get(OPT_BRIDGE_NAME) {
+            Some(b) if !b.is_empty() && b.len() <= 15 && valid_id(b) => b.clone(),
+            Some(b) => return Err(Error::Invalid(format!("invalid bridge name {b:?}"))),
+            None => format!("br-{}", &id[..id.len().min(12)]),
+        };
+        if let Some(other) = self
+            .nets()
+            .values()
+            .find(|s| s.config.is_bridge() && s.config.bridge_name == bridge_name)
+        {
+            return Err(Error::BridgeInUse {
+                bridge: bridge_name,
+                network: other.config.name.clone(),
+            });
+        }
+        let cfg = NetworkConfig {
+            name: req.name,
+            id,
+            driver,
+            subnet: Some(pool.subnet),
+            gateway: Some(pool.gateway),
+            ip_range: req.ip_range,
+            internal: req.internal,
+            bridge_name,
+            enable_ipv6: req.enable_ipv6,
+            subnet6: req.subnet6,
+            options: req.options,
+            labels: req.labels,
+            is_default_bridge: false,
+            created: now_rfc3339(),
+        };
+        self.put(NetworkState {
+            config: cfg.clone(),
+            ipam: Some(pool),
+            endpoints: BTreeMap::new(),
+        })?;
+        let applied = async {
+            self.setup_bridge(&cfg).await?;
+            self.apply_firewall().await
+        }
+        .await;
+        if let Err(e) = applied {
+            self.nets().remove(&cfg.id);
+            self.teardown_bridge(&cfg).await;
+            // The firewall is regenerated from the state without this network.
+            if let Err(e2) = self.apply_firewall().await {
+                tracing::warn!(error = %e2, "firewall rollback failed");
+            }
+            if let Err(e2) = state::remove(&self.inner.cfg.state_dir, &cfg.id) {
+                tracing::warn!(error = %e2, "state rollback failed");
+            }
+            return Err(e);
+        }
+        Ok(cfg)
+    }
+
+    /// `docker network rm`: refused for predefined networks and while endpoints exist.
+    pub async fn remove_network(&self, name_or_id: &str) -> Result<()> {
+        let _op = self.inner.op.lock().await;
+        let st = self
+            .find(name_or_id)
+            .ok_or_else(|| Error::NetworkNotFound(name_or_id.to_string()))?;
+        if st.config.is_default_bridge || !st.config.is_bridge() {
+            return Err(Error::Predefined(st.config.name));
+        }
+        if !st.endpoints.is_empty() {
+            return Err(Error::ActiveEndpoints {
+                name: st.config.name,
+                id: st.config.id,
+            });
+        }
+        self.nets().remove(&st.config.id);
+        self.apply_firewall().await?;
+        self.teardown_bridge(&st.config).await;
+        state::remove(&self.inner.cfg.state_dir, &st.config.id)?;
+        Ok(())
+    }
+
+    /// Kernel side of a bridge network: the bridge, its gateway address, forwarding
+    /// sysctls and accept rules in foreign forward chains that drop by default.
+    async fn setup_bridge(&self, cfg: &NetworkConfig) -> Result<()> {
+        let sys = &self.inner.sys;
+        let (Some(subnet), Some(gw)) = (cfg.subnet, cfg.gateway) else {
+            return Err(Error::Invalid(format!(
+                "network {} has no subnet",
+                cfg.name
+            )));
+        };
+        sys.ensure_bridge(&cfg.bridge_name, cfg.mtu()).await?;
+        let addr = Ipv4Net::new(gw, subnet.prefix_len())
+            .map_err(|_| Error::Invalid(format!("bad prefix for {subnet}")))?;
+        sys.add_address(&cfg.bridge_name, addr).await?;
+        sys.write_sysctl("net/ipv4/ip_forward", "1").await?;
+        // Published ports reached through 127.0.0.1 are DNATed into the bridge; the kernel
+        // drops loopback-sourced packets on a non-loopback device unless this is set.
+        sys.write_sysctl(
+            &format!("net/ipv4/conf/{}/route_localnet", cfg.bridge_name),
+            "1",
+        )
+        .await?;
+        self.allow_in_foreign_chains(&cfg.bridge_name).await
+    }
+
+    async fn teardown_bridge(&self, cfg: &NetworkConfig) {
+        if let Err(e) = self.remove_foreign_rules(&cfg.bridge_name).await {
+            tracing::warn!(bridge = %cfg.bridge_name, error = %e, "removing foreign accept rules failed");
+        }
+        if let Err(e) = self.inner.sys.delete_link(&cfg.bridge_name).await {
+            tracing::warn!(bridge = %cfg.bridge_name, error = %e, "deleting bridge failed");
+        }
+    }
+
+    fn tag_prefix(&self) -> String {
+        format!("berth:{}:", self.inner.cfg.nft_table)
+    }
+
+    async fn allow_in_foreign_chains(&self, bridge: &str) -> Result<()> {
+        let sys = &self.inner.sys;
+        let tag = nft::foreign_tag(&self.inner.cfg.nft_table, bridge);
+        let json = sys.nft_ruleset_json().await?;
+        let (chains, rules) =
+            nft::parse_foreign(&json, &self.inner.cfg.nft_table, &self.tag_prefix())
+                .map_err(|e| Error::Invalid(format!("unparsable nft ruleset: {e}")))?;
+        let mut script = String::new();
+        for chain in &chains {
+            if !rules.iter().any(|r| &r.chain == chain && r.comment == tag) {
+                script.push_str(&nft::foreign_insert_script(chain, bridge, &tag));
+            }
+        }
+        if !script.is_empty() {
+            sys.nft_apply(&script).await?;
+        }
+        // Legacy x_tables FORWARD is invisible to nft; same rules through iptables.
+        if let Some(rules) = sys
+            .iptables_legacy(&["-S".into(), "FORWARD".into()])
+            .await?
+        {
+            if rules.lines().any(|l| l.trim() == "-P FORWARD DROP") && !rules.contains(&tag) {
+                for dir in ["-i", "-o"] {
+                    let args: Vec<String> = [
+                        "-I",
+                        "FORWARD",
+                        dir,
+                        bridge,
+                        "-m",
+                        "comment",
+                        "--comment",
+                        &tag,
+                        "-j",
+                        "ACCEPT",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                    sys.iptables_legacy(&args).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_foreign_rules(&self, bridge: &str) -> Result<()> {
+        let sys = &self.inner.sys;
+        let tag = nft::foreign_tag(&self.inner.cfg.nft_table, bridge);
+        let json = sys.nft_ruleset_json().await?;
+        let (_, rules) = nft::parse_foreign(&json, &self.inner.cfg.nft_table, &self.tag_prefix())
+            .map_err(|e| Error::Invalid(format!("unparsable nft ruleset: {e}")))?;
+        let ours: Vec<_> = rules.into_iter().filter(|r| r.comment == tag).collect();
+        if !ours.is_empty() {
+            sys.nft_apply(&nft::foreign_delete_script(&ours)).await?;
+        }
+        if let Some(rules) = sys
+            .iptables_legacy(&["-S".into(), "FORWARD".into()])
+            .await?
+        {
+            for line in rules
+                .lines()
+                .filter(|l| l.split_whitespace().any(|w| w == tag))
+            {
+                let mut args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+                if args.first().map(String::as_str) == Some("-A") {
+                    args[0] = "-D".into();
+                    sys.iptables_legacy(&args).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The firewall model of the current state.
+    pub fn firewall(&self) -> Firewall {
+        let nets = self.nets();
+        let mut fw = Firewall::default();
+        for st in nets.values().filter(|s| s.config.is_bridge()) {
+            let Some(subnet) = st.config.subnet else {
+                continue;
+            };
+            fw.bridges.push(BridgeRules {
+                bridge: st.config.bridge_name.clone(),
+                subnet,
+                internal: st.config.internal,
+            });
+            if st.config.internal {
+                continue;
+            }
+            for ep in st.endpoints.values() {
+                for b in &ep.port_bindings {
+                    let host_ip = match b.host_ip {
+                        Some(IpAddr::V4(ip)) if !ip.is_unspecified() => Some(ip),
+                        _ => None,
+                    };
+                    fw.publish.push(PublishRule {
+                        proto: b.proto,
+                        host_ip,
+                        host_port: b.host_port,
+                        dest_ip: ep.ip,
+                        dest_port: b.container_port,
+                    });
+                }
+            }
+        }
+        fw
+    }
+
+    async fn apply_firewall(&self) -> Result<()> {
+        let script = nft::ruleset_script(&self.inner.cfg.nft_table, &self.firewall());
+        self.inner.sys.nft_apply(&script).await?;
+        Ok(())
+    }
+
+    fn netns_path(&self, id: &str) -> Result<PathBuf> {
+        if !valid_id(id) {
+            return Err(Error::Invalid(format!("invalid namespace id {id:?}")));
+        }
+        Ok(self.inner.cfg.netns_dir.join(id))
+    }
+
+    /// Creates `<netns_dir>/<id>`, a bind-mounted network namespace with `lo` up.
+    /// Idempotent: an existing namespace file is returned as is.
+    pub async fn create_netns(&self, id: &str) -> Result<PathBuf> {
+        let path = self.netns_path(id)?;
+        if is_netns_file(&path) {
+            return Ok(path);
+        }
+        self.inner.sys.create_netns(&path).await?;
+        Ok(path)
+    }
+
+    /// Removes a namespace file; idempotent.
+    pub async fn delete_netns(&self, id: &str) -> Result<()> {
+        let path = self.netns_path(id)?;
+        self.inner.dns.stop(&path);
+        self.inner.sys.delete_netns(&path).await?;
+        Ok(())
+    }
+
+    /// Attaches an endpoint to a network: veth into the bridge, address from IPAM, default
+    /// route (first network of the namespace), published ports and DNS records.
+    pub async fn connect(&self, req: EndpointRequest) -> Result<Endpoint> {
+        let _op = self.inner.op.lock().await;
+        let st = self
+            .find(&req.network)
+            .ok_or_else(|| Error::NetworkNotFound(req.network.clone()))?;
+        if !st.config.is_bridge() {
+            // host and none: the engine uses the host namespace or a bare one.
+            return Ok(Endpoint {
+                network_id: st.config.id.clone(),
+                endpoint_id: req.endpoint_id,
+                ifname: None,
+                ip: None,
+                prefix_len: 0,
+                gateway: None,
+                mac: None,
+                ipv6: None,
+                host_ports: Vec::new(),
+                default_route: false,
+            });
+        }
+        if st.endpoints.contains_key(&req.endpoint_id) {
+            return Err(Error::EndpointExists {
+                endpoint: req.endpoint_id,
+                network: st.config.name,
+            });
+        }
+        let net_id = st.config.id.clone();
+        let (same_ns, has_default) = {
+            let nets = self.nets();
+            let eps: Vec<&EndpointState> = nets
+                .values()
+                .flat_map(|s| s.endpoints.values())
+                .filter(|e| e.netns == req.netns)
+                .collect();
+            (eps.len(), eps.iter().any(|e| e.default_route))
+        };
+        let ifname = req
+            .ifname
+            .clone()
+            .unwrap_or_else(|| format!("eth{same_ns}"));
+        let mut pool = st.ipam.clone().ok_or_else(|| {
+            Error::Invalid(format!("network {} has no address pool", st.config.name))
+        })?;
+        let ip = pool.allocate(&req.endpoint_id, req.ipv4)?;
+        let default_route = !st.config.internal && !has_default;
+        let ep = EndpointState {
+            endpoint_id: req.endpoint_id.clone(),
+            netns: req.netns.clone(),
+            ifname: ifname.clone(),
+            host_veth: format!("veth{}", &random_hex(4)[..7]),
+            ip,
+            mac: req.mac.unwrap_or_else(|| mac_for_ip(ip)),
+            aliases: req.aliases.clone(),
+            dns_names: req.dns_names.clone(),
+            port_bindings: Vec::new(),
+            default_route,
+        };
+        // Persist first: a crash from here on leaves a record reconcile can undo.
+        {
+            let mut nets = self.nets();
+            let entry = nets
+                .get_mut(&net_id)
+                .ok_or_else(|| Error::NetworkNotFound(req.network.clone()))?;
+            entry.ipam = Some(pool);
+            entry.endpoints.insert(ep.endpoint_id.clone(), ep.clone());
+            state::save(&self.inner.cfg.state_dir, entry)?;
+        }
+        match self
+            .attach(&st.config, ep.clone(), &req.port_bindings)
+            .await
+        {
+            Ok(endpoint) => Ok(endpoint),
+            Err(e) => {
+                self.detach(&net_id, &ep.endpoint_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach(
+        &self,
+        cfg: &NetworkConfig,
+        mut ep: EndpointState,
+        bindings: &[PortBinding],
+    ) -> Result<Endpoint> {
+        let sys = &self.inner.sys;
+        let subnet = cfg
+            .subnet
+            .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", cfg.name)))?;
+        sys.create_veth(&VethRequest {
+            host_name: ep.host_veth.clone(),
+            bridge: cfg.bridge_name.clone(),
+            netns: ep.netns.clone(),
+            peer_name: ep.ifname.clone(),
+            mac: ep.mac,
+            mtu: cfg.mtu(),
+        })
+        .await?;
+        sys.configure_peer(
+            &ep.netns,
+            &PeerConfig {
+                ifname: ep.ifname.clone(),
+                address: Ipv4Net::new(ep.ip, subnet.prefix_len())
+                    .map_err(|_| Error::Invalid(format!("bad prefix for {subnet}")))?,
+                default_gateway: if ep.default_route { cfg.gateway } else { None },
+            },
+        )
+        .await?;
+        if !cfg.internal {
+            let (resolved, held) = self.reserve_ports(bindings)?;
+            ep.port_bindings = resolved;
+            self.ports()
+                .insert((cfg.id.clone(), ep.endpoint_id.clone()), held);
+        }
+        {
+            let mut nets = self.nets();
+            let entry = nets
+                .get_mut(&cfg.id)
+                .ok_or_else(|| Error::NetworkNotFound(cfg.name.clone()))?;
+            entry.endpoints.insert(ep.endpoint_id.clone(), ep.clone());
+            state::save(&self.inner.cfg.state_dir, entry)?;
+        }
+        self.apply_firewall().await?;
+        if cfg.has_dns() {
+            self.register_dns(cfg, &ep).await?;
+        }
+        let st = self
+            .find(&cfg.id)
+            .ok_or_else(|| Error::NetworkNotFound(cfg.name.clone()))?;
+        Ok(endpoint_view(&st, &ep))
+    }
+
+    fn reserve_ports(
+        &self,
+        bindings: &[PortBinding],
+    ) -> Result<(Vec<PortBinding>, Vec<PortReservation>)> {
+        let mut resolved = Vec::new();
+        let mut held = Vec::new();
+        for b in bindings {
+            let ip = match b.host_ip {
+                None => Ipv4Addr::UNSPECIFIED,
+                Some(IpAddr::V4(ip)) => ip,
+                // IPv6 host addresses are not published (berth configures IPv4 only).
+                Some(IpAddr::V6(_)) => continue,
+            };
+            // On failure `held` drops here, closing the sockets reserved so far.
+            let r = self.inner.sys.reserve_port(b.proto, ip, b.host_port)?;
+            resolved.push(PortBinding {
+                host_port: r.port,
+                ..b.clone()
+            });
+            held.push(r);
+        }
+        Ok((resolved, held))
+    }
+
+    async fn register_dns(&self, cfg: &NetworkConfig, ep: &EndpointState) -> Result<()> {
+        let dns = &self.inner.dns;
+        let mut names = ep.dns_names.clone();
+        names.extend(ep.aliases.iter().cloned());
+        dns.register(
+            &cfg.id,
+            &cfg.name,
+            cfg.internal,
+            &ep.endpoint_id,
+            &ep.netns,
+            &names,
+            ep.ip,
+        );
+        if !dns.is_serving(&ep.netns) {
+            let (udp, tcp) = self.inner.sys.bind_dns(&ep.netns).await?;
+            dns.serve(&ep.netns, udp, tcp)?;
+        }
+        Ok(())
+    }
+
+    /// Detaches an endpoint; idempotent (a missing network or endpoint is success).
+    pub async fn disconnect(&self, network: &str, endpoint_id: &str) -> Result<()> {
+        let _op = self.inner.op.lock().await;
+        let Some(st) = self.find(network) else {
+            return Ok(());
+        };
+        self.detach(&st.config.id, endpoint_id).await;
+        self.apply_firewall().await
+    }
+
+    /// Undoes everything of one endpoint, best effort, and persists the state. The
+    /// firewall is left to the caller (which regenerates it once).
+    async fn detach(&self, net_id: &str, endpoint_id: &str) {
+        let removed = {
+            let mut nets = self.nets();
+            let Some(entry) = nets.get_mut(net_id) else {
+                return;
+            };
+            let ep = entry.endpoints.remove(endpoint_id);
+            if let Some(pool) = entry.ipam.as_mut() {
+                pool.release_owner(endpoint_id);
+            }
+            if let Err(e) = state::save(&self.inner.cfg.state_dir, entry) {
+                tracing::warn!(network = net_id, error = %e, "saving network state failed");
+            }
+            ep
+        };
+        self.ports()
+            .remove(&(net_id.to_string(), endpoint_id.to_string()));
+        let Some(ep) = removed else {
+            return;
+        };
+        if !self.inner.dns.unregister(net_id, endpoint_id, &ep.netns) {
+            self.inner.dns.stop(&ep.netns);
+        }
+        // Deleting the host end removes the peer in the namespace too.
+        if let Err(e) = self.inner.sys.delete_link(&ep.host_veth).await {
+            tracing::warn!(veth = %ep.host_veth, error = %e, "deleting veth failed");
+        }
+    }
+
+    /// After a crash or restart: removes endpoints not in `live` (with their veths, IPs,
+    /// ports, DNS records and rules), namespace files whose id is not in `live`, and veths
+    /// on our bridges that no endpoint owns; restores bridges, port reservations and DNS
+    /// listeners of the live endpoints, then regenerates the firewall.
+    pub async fn reconcile(&self, live: &HashSet<String>) -> Result<()> {
+        let _op = self.inner.op.lock().await;
+        let dead: Vec<(String, String)> = self
+            .nets()
+            .values()
+            .flat_map(|s| {
+                s.endpoints
+                    .keys()
+                    .filter(|id| !live.contains(*id))
+                    .map(|id| (s.config.id.clone(), id.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (net, ep) in &dead {
+            self.detach(net, ep).await;
+        }
+        let snapshot: Vec<NetworkState> = self.nets().values().cloned().collect();
+        for st in snapshot.iter().filter(|s| s.config.is_bridge()) {
+            self.setup_bridge(&st.config).await?;
+            let owned: HashSet<&str> = st
+                .endpoints
+                .values()
+                .map(|e| e.host_veth.as_str())
+                .collect();
+            for port in self.inner.sys.bridge_ports(&st.config.bridge_name).await? {
+                if !owned.contains(port.as_str()) {
+                    self.inner.sys.delete_link(&port).await?;
+                }
+            }
+            for ep in st.endpoints.values() {
+                let key = (st.config.id.clone(), ep.endpoint_id.clone());
+                if !st.config.internal && !self.ports().contains_key(&key) {
+                    match self.reserve_ports(&ep.port_bindings) {
+                        Ok((_, held)) => {
+                            self.ports().insert(key, held);
+                        }
+                        Err(e) => {
+                            tracing::warn!(endpoint = %ep.endpoint_id, error = %e, "re-reserving ports failed")
+                        }
+                    }
+                }
+                if st.config.has_dns() && is_netns_file(&ep.netns) {
+                    self.register_dns(&st.config, ep).await?;
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.inner.cfg.netns_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !live.contains(&name) {
+                    let path = entry.path();
+                    self.inner.dns.stop(&path);
+                    self.inner.sys.delete_netns(&path).await?;
+                }
+            }
+        }
+        self.apply_firewall().await
+    }
+
+    /// Removes everything this manager made in the kernel (bridges, veths, foreign rules,
+    /// the nft table, DNS listeners) while keeping the persisted state; for daemon tests
+    /// and `berthd --cleanup`.
+    pub async fn shutdown_cleanup(&self) -> Result<()> {
+        let _op = self.inner.op.lock().await;
+        let snapshot: Vec<NetworkState> = self.nets().values().cloned().collect();
+        for st in snapshot.iter().filter(|s| s.config.is_bridge()) {
+            for ep in st.endpoints.values() {
+                self.inner.dns.stop(&ep.netns);
+                self.inner.sys.delete_link(&ep.host_veth).await?;
+            }
+            self.teardown_bridge(&st.config).await;
+        }
+        self.ports().clear();
+        self.inner
+            .sys
+            .nft_apply(&nft::teardown_script(&self.inner.cfg.nft_table))
+            .await?;
+        Ok(())
+    }
+}
+
+fn endpoint_view(st: &NetworkState, ep: &EndpointState) -> Endpoint {
+    Endpoint {
+        network_id: st.config.id.clone(),
+        endpoint_id: ep.endpoint_id.clone(),
+        ifname: Some(ep.ifname.clone()),
+        ip: Some(ep.ip),
+        prefix_len: st.config.subnet.map(|s| s.prefix_len()).unwrap_or(0),
+        gateway: st.config.gateway,
+        mac: Some(ep.mac),
+        ipv6: None,
+        host_ports: ep.port_bindings.clone(),
+        default_route: ep.default_route,
+    }
+}
+
+/// Whether `path` is a bind-mounted namespace (an nsfs inode), not a plain file.
+fn is_netns_file(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .unwrap_or(false)
+}

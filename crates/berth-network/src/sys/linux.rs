@@ -1,0 +1,418 @@
+//! The real [`NetSys`]: rtnetlink for links, addresses and routes, the `nft` binary for
+//! nftables, `/proc/sys` for sysctls, helper threads for namespaces.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rustix::net::{AddressFamily, SocketType};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::{netns, NetSys, PeerConfig, PortReservation, SysError, VethRequest};
+use crate::types::Protocol;
+
+/// The kernel's errno inside an rtnetlink error, if it carries one.
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
+        _ => None,
+    }
+}
+
+fn nl_err(op: impl Into<String>, e: rtnetlink::Error) -> SysError {
+    SysError::Netlink {
+        op: op.into(),
+        detail: e.to_string(),
+    }
+}
+
+/// Index of the link called `name`, `None` when there is none.
+pub(crate) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, SysError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(nl_err(format!("get link {name}"), e)),
+    }
+}
+
+async fn require_index(handle: &Handle, name: &str) -> Result<u32, SysError> {
+    link_index(handle, name)
+        .await?
+        .ok_or_else(|| SysError::LinkNotFound(name.to_string()))
+}
+
+pub(crate) async fn set_link_up(handle: &Handle, name: &str) -> Result<(), SysError> {
+    let index = require_index(handle, name).await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(format!("set {name} up"), e))
+}
+
+async fn add_address_on(handle: &Handle, link: &str, address: Ipv4Net) -> Result<(), SysError> {
+    let index = require_index(handle, link).await?;
+    match handle
+        .address()
+        .add(index, IpAddr::V4(address.addr()), address.prefix_len())
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl_err(format!("add address {address} to {link}"), e)),
+    }
+}
+
+fn link_name(msg: &LinkMessage) -> Option<String> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+/// The real implementation, bound to the network namespace it was created in.
+pub struct LinuxNetSys {
+    handle: Handle,
+    nft: PathBuf,
+}
+
+impl LinuxNetSys {
+    /// Opens a netlink connection in the calling thread's namespace and drives it on the
+    /// current tokio runtime (must be called inside one).
+    pub fn new() -> Result<Self, SysError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| SysError::Io {
+            op: "open netlink socket",
+            path: PathBuf::from("rtnetlink"),
+            source,
+        })?;
+        tokio::spawn(conn);
+        let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("nft"));
+        Ok(LinuxNetSys { handle, nft })
+    }
+
+    async fn run(
+        &self,
+        program: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, SysError> {
+        let name = program.display().to_string();
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| SysError::Spawn {
+                program: name.clone(),
+                source,
+            })?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .await
+                .map_err(|source| SysError::Spawn {
+                    program: name.clone(),
+                    source,
+                })?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|source| SysError::Spawn {
+                program: name.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(SysError::Command {
+                program: name,
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The legacy (x_tables) iptables binary, if one is installed.
+    async fn legacy_iptables(&self) -> Option<PathBuf> {
+        for candidate in ["/usr/sbin/iptables-legacy", "/sbin/iptables-legacy"] {
+            if Path::new(candidate).exists() {
+                return Some(PathBuf::from(candidate));
+            }
+        }
+        for candidate in ["/usr/sbin/iptables", "/sbin/iptables"] {
+            let path = Path::new(candidate);
+            if path.exists() {
+                if let Ok(v) = self.run(path, &["-V"], None).await {
+                    if v.contains("legacy") {
+                        return Some(path.to_path_buf());
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl NetSys for LinuxNetSys {
+    async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<(), SysError> {
+        if link_index(&self.handle, name).await?.is_none() {
+            let mut builder = LinkBridge::new(name);
+            if let Some(mtu) = mtu {
+                builder = builder.mtu(mtu);
+            }
+            match self.handle.link().add(builder.build()).execute().await {
+                Ok(()) => {}
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => return Err(nl_err(format!("create bridge {name}"), e)),
+            }
+        }
+        set_link_up(&self.handle, name).await
+    }
+
+    async fn add_address(&self, link: &str, address: Ipv4Net) -> Result<(), SysError> {
+        add_address_on(&self.handle, link, address).await
+    }
+
+    async fn link_exists(&self, name: &str) -> Result<bool, SysError> {
+        Ok(link_index(&self.handle, name).await?.is_some())
+    }
+
+    async fn delete_link(&self, name: &str) -> Result<(), SysError> {
+        let Some(index) = link_index(&self.handle, name).await? else {
+            return Ok(());
+        };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+            Err(e) => Err(nl_err(format!("delete link {name}"), e)),
+        }
+    }
+
+    async fn bridge_ports(&self, bridge: &str) -> Result<Vec<String>, SysError> {
+        let Some(master) = link_index(&self.handle, bridge).await? else {
+            return Ok(Vec::new());
+        };
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl_err("list links", e))?;
+        Ok(links
+            .iter()
+            .filter(|m| {
+                m.attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::Controller(i) if *i == master))
+            })
+            .filter_map(link_name)
+            .collect())
+    }
+
+    async fn create_veth(&self, req: &VethRequest) -> Result<(), SysError> {
+        let ns = std::fs::File::open(&req.netns).map_err(|source| SysError::Io {
+            op: "open netns",
+            path: req.netns.clone(),
+            source,
+        })?;
+        let master = require_index(&self.handle, &req.bridge).await?;
+        // The peer is created straight inside the namespace under its final name.
+        let mut peer = LinkUnspec::new_with_name(&req.peer_name)
+            .setns_by_fd(ns.as_raw_fd())
+            .address(req.mac.to_vec());
+        let mut host = LinkVeth::new(&req.host_name, &req.peer_name)
+            .controller(master)
+            .up();
+        if let Some(mtu) = req.mtu {
+            peer = peer.mtu(mtu);
+            host = host.mtu(mtu);
+        }
+        let msg = host
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("create veth {}", req.host_name), e))?;
+        drop(ns);
+        let index = require_index(&self.handle, &req.host_name).await?;
+        // Hairpin lets a container reach itself through a published port (DNAT back out
+        // of the port it came in on).
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(index).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("set hairpin on {}", req.host_name), e))
+    }
+
+    async fn configure_peer(&self, netns: &Path, cfg: &PeerConfig) -> Result<(), SysError> {
+        let cfg = cfg.clone();
+        netns::netlink_in(netns, move |handle| async move {
+            add_address_on(&handle, &cfg.ifname, cfg.address).await?;
+            set_link_up(&handle, &cfg.ifname).await?;
+            if let Some(gw) = cfg.default_gateway {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+                match handle.route().add(route).execute().await {
+                    Ok(()) => {}
+                    Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(nl_err(format!("add default route via {gw}"), e)),
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn host_routes(&self) -> Result<Vec<Ipv4Net>, SysError> {
+        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let routes: Vec<_> = self
+            .handle
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl_err("list routes", e))?;
+        let mut out = Vec::new();
+        for r in routes {
+            let len = r.header.destination_prefix_length;
+            if len == 0 {
+                continue;
+            }
+            for a in &r.attributes {
+                if let RouteAttribute::Destination(RouteAddress::Inet(ip)) = a {
+                    if !ip.is_loopback() {
+                        if let Ok(net) = Ipv4Net::new(*ip, len) {
+                            out.push(net.trunc());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn nft_apply(&self, script: &str) -> Result<(), SysError> {
+        self.run(&self.nft, &["-f", "-"], Some(script))
+            .await
+            .map(|_| ())
+    }
+
+    async fn nft_ruleset_json(&self) -> Result<String, SysError> {
+        self.run(&self.nft, &["-j", "list", "ruleset"], None).await
+    }
+
+    async fn iptables_legacy(&self, args: &[String]) -> Result<Option<String>, SysError> {
+        let Some(bin) = self.legacy_iptables().await else {
+            return Ok(None);
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&bin, &args, None).await.map(Some)
+    }
+
+    async fn write_sysctl(&self, key: &str, value: &str) -> Result<(), SysError> {
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        tokio::fs::write(&path, value)
+            .await
+            .map_err(|source| SysError::Io {
+                op: "write sysctl",
+                path,
+                source,
+            })
+    }
+
+    async fn create_netns(&self, path: &Path) -> Result<(), SysError> {
+        netns::create(path).await
+    }
+
+    async fn delete_netns(&self, path: &Path) -> Result<(), SysError> {
+        netns::delete(path)
+    }
+
+    fn reserve_port(
+        &self,
+        proto: Protocol,
+        ip: Ipv4Addr,
+        port: u16,
+    ) -> Result<PortReservation, SysError> {
+        let ty = match proto {
+            Protocol::Tcp => SocketType::STREAM,
+            Protocol::Udp => SocketType::DGRAM,
+            Protocol::Sctp => SocketType::SEQPACKET,
+        };
+        let protocol = match proto {
+            Protocol::Sctp => Some(rustix::net::ipproto::SCTP),
+            _ => None,
+        };
+        let os = |op: String| {
+            move |e: rustix::io::Errno| SysError::Os {
+                op,
+                source: nix::errno::Errno::from_raw(e.raw_os_error()),
+            }
+        };
+        let fd = rustix::net::socket_with(
+            AddressFamily::INET,
+            ty,
+            rustix::net::SocketFlags::CLOEXEC,
+            protocol,
+        )
+        .map_err(os(format!("socket for {proto} port {port}")))?;
+        match rustix::net::bind(&fd, &SocketAddrV4::new(ip, port)) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::ADDRINUSE) => return Err(SysError::PortAllocated { ip, port }),
+            Err(e) => return Err(os(format!("bind {ip}:{port}/{proto}"))(e)),
+        }
+        let bound = rustix::net::getsockname(&fd)
+            .map_err(os(format!("getsockname {ip}:{port}/{proto}")))?;
+        let bound = SocketAddrV4::try_from(bound)
+            .map_err(|e| os(format!("getsockname {ip}:{port}/{proto}"))(e))?;
+        Ok(PortReservation {
+            port: bound.port(),
+            socket: Some(fd),
+        })
+    }
+
+    async fn bind_dns(&self, netns: &Path) -> Result<(UdpSocket, TcpListener), SysError> {
+        netns::run_in(netns, || {
+            let addr = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 11), 53);
+            let io = |source| SysError::Io {
+                op: "bind dns socket",
+                path: PathBuf::from(addr.to_string()),
+                source,
+            };
+            let udp = UdpSocket::bind(addr).map_err(io)?;
+            let tcp = TcpListener::bind(addr).map_err(io)?;
+            udp.set_nonblocking(true).map_err(io)?;
+            tcp.set_nonblocking(true).map_err(io)?;
+            Ok((udp, tcp))
+        })
+        .await
+    }
+}
