@@ -56,7 +56,8 @@ pub struct MountSpec {
     pub propagation: Option<String>,
     /// `default|consistent|cached|delegated`: accepted and ignored on Linux, as by dockerd.
     pub consistency: Option<String>,
-    /// `-v` creates a missing bind source; `--mount` refuses it unless `bind-create-src`.
+    /// `-v` creates a missing bind source; `--mount` refuses it unless the API's
+    /// `BindOptions.CreateMountpoint` is set.
     pub bind_create_host_path: bool,
     /// Volumes only: do not copy the image's content at the target into a new volume.
     pub nocopy: bool,
@@ -844,7 +845,8 @@ fn go_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Parses the CLI's `--mount` value into the API's `Mount` object, as docker/cli does.
+/// Parses the CLI's `--mount` value into the API's `Mount` object, as docker/cli 28.2 does
+/// (its error texts were checked against the installed docker CLI).
 pub fn parse_mount_flag(s: &str) -> Result<Value, SpecError> {
     let fields = csv_fields(s)?;
     let mut typ = "volume".to_string();
@@ -878,10 +880,6 @@ pub fn parse_mount_flag(s: &str) -> Result<Value, SpecError> {
                 "bind-nonrecursive" => {
                     bind.get_or_insert_with(Map::new)
                         .insert("NonRecursive".into(), json!(true));
-                }
-                "bind-create-src" => {
-                    bind.get_or_insert_with(Map::new)
-                        .insert("CreateMountpoint".into(), json!(true));
                 }
                 _ => return Err(SpecError::NotKeyValue(field.clone())),
             }
@@ -931,11 +929,6 @@ pub fn parse_mount_flag(s: &str) -> Result<Value, SpecError> {
                         })
                     }
                 }
-            }
-            "bind-create-src" => {
-                let b = go_bool(&val).ok_or_else(|| bad_value(&key, &val))?;
-                bind.get_or_insert_with(Map::new)
-                    .insert("CreateMountpoint".into(), json!(b));
             }
             "volume-subpath" => {
                 vol.get_or_insert_with(Map::new)
@@ -1652,6 +1645,19 @@ mod tests {
             (
                 "type=bind,src=/a,target=/x,bind-recursive=readonly,ro",
                 "option 'bind-recursive=readonly' requires 'bind-propagation=rprivate' to be specified in conjunction",
+            ),
+            // docker CLI 28.2.2 has no bind-create-src yet.
+            (
+                "type=bind,src=/a,target=/x,bind-create-src",
+                "invalid field 'bind-create-src' must be a key=value pair",
+            ),
+            (
+                "type=bind,src=/a,target=/x,bind-create-src=1",
+                "unexpected key 'bind-create-src' in 'bind-create-src=1'",
+            ),
+            (
+                "type=volume,target=/x,volume-nocopy=maybe",
+                "invalid value for volume-nocopy: maybe",
             ),
             ("type=bind,src=a\"b,target=/x", "parse error on line 1, column 16: bare \" in non-quoted-field"),
         ];
