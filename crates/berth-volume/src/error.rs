@@ -29,7 +29,7 @@ pub enum Error {
     /// Malformed input from the caller ("create x: invalid option: \"foo\"").
     #[error("{0}")]
     InvalidArgument(String),
-    /// The operation conflicts with existing state ("remove x: volume is in use - [id]").
+    /// The operation conflicts with existing state (`remove x: volume is in use - [id]`).
     #[error("{0}")]
     Conflict(String),
     /// A mount specification or volume name was refused.
