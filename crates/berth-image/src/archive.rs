@@ -11,7 +11,8 @@
 //! symlinks older dockers put in) and OCI layouts. The outer tar is streamed once: files
 //! under `blobs/sha256/` go straight into the content store, verified against their
 //! names; other files (JSON, legacy layer tars) go to a temp dir. Then `manifest.json` is
-//! preferred when present, otherwise `index.json`. Every path from the archive is checked
+//! preferred when present, otherwise `index.json`, otherwise the pre-1.10 layout
+//! (`repositories` and `<v1-id>/json` chains). Every path from the archive is checked
 //! to stay inside it.
 
 use crate::apply;
@@ -314,7 +315,170 @@ pub(crate) fn load(store: &ImageStore, archive: &mut dyn Read) -> Result<Vec<Loa
         }
         return Ok(loaded);
     }
+    if ex.resolve("repositories").is_ok() || ex.legacy_ids().next().is_some() {
+        return load_legacy(store, &ex);
+    }
     Err(ArchiveError::UnknownFormat.into())
+}
+
+/// A v1 image of a pre-1.10 archive, once turned into a v2 image.
+#[derive(Clone)]
+struct LegacyImage {
+    id: String,
+    layers: Vec<LayerSource>,
+    diff_ids: Vec<String>,
+    history: Vec<serde_json::Value>,
+}
+
+impl Extracted {
+    /// The v1 ids of a legacy archive: every `<id>/json`.
+    fn legacy_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.members.keys().filter_map(|p| {
+            let mut c = p.components();
+            let id = c.next()?.as_os_str().to_str()?.to_string();
+            let file = c.next()?.as_os_str().to_str()?;
+            (file == "json" && c.next().is_none()).then_some(id)
+        })
+    }
+}
+
+/// Pre-1.10 `docker save` output: `<v1-id>/{json,layer.tar}` chained by `parent`, and
+/// `repositories` mapping names and tags to v1 ids. Each v1 image becomes a v2 image the
+/// way docker's `legacyLoad` does it (config = the v1 JSON less its v1 fields, plus
+/// rootfs and history).
+fn load_legacy(store: &ImageStore, ex: &Extracted) -> Result<Vec<LoadedImage>, Error> {
+    let mut done: HashMap<String, LegacyImage> = HashMap::new();
+    let mut ids: Vec<String> = ex.legacy_ids().collect();
+    ids.sort();
+    for id in &ids {
+        legacy_image(store, ex, id, &mut done, 0)?;
+    }
+    let repos: BTreeMap<String, BTreeMap<String, String>> = match ex.resolve("repositories") {
+        Ok(_) => parse_json(&read_member(ex, store, "repositories")?, "repositories")?,
+        Err(_) => BTreeMap::new(),
+    };
+    let mut loaded = Vec::new();
+    for (name, tags) in repos {
+        for (tag, v1) in tags {
+            let img = legacy_image(store, ex, &v1, &mut done, 0)?;
+            let r = Reference::parse_with_tag(&name, Some(&tag))?;
+            store.create_image_locked(&img.id, &img.layers, std::slice::from_ref(&r), &[])?;
+            loaded.push(LoadedImage {
+                id: img.id,
+                tags: vec![r.familiar()],
+            });
+        }
+    }
+    if loaded.is_empty() {
+        // untagged archives report every top image
+        for id in ids {
+            let img = &done[&id];
+            loaded.push(LoadedImage {
+                id: img.id.clone(),
+                tags: Vec::new(),
+            });
+        }
+    }
+    Ok(loaded)
+}
+
+fn legacy_image(
+    store: &ImageStore,
+    ex: &Extracted,
+    v1: &str,
+    done: &mut HashMap<String, LegacyImage>,
+    depth: usize,
+) -> Result<LegacyImage, Error> {
+    if let Some(img) = done.get(v1) {
+        return Ok(img.clone());
+    }
+    if depth > 256 || v1.contains('/') || v1.is_empty() {
+        return Err(ArchiveError::Invalid {
+            what: "legacy image chain".to_string(),
+            reason: format!("bad or cyclic parent {v1:?}"),
+        }
+        .into());
+    }
+    let json = read_member(ex, store, &format!("{v1}/json"))?;
+    let v: serde_json::Map<String, serde_json::Value> = parse_json(&json, &format!("{v1}/json"))?;
+    let parent = match v
+        .get("parent")
+        .and_then(|p| p.as_str())
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => Some(legacy_image(store, ex, p, done, depth + 1)?),
+        None => None,
+    };
+    let (mut layers, mut diff_ids, mut history) = match parent {
+        Some(p) => (p.layers, p.diff_ids, p.history),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let blob = member_blob(ex, store, &format!("{v1}/layer.tar"))?;
+    diff_ids.push(diff_id_of_blob(store, &blob)?);
+    layers.push(LayerSource {
+        blob,
+        media_type: None,
+    });
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
+    let created_by = v
+        .get("container_config")
+        .and_then(|c| c.get("Cmd"))
+        .and_then(|c| c.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|s| !s.is_empty());
+    let mut h = serde_json::Map::new();
+    for (key, val) in [
+        ("created", text("created").map(str::to_string)),
+        ("author", text("author").map(str::to_string)),
+        ("created_by", created_by),
+        ("comment", text("comment").map(str::to_string)),
+    ] {
+        if let Some(val) = val {
+            h.insert(key.to_string(), val.into());
+        }
+    }
+    history.push(serde_json::Value::Object(h));
+    // sorted keys, as Go's encoding of a map
+    let mut config: BTreeMap<String, serde_json::Value> = v.into_iter().collect();
+    for k in ["id", "parent", "Size", "parent_id", "layer_id", "throwaway"] {
+        config.remove(k);
+    }
+    config.insert(
+        "rootfs".to_string(),
+        serde_json::json!({"type": "layers", "diff_ids": diff_ids}),
+    );
+    config.insert(
+        "history".to_string(),
+        serde_json::Value::Array(history.clone()),
+    );
+    let bytes = serde_json::to_vec(&config).expect("legacy config serialises");
+    let id = store.content().write_blob(&bytes)?;
+    store.create_image_locked(&id, &layers, &[], &[])?;
+    let img = LegacyImage {
+        id,
+        layers,
+        diff_ids,
+        history,
+    };
+    done.insert(v1.to_string(), img.clone());
+    Ok(img)
+}
+
+/// The diff id of a layer blob: its own digest when it is a plain tar.
+fn diff_id_of_blob(store: &ImageStore, blob: &str) -> Result<String, Error> {
+    let f = store.content().open_blob(blob)?;
+    let (compression, mut reader) = apply::decompress(io::BufReader::new(f))?;
+    if compression == apply::Compression::None {
+        return Ok(blob.to_string());
+    }
+    let mut w = digest::HashingWriter::new(io::sink());
+    io::copy(&mut reader, &mut w).map_err(ArchiveError::Read)?;
+    Ok(w.finish().0)
 }
 
 /// The tag an OCI index entry carries: containerd's full name, else a ref.name that is a

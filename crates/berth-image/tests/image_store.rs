@@ -7,7 +7,7 @@ use berth_image::{ErrorKind, ImportOptions, Reference};
 use common::*;
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
 fn import_busybox(ts: &TestStore, tag: &str) -> berth_image::Image {
     let tar = busybox_rootfs();
@@ -437,7 +437,7 @@ fn load_a_hand_built_oci_layout() {
     assert!(std::fs::symlink_metadata(lower.join("pipe"))
         .unwrap()
         .file_type()
-        .is_fifo_like());
+        .is_fifo());
 
     // saving a gzip-stored layer writes it uncompressed under its diff id, and loads back
     let mut out = Vec::new();
@@ -467,17 +467,6 @@ fn load_a_hand_built_oci_layout() {
     let bad = bad.into_inner().unwrap();
     let e = new_store().store.load(&mut &bad[..]).unwrap_err();
     assert!(e.to_string().contains("digest mismatch"), "{e}");
-}
-
-trait FifoLike {
-    fn is_fifo_like(&self) -> bool;
-}
-
-impl FifoLike for std::fs::FileType {
-    fn is_fifo_like(&self) -> bool {
-        use std::os::unix::fs::FileTypeExt;
-        self.is_fifo()
-    }
 }
 
 #[test]
@@ -548,4 +537,71 @@ fn history_skips_sizes_for_empty_layers() {
     );
     assert_eq!((h[2].size, h[2].created_by.as_str()), (5, "layer 0"));
     assert_eq!(h[2].created, 1_704_067_200);
+}
+
+#[test]
+fn load_a_pre_1_10_legacy_archive() {
+    let base_id = "a".repeat(64);
+    let child_id = "b".repeat(64);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    let base_json = serde_json::json!({"id": base_id, "created": "2015-01-01T00:00:00Z", "os": "linux",
+        "architecture": "amd64", "container_config": {"Cmd": ["/bin/sh", "-c", "#(nop) ADD file"]}, "Size": 5});
+    let child_json = serde_json::json!({"id": child_id, "parent": base_id, "created": "2015-01-02T00:00:00Z",
+        "os": "linux", "architecture": "amd64", "config": {"Cmd": ["sh"]},
+        "container_config": {"Cmd": ["/bin/sh", "-c", "rm /a"]}});
+    add(
+        &format!("{base_id}/json"),
+        &serde_json::to_vec(&base_json).unwrap(),
+    );
+    add(
+        &format!("{base_id}/layer.tar"),
+        &layer(&[E::File("a", b"12345"), E::File("keep", b"k")]),
+    );
+    add(&format!("{base_id}/VERSION"), b"1.0");
+    add(
+        &format!("{child_id}/json"),
+        &serde_json::to_vec(&child_json).unwrap(),
+    );
+    add(
+        &format!("{child_id}/layer.tar"),
+        &layer(&[E::File(".wh.a", b"")]),
+    );
+    add(
+        "repositories",
+        &serde_json::to_vec(&serde_json::json!({"legacy": {"v1": child_id}})).unwrap(),
+    );
+    let archive = b.into_inner().unwrap();
+
+    let ts = new_store();
+    let loaded = ts.store.load(&mut &archive[..]).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].tags, vec!["legacy:v1"]);
+    let img = ts.store.get("legacy:v1").unwrap();
+    assert_eq!(img.id, loaded[0].id);
+    assert_eq!(img.layers.len(), 2);
+    assert_eq!(
+        img.config.config.cmd.as_deref(),
+        Some(&["sh".to_string()][..])
+    );
+    assert_eq!(img.config.history.len(), 2);
+    assert_eq!(
+        img.config.history[1].created_by.as_deref(),
+        Some("/bin/sh -c rm /a")
+    );
+    assert!(img.config.extra.get("id").is_none() && img.config.extra.get("parent").is_none());
+    // the base became an image of its own (dangling), as docker does
+    assert_eq!(ts.store.list().unwrap().len(), 2);
+    let lowers = ts.store.image_lowers("legacy:v1").unwrap();
+    assert!(lowers[1].join("a").exists());
+    assert!(std::fs::symlink_metadata(lowers[0].join("a"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
 }
