@@ -195,12 +195,12 @@ impl Registry {
         Ok(())
     }
 
-    /// Remove uploads started more than `max_age` ago; returns how many.
+    /// Remove uploads idle (no data received) for more than `max_age`; returns how many.
     pub async fn purge_expired_uploads(&self, max_age: Duration) -> Result<usize, RegistryError> {
         let now = SystemTime::now();
         let mut n = 0;
         for u in self.storage.uploads().await? {
-            if now.duration_since(u.started).unwrap_or_default() > max_age {
+            if now.duration_since(u.updated).unwrap_or_default() > max_age {
                 self.storage.upload_purge(&u.id).await?;
                 n += 1;
             }

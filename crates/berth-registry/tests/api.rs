@@ -712,3 +712,23 @@ async fn delete_disabled() {
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.error_code(), "UNSUPPORTED");
 }
+
+#[tokio::test]
+async fn large_blob_streams() {
+    let s = TestServer::start(|_| {}).await;
+    let data: Vec<u8> = (0..(16u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let d = s.push_blob("big/blob", &data).await;
+    let r = s.get(&format!("/v2/big/blob/blobs/{d}")).await;
+    assert_eq!(r.body.len(), data.len());
+    assert_eq!(digest_of(&r.body), d);
+    let r = s
+        .req(
+            Method::GET,
+            &format!("/v2/big/blob/blobs/{d}"),
+            &[("range", "bytes=16777200-")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], &data[16_777_200..]);
+}

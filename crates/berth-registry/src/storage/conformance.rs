@@ -239,6 +239,10 @@ pub async fn upload_cancel_and_purge(s: &dyn Storage) {
         .duration_since(info.started)
         .unwrap_or_default();
     assert!(age < Duration::from_secs(120), "start time recorded");
+    assert!(
+        info.updated >= info.started,
+        "activity time is not before the start"
+    );
 }
 
 /// Layer and manifest links, and which repositories exist.

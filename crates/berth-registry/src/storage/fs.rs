@@ -601,8 +601,15 @@ impl Storage for FsStorage {
         let mut hasher = state.lock().await;
         let dir = self.upload_dir(id);
         {
-            let (dir, id, repo) = (dir.clone(), id.to_string(), repo.clone());
-            blocking(move || FsStorage::read_meta(&dir, &id, &repo).map(|_| ())).await?;
+            let (dir, id2, repo) = (dir.clone(), id.to_string(), repo.clone());
+            let meta = blocking(move || FsStorage::read_meta(&dir, &id2, &repo).map(|_| ())).await;
+            if let Err(e) = meta {
+                if matches!(e, StorageError::UploadNotFound(_)) {
+                    drop(hasher);
+                    self.forget_upload(id);
+                }
+                return Err(e);
+            }
         }
         let data = dir.join("data");
         let mut f = tokio::fs::OpenOptions::new()
@@ -663,14 +670,14 @@ impl Storage for FsStorage {
         let info = blocking(move || {
             let meta = FsStorage::read_meta(&dir, &id2, &repo2)?;
             let data = dir.join("data");
-            let size = std::fs::metadata(&data)
-                .map_err(ioerr("stat", &data))?
-                .len();
+            let md = std::fs::metadata(&data).map_err(ioerr("stat", &data))?;
+            let started = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(meta.started);
             Ok(UploadInfo {
                 id: id2,
                 repo: repo2,
-                size,
-                started: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(meta.started),
+                size: md.len(),
+                started,
+                updated: md.modified().unwrap_or(started).max(started),
             })
         })
         .await;
@@ -779,9 +786,8 @@ impl Storage for FsStorage {
                 let meta = not_found_ok(std::fs::read(&info))
                     .map_err(ioerr("reading", &info))?
                     .and_then(|raw| serde_json::from_slice::<UploadMeta>(&raw).ok());
-                let size = std::fs::metadata(dir.join("data"))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
+                let data_md = std::fs::metadata(dir.join("data")).ok();
+                let size = data_md.as_ref().map(|m| m.len()).unwrap_or(0);
                 let (repo, started) = match meta
                     .and_then(|m| m.repo.parse::<RepoName>().ok().map(|r| (r, m.started)))
                 {
@@ -798,11 +804,16 @@ impl Storage for FsStorage {
                         )
                     }
                 };
+                let updated = match data_md.and_then(|m| m.modified().ok()) {
+                    Some(t) if started > SystemTime::UNIX_EPOCH => t.max(started),
+                    _ => started,
+                };
                 out.push(UploadInfo {
                     id,
                     repo,
                     size,
                     started,
+                    updated,
                 });
             }
             Ok(out)

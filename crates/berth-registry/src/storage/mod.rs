@@ -86,6 +86,8 @@ pub struct UploadInfo {
     /// Bytes received so far.
     pub size: u64,
     pub started: SystemTime,
+    /// Last time data arrived (the start if none has); expiry counts idleness from here.
+    pub updated: SystemTime,
 }
 
 /// A storage driver. All methods are safe to call concurrently.
@@ -201,6 +203,6 @@ pub trait Storage: Send + Sync + 'static {
     /// Remove an upload session whatever its repository or state (expiry).
     async fn upload_purge(&self, id: &str) -> Result<(), StorageError>;
     /// Every open upload session, for expiry. A damaged session is listed with
-    /// `started` at the epoch so that expiry removes it.
+    /// `started` and `updated` at the epoch so that expiry removes it.
     async fn uploads(&self) -> Result<Vec<UploadInfo>, StorageError>;
 }
