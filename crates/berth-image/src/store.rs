@@ -163,12 +163,13 @@ fn not_found(name: &str) -> Error {
 }
 
 impl ImageStore {
-    /// Open the store under `data_root` (content/, snapshots/, tmp/) using `db` for records.
+    /// Open the store under `data_root` (content/, snapshots/) using `db` for records.
     pub fn open(data_root: &Path, db: Arc<redb::Database>) -> Result<ImageStore, Error> {
         let content = ContentStore::open(&data_root.join("content"))?;
         content.clean_ingest()?;
         let snapshots = Snapshotter::open(&data_root.join("snapshots"))?;
-        let tmp = data_root.join("tmp");
+        // under content/ so it cannot clash with directories the engine keeps in the data root
+        let tmp = data_root.join("content").join("tmp");
         if tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
@@ -201,7 +202,7 @@ impl ImageStore {
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.inner.data_root.join("tmp")
+        self.inner.data_root.join("content").join("tmp")
     }
 
     pub(crate) fn shared_lock(&self) -> std::sync::RwLockReadGuard<'_, ()> {
