@@ -397,10 +397,20 @@ pub async fn wait(c: &Client, a: Containers) -> CliResult {
 /// `berth rm`.
 pub async fn rm(c: &Client, a: RmArgs) -> CliResult {
     let (f, v) = (a.force, a.volumes);
-    for_each(&a.containers, |n| async move {
-        Ok(c.container_remove(&n, f, v).await?)
-    })
-    .await
+    let mut errs = Vec::new();
+    for n in &a.containers {
+        match c.container_remove(n, f, v).await {
+            Ok(()) => println!("{n}"),
+            // `rm -f` of a container that is already gone reports it but does not fail.
+            Err(e) if f && e.is_not_found() => eprintln!("{}", CliError::from(e).render()),
+            Err(e) => errs.push(CliError::from(e).render()),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Many(errs))
+    }
 }
 
 /// `berth update`.
@@ -598,18 +608,16 @@ pub fn container_row(c: &Value, trunc: bool, now: f64) -> Value {
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
     networks.sort();
-    let size = match (c["SizeRw"].as_i64(), c["SizeRootFs"].as_i64()) {
-        (None, None) => String::new(),
-        (rw, root) => {
-            let rw = human_size_prec(rw.unwrap_or(0) as f64, 3);
-            let root = root.unwrap_or(0);
-            if root > 0 {
-                format!("{rw} (virtual {})", human_size_prec(root as f64, 3))
-            } else {
-                rw
-            }
+    let size = {
+        let rw = human_size_prec(c["SizeRw"].as_i64().unwrap_or(0) as f64, 3);
+        let root = c["SizeRootFs"].as_i64().unwrap_or(0);
+        if root > 0 {
+            format!("{rw} (virtual {})", human_size_prec(root as f64, 3))
+        } else {
+            rw
         }
     };
+    let platform = c["ImageManifestDescriptor"]["platform"].clone();
     let ports = c["Ports"].as_array().cloned().unwrap_or_default();
     json!({
         "ID": if trunc { truncate_id(&id) } else { id },
@@ -625,6 +633,7 @@ pub fn container_row(c: &Value, trunc: bool, now: f64) -> Value {
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),
         "Networks": networks.join(","),
+        "Platform": platform,
         "LocalVolumes": local_volumes.to_string(),
         LABELS_KEY: Value::Object(labels_map),
     })

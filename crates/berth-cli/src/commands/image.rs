@@ -146,7 +146,7 @@ pub fn image_rows(list: &[Value], trunc: bool, now: f64, filter_ref: Option<&str
                     Some(s) if s >= 0 => human_size_prec(size - s as f64, 3),
                     _ => "N/A".to_string(),
                 },
-                "VirtualSize": human_size_prec(size, 3),
+                "VirtualSize": crate::format::humanize::human_size(size),
                 "Containers": containers,
             }));
         }
@@ -293,9 +293,9 @@ pub async fn history(c: &Client, a: HistoryArgs) -> CliResult {
                 "CreatedSince": if a.human {
                     format!("{} ago", human_duration(now - created as f64))
                 } else {
-                    go_time_string(created)
+                    rfc3339_local(created)
                 },
-                "CreatedAt": go_time_string(created),
+                "CreatedAt": rfc3339_local(created),
                 "CreatedBy": by,
                 "Size": if a.human { human_size_prec(size as f64, 3) } else { size.to_string() },
                 "Comment": h["Comment"].as_str().unwrap_or_default(),
@@ -307,14 +307,27 @@ pub async fn history(c: &Client, a: HistoryArgs) -> CliResult {
     } else {
         a.format.as_deref()
     };
-    let fmt = Format::new(
-        user,
-        "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
-    )?;
+    // Without -H docker shows absolute times under "CREATED AT".
+    let table = if a.human {
+        "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    } else {
+        "{{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    };
+    let fmt = Format::new(user, table)?;
     let header = json!({"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
         "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"});
     out(&fmt.render(&header, &rows)?);
     Ok(())
+}
+
+/// Go's `time.Unix(s, 0).Format(time.RFC3339)` in local time.
+fn rfc3339_local(secs: i64) -> String {
+    use chrono::{Local, SecondsFormat, TimeZone};
+    Local
+        .timestamp_opt(secs, 0)
+        .single()
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// `berth tag`.

@@ -117,9 +117,16 @@ pub async fn inspect(
         }
     }
     let tmpl = match format {
-        Some(f) if f != "json" => Some(Template::parse(
-            &f.replace("\\t", "\t").replace("\\n", "\n"),
-        )?),
+        Some(f) if f != "json" => {
+            match Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n")) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    // docker's inspect reports template errors with status 64 (EX_USAGE).
+                    eprintln!("{}", CliError::from(e));
+                    return Err(CliError::Exit(64));
+                }
+            }
+        }
         _ => None,
     };
     let mut raws: Vec<bytes::Bytes> = Vec::new();
@@ -127,17 +134,9 @@ pub async fn inspect(
     let mut text_out = String::new();
     for n in names {
         let got = match kind {
-            Some(k) => fetch(c, k, n, size).await.map_err(|e| {
-                if e.is_not_found() {
-                    if k == "container" || k == "image" || kind.is_some() {
-                        CliError::from(e).render()
-                    } else {
-                        format!("Error: No such object: {n}")
-                    }
-                } else {
-                    CliError::from(e).render()
-                }
-            }),
+            Some(k) => fetch(c, k, n, size)
+                .await
+                .map_err(|e| CliError::from(e).render()),
             None => {
                 let mut found = Err(format!("Error: No such object: {n}"));
                 for k in ["container", "image", "network", "volume"] {

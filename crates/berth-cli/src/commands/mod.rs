@@ -50,7 +50,14 @@ pub async fn dispatch(host: Option<&str>, cmd: Cmd) -> CliResult {
         Cmd::Wait(a) | Cmd::Container(ContainerCmd::Wait(a)) => container::wait(&c, a).await,
         Cmd::Rm(a) | Cmd::Container(ContainerCmd::Rm(a)) => container::rm(&c, a).await,
         Cmd::Rename(a) | Cmd::Container(ContainerCmd::Rename(a)) => {
-            Ok(c.container_rename(&a.container, &a.new_name).await?)
+            match c.container_rename(&a.container, &a.new_name).await {
+                Ok(()) => Ok(()),
+                Err(e) => Err(CliError::Msg(format!(
+                    "{}\nError: failed to rename container named {}",
+                    CliError::from(e).render(),
+                    a.container
+                ))),
+            }
         }
         Cmd::Update(a) | Cmd::Container(ContainerCmd::Update(a)) => container::update(&c, a).await,
         Cmd::Ps(a) | Cmd::Container(ContainerCmd::Ls(a)) => container::ps(&c, a).await,

@@ -112,14 +112,23 @@ pub async fn network_create(c: &Client, a: NetCreateArgs) -> CliResult {
 
 /// `berth network rm`.
 pub async fn network_rm(c: &Client, a: NamesForce) -> CliResult {
-    let force = a.force;
-    for_each(&a.names, |n| async move {
-        match c.network_remove(&n).await {
-            Err(e) if force && e.is_not_found() => Ok(()),
-            r => Ok(r?),
+    // docker prints each failure as it happens, then fails with a bare "exit status 1".
+    let mut failed = false;
+    for n in &a.names {
+        match c.network_remove(n).await {
+            Ok(()) => println!("{n}"),
+            Err(e) if a.force && e.is_not_found() => {}
+            Err(e) => {
+                eprintln!("{}", CliError::from(e).render());
+                failed = true;
+            }
         }
-    })
-    .await
+    }
+    if failed {
+        Err(CliError::Msg("exit status 1".to_string()))
+    } else {
+        Ok(())
+    }
 }
 
 /// `berth network connect`.

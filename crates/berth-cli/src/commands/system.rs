@@ -244,69 +244,73 @@ pub async fn info(c: &Client, f: &FormatOnly) -> CliResult {
 /// `berth system df`.
 pub async fn df(c: &Client, a: DfArgs) -> CliResult {
     let v = c.get_json("/system/df").await?;
-    let size = |x: f64| human_size_prec(x, 3);
+    // The arithmetic is docker's `diskUsage*Context`: sizes in `HumanSize` (4 digits),
+    // "active" and "reclaimable" defined per object type exactly as docker defines them.
+    let size = crate::format::humanize::human_size;
     let imgs = v["Images"].as_array().cloned().unwrap_or_default();
     let ctrs = v["Containers"].as_array().cloned().unwrap_or_default();
     let vols = v["Volumes"].as_array().cloned().unwrap_or_default();
     let cache = v["BuildCache"].as_array().cloned().unwrap_or_default();
-    let img_total: f64 = imgs.iter().map(|i| i["Size"].as_f64().unwrap_or(0.0)).sum();
-    let img_active = imgs
-        .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
-        .count();
-    let img_active_size: f64 = imgs
-        .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
-        .map(|i| i["Size"].as_f64().unwrap_or(0.0))
-        .sum();
-    let ctr_total: f64 = ctrs
-        .iter()
-        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0))
-        .sum();
-    let ctr_active = ctrs.iter().filter(|c| c["State"] == "running").count();
-    let ctr_active_size: f64 = ctrs
-        .iter()
-        .filter(|c| c["State"] == "running")
-        .map(|c| c["SizeRw"].as_f64().unwrap_or(0.0))
-        .sum();
-    let vol_total: f64 = vols
-        .iter()
-        .map(|x| x["UsageData"]["Size"].as_f64().unwrap_or(0.0).max(0.0))
-        .sum();
-    let vol_active = vols
-        .iter()
-        .filter(|x| x["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0)
-        .count();
-    let vol_active_size: f64 = vols
-        .iter()
-        .filter(|x| x["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0)
-        .map(|x| x["UsageData"]["Size"].as_f64().unwrap_or(0.0).max(0.0))
-        .sum();
-    let cache_total: f64 = cache
-        .iter()
-        .map(|x| x["Size"].as_f64().unwrap_or(0.0))
-        .sum();
-    let cache_active = cache
-        .iter()
-        .filter(|x| x["InUse"].as_bool().unwrap_or(false))
-        .count();
-    let reclaim = |total: f64, active: f64| {
-        let r = (total - active).max(0.0);
-        if total > 0.0 {
-            format!("{} ({}%)", size(r), (r * 100.0 / total) as i64)
+    let i64_of = |x: &Value| x.as_i64().unwrap_or(0);
+    let pct = |r: i64, total: i64| {
+        if total > 0 {
+            format!("{} ({}%)", size(r as f64), r * 100 / total)
         } else {
-            size(r)
+            size(r as f64)
         }
     };
+    let img_total = i64_of(&v["LayersSize"]);
+    let img_active = imgs.iter().filter(|i| i64_of(&i["Containers"]) > 0).count();
+    let img_used: i64 = imgs
+        .iter()
+        .filter(|i| i64_of(&i["Containers"]) != 0)
+        .filter(|i| i64_of(&i["Size"]) != -1 && i64_of(&i["SharedSize"]) != -1)
+        .map(|i| i64_of(&i["Size"]) - i64_of(&i["SharedSize"]))
+        .sum();
+    let active = |c: &Value| {
+        let s = c["State"].as_str().unwrap_or_default();
+        s.contains("running") || s.contains("paused") || s.contains("restarting")
+    };
+    let ctr_total: i64 = ctrs.iter().map(|c| i64_of(&c["SizeRw"])).sum();
+    let ctr_active = ctrs.iter().filter(|c| active(c)).count();
+    let ctr_reclaim: i64 = ctrs
+        .iter()
+        .filter(|c| !active(c))
+        .map(|c| i64_of(&c["SizeRw"]))
+        .sum();
+    let vsize = |x: &Value| i64_of(&x["UsageData"]["Size"]);
+    let vol_total: i64 = vols.iter().filter(|x| vsize(x) != -1).map(vsize).sum();
+    let vol_active = vols
+        .iter()
+        .filter(|x| i64_of(&x["UsageData"]["RefCount"]) > 0)
+        .count();
+    let vol_reclaim: i64 = vols
+        .iter()
+        .filter(|x| i64_of(&x["UsageData"]["RefCount"]) == 0 && vsize(x) != -1)
+        .map(vsize)
+        .sum();
+    let shared = |x: &Value| x["Shared"].as_bool().unwrap_or(false);
+    let in_use = |x: &Value| x["InUse"].as_bool().unwrap_or(false);
+    let cache_total: i64 = cache
+        .iter()
+        .filter(|x| !shared(x))
+        .map(|x| i64_of(&x["Size"]))
+        .sum();
+    let cache_active = cache.iter().filter(|x| in_use(x)).count();
+    let cache_reclaim: i64 = cache
+        .iter()
+        .filter(|x| !shared(x) && !in_use(x))
+        .map(|x| i64_of(&x["Size"]))
+        .sum();
     let rows = vec![
         json!({"Type": "Images", "TotalCount": imgs.len().to_string(), "Active": img_active.to_string(),
-            "Size": size(img_total), "Reclaimable": reclaim(img_total, img_active_size)}),
+            "Size": size(img_total as f64), "Reclaimable": pct(img_total - img_used, img_total)}),
         json!({"Type": "Containers", "TotalCount": ctrs.len().to_string(), "Active": ctr_active.to_string(),
-            "Size": size(ctr_total), "Reclaimable": reclaim(ctr_total, ctr_active_size)}),
+            "Size": size(ctr_total as f64), "Reclaimable": pct(ctr_reclaim, ctr_total)}),
         json!({"Type": "Local Volumes", "TotalCount": vols.len().to_string(), "Active": vol_active.to_string(),
-            "Size": size(vol_total), "Reclaimable": reclaim(vol_total, vol_active_size)}),
+            "Size": size(vol_total as f64), "Reclaimable": pct(vol_reclaim, vol_total)}),
         json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(), "Active": cache_active.to_string(),
-            "Size": size(cache_total), "Reclaimable": size(cache_total)}),
+            "Size": size(cache_total as f64), "Reclaimable": size(cache_reclaim as f64)}),
     ];
     let _ = a.verbose;
     let fmt = crate::format::Format::new(

@@ -51,7 +51,11 @@ impl Format {
     pub fn render(&self, header: &Value, rows: &[Value]) -> Result<String, TemplateError> {
         let mut body = String::new();
         for r in rows {
-            body.push_str(&self.template.execute(r)?);
+            let mut r = r.clone();
+            if let Value::Object(o) = &mut r {
+                o.insert(template::ROW_KEY.to_string(), Value::Bool(true));
+            }
+            body.push_str(&self.template.execute(&r)?);
             body.push('\n');
         }
         if !self.table {

@@ -20,6 +20,11 @@ use serde_json::{Map, Value};
 /// Hidden key of row objects holding the labels map for `.Label "key"`.
 pub const LABELS_KEY: &str = "\u{0}labels";
 
+/// Hidden key marking docker formatter rows. Their `json` goes through Go's `MarshalJSON`
+/// of the row context, which escapes `<`, `>` and `&` (`"\u003cnone\u003e"`), whereas
+/// `json` of plain data does not.
+pub const ROW_KEY: &str = "\u{0}row";
+
 /// Parse and execution errors, with the template text position where known.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TemplateError {
@@ -534,8 +539,15 @@ struct Exec<'a> {
 }
 
 impl Template {
-    /// Parse a template.
+    /// Parse a template. Errors read like Go's: `template: :LINE: message`.
     pub fn parse(src: &str) -> Result<Template, TemplateError> {
+        Self::parse_inner(src).map_err(|e| match e {
+            TemplateError::Parse(m) => TemplateError::Parse(format!(":1: {m}")),
+            other => other,
+        })
+    }
+
+    fn parse_inner(src: &str) -> Result<Template, TemplateError> {
         let mut p = Parser {
             pieces: split_source(src)?,
             pos: 0,
@@ -635,7 +647,7 @@ fn write_value(s: &mut String, v: &Value, top: bool) {
         }
         Value::Object(o) => {
             s.push_str("map[");
-            let mut keys: Vec<&String> = o.keys().filter(|k| *k != LABELS_KEY).collect();
+            let mut keys: Vec<&String> = o.keys().filter(|k| !hidden(k)).collect();
             keys.sort();
             for (i, k) in keys.iter().enumerate() {
                 if i > 0 {
@@ -650,13 +662,30 @@ fn write_value(s: &mut String, v: &Value, top: bool) {
     }
 }
 
-/// `json` as docker's template function: compact, no HTML escaping, hidden keys dropped.
+/// `json` as docker's template function: compact, no HTML escaping (except for formatter
+/// rows, see [`ROW_KEY`]), hidden keys dropped.
 pub fn to_json(v: &Value) -> String {
+    let escape = v.get(ROW_KEY).is_some();
+    let s = to_json_plain(v);
+    if escape {
+        s.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+    } else {
+        s
+    }
+}
+
+fn hidden(k: &str) -> bool {
+    k == LABELS_KEY || k == ROW_KEY
+}
+
+fn to_json_plain(v: &Value) -> String {
     fn strip(v: &Value) -> Value {
         match v {
             Value::Object(o) => Value::Object(
                 o.iter()
-                    .filter(|(k, _)| *k != LABELS_KEY)
+                    .filter(|(k, _)| !hidden(k))
                     .map(|(k, v)| (k.clone(), strip(v)))
                     .collect::<Map<_, _>>(),
             ),
@@ -949,7 +978,7 @@ impl Exec<'_> {
                 need(1)?;
                 Value::from(match &args[0] {
                     Value::Array(a) => a.len(),
-                    Value::Object(o) => o.keys().filter(|k| *k != LABELS_KEY).count(),
+                    Value::Object(o) => o.keys().filter(|k| !hidden(k)).count(),
                     Value::String(s) => s.len(),
                     Value::Null => 0,
                     other => return eerr(format!("len of type {}", type_name(other))),
