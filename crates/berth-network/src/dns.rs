@@ -304,6 +304,22 @@ impl DnsServer {
             .contains_key(netns)
     }
 
+    /// Stops every listener (the manager is going away).
+    pub fn stop_all(&self) {
+        let all: Vec<_> = self
+            .inner
+            .listeners
+            .lock()
+            .expect("dns listeners lock poisoned")
+            .drain()
+            .collect();
+        for (_, tasks) in all {
+            for task in tasks {
+                task.abort();
+            }
+        }
+    }
+
     /// Stops serving `netns` (closing its sockets).
     pub fn stop(&self, netns: &Path) {
         let tasks = self

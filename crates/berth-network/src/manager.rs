@@ -37,6 +37,14 @@ struct Inner {
     ports: Mutex<HashMap<(String, String), Vec<PortReservation>>>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Listener tasks hold only the DNS server, not the manager: stop them explicitly
+        // so a dropped manager leaves no sockets in container namespaces.
+        self.dns.stop_all();
+    }
+}
+
 /// The network subsystem of the daemon; `Send + Sync`, cheap to clone.
 #[derive(Clone)]
 pub struct NetworkManager {

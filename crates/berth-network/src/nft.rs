@@ -214,11 +214,24 @@ pub fn parse_foreign(
             let table = text(c, "table");
             let own = table == own_table && family == "ip";
             let forward_drop = text(c, "hook") == "forward" && text(c, "policy") == "drop";
-            if forward_drop && !own && (family == "ip" || family == "inet") {
+            // Names are spliced into scripts unquoted (nft 1.0 does not take quoted chain
+            // names there), so anything but a plain identifier is left alone.
+            let plain = |n: &str| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            };
+            let name = text(c, "name");
+            if forward_drop
+                && !own
+                && (family == "ip" || family == "inet")
+                && plain(&table)
+                && plain(&name)
+            {
                 chains.push(ForeignChain {
                     family,
                     table,
-                    chain: text(c, "name"),
+                    chain: name,
                 });
             }
         } else if let Some(r) = item.get("rule") {
@@ -249,7 +262,7 @@ pub fn foreign_insert_script(chain: &ForeignChain, bridge: &str, tag: &str) -> S
             "insert rule {} {} {} {dir} {br} counter accept comment {}",
             chain.family,
             chain.table,
-            quote(&chain.chain),
+            chain.chain,
             quote(tag)
         );
     }
@@ -263,10 +276,7 @@ pub fn foreign_delete_script(rules: &[ForeignRule]) -> String {
         let _ = writeln!(
             s,
             "delete rule {} {} {} handle {}",
-            r.chain.family,
-            r.chain.table,
-            quote(&r.chain.chain),
-            r.handle
+            r.chain.family, r.chain.table, r.chain.chain, r.handle
         );
     }
     s
@@ -380,9 +390,9 @@ mod tests {
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].handle, 7);
         let del = foreign_delete_script(&rules);
-        assert_eq!(del, "delete rule ip filter \"FORWARD\" handle 7\n");
+        assert_eq!(del, "delete rule ip filter FORWARD handle 7\n");
         let ins = foreign_insert_script(&chains[0], "br-a", "berth:berth:br-a");
-        assert!(ins.contains("insert rule ip filter \"FORWARD\" iifname \"br-a\" counter accept comment \"berth:berth:br-a\""));
+        assert!(ins.contains("insert rule ip filter FORWARD iifname \"br-a\" counter accept comment \"berth:berth:br-a\""));
         assert!(ins.contains("oifname \"br-a\""));
     }
 }
