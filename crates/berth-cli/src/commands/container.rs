@@ -778,7 +778,16 @@ pub async fn exec(c: &Client, a: ExecArgs) -> CliResult {
     .await;
     drop(raw);
     r.map_err(|e| CliError::Msg(format!("error reading exec output: {e}")))?;
-    let info = c.exec_inspect(&exec_id).await?;
+    // The stream can end a moment before the daemon records the exit status: poll briefly
+    // while it still reports the process as running.
+    let mut info = c.exec_inspect(&exec_id).await?;
+    for _ in 0..100 {
+        if !info["Running"].as_bool().unwrap_or(false) && !info["ExitCode"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        info = c.exec_inspect(&exec_id).await?;
+    }
     match info["ExitCode"].as_i64().unwrap_or(0) {
         0 => Ok(()),
         code => Err(CliError::Exit(code as i32)),
