@@ -413,10 +413,12 @@ impl Applier {
 
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, ApplyError> {
         let h = entry.header();
-        let mut uid = h.uid().map_err(ApplyError::Read)? as u32;
-        let mut gid = h.gid().map_err(ApplyError::Read)? as u32;
-        let mode = h.mode().map_err(ApplyError::Read)? & 0o7777;
-        let mut mtime = (h.mtime().map_err(ApplyError::Read)? as i64, 0i64);
+        // Go's archive/tar reads empty numeric fields as 0, and docker accepts such
+        // tars, so be as lenient (the checksum has already vouched for the header)
+        let mut uid = h.uid().unwrap_or(0) as u32;
+        let mut gid = h.gid().unwrap_or(0) as u32;
+        let mode = h.mode().unwrap_or(0) & 0o7777;
+        let mut mtime = (h.mtime().unwrap_or(0) as i64, 0i64);
         let mut atime: Option<(i64, i64)> = None;
         let mut xattrs = Vec::new();
         if let Some(exts) = entry.pax_extensions().map_err(ApplyError::Read)? {
