@@ -342,13 +342,12 @@ impl NetworkManager {
         let subnet = match req.subnet {
             Some(subnet) => {
                 let subnet = subnet.trunc();
-                if let Some(other) = self
+                if self
                     .nets()
                     .values()
                     .filter_map(|s| s.config.subnet)
-                    .find(|o| ipam::overlaps(o, &subnet))
+                    .any(|o| ipam::overlaps(&o, &subnet))
                 {
-                    let _ = other;
                     return Err(ipam::IpamError::PoolOverlap(subnet).into());
                 }
                 subnet
@@ -941,8 +940,290 @@ fn endpoint_view(st: &NetworkState, ep: &EndpointState) -> Endpoint {
 
 /// Whether `path` is a bind-mounted namespace (an nsfs inode), not a plain file.
 fn is_netns_file(path: &Path) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::sys::FakeNetSys;
+    use crate::types::Protocol;
+
+    fn setup() -> (
+        tempfile::TempDir,
+        ManagerConfig,
+        Arc<FakeNetSys>,
+        NetworkManager,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ManagerConfig::new(dir.path().join("data"), dir.path().join("exec"));
+        cfg.dns_upstreams = Some(Vec::new());
+        let sys = Arc::new(FakeNetSys::new());
+        sys.set_host_routes(vec![
+            "172.17.0.0/16".parse().unwrap(),
+            "192.0.2.0/24".parse().unwrap(),
+        ]);
+        let mgr = NetworkManager::new(cfg.clone(), sys.clone()).unwrap();
+        (dir, cfg, sys, mgr)
+    }
+
+    fn req(network: &str, id: &str) -> EndpointRequest {
+        EndpointRequest {
+            network: network.into(),
+            endpoint_id: id.into(),
+            netns: PathBuf::from(format!("/run/test/{id}")),
+            dns_names: vec![id.into()],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn default_bridge_skips_host_routed_subnets() {
+        let (_d, _c, sys, mgr) = setup();
+        let def = mgr.ensure_default_bridge().await.unwrap();
+        assert_eq!(def.subnet, Some("172.18.0.0/16".parse().unwrap()));
+        assert_eq!(def.gateway, Some("172.18.0.1".parse().unwrap()));
+        assert_eq!(def.bridge_name, "berth0");
+        assert!(sys
+            .calls()
+            .contains(&"add_address berth0 172.18.0.1/16".to_string()));
+        assert!(sys
+            .calls()
+            .contains(&"sysctl net/ipv4/ip_forward=1".to_string()));
+        assert!(sys
+            .calls()
+            .contains(&"sysctl net/ipv4/conf/berth0/route_localnet=1".to_string()));
+        // Idempotent; host and none exist too.
+        assert_eq!(mgr.ensure_default_bridge().await.unwrap().id, def.id);
+        let names: Vec<String> = mgr.list().into_iter().map(|n| n.name).collect();
+        assert_eq!(names, vec!["bridge", "host", "none"]);
+        assert!(mgr.remove_network("bridge").await.is_err());
+        assert!(mgr.remove_network("host").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bip_sets_the_default_subnet() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ManagerConfig::new(dir.path().join("d"), dir.path().join("e"));
+        cfg.bip = Some("10.99.0.1/24".into());
+        cfg.dns_upstreams = Some(Vec::new());
+        let mgr = NetworkManager::new(cfg, Arc::new(FakeNetSys::new())).unwrap();
+        let def = mgr.ensure_default_bridge().await.unwrap();
+        assert_eq!(def.subnet, Some("10.99.0.0/24".parse().unwrap()));
+        assert_eq!(def.gateway, Some("10.99.0.1".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn create_validates_and_persists() {
+        let (_d, cfg, sys, mgr) = setup();
+        mgr.ensure_default_bridge().await.unwrap();
+        let a = mgr
+            .create_network(CreateNetwork {
+                name: "a".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.subnet, Some("172.19.0.0/16".parse().unwrap()));
+        assert_eq!(a.bridge_name, format!("br-{}", &a.id[..12]));
+        let dup = mgr
+            .create_network(CreateNetwork {
+                name: "a".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(dup.kind(), ErrorKind::Conflict);
+        let overlap = mgr
+            .create_network(CreateNetwork {
+                name: "b".into(),
+                subnet: Some("172.19.3.0/24".parse().unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(overlap
+            .to_string()
+            .contains("Pool overlaps with other one on this address space"));
+        let gw = mgr
+            .create_network(CreateNetwork {
+                name: "c".into(),
+                subnet: Some("10.5.0.0/24".parse().unwrap()),
+                gateway: Some("10.6.0.1".parse().unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(gw.kind(), ErrorKind::InvalidArgument);
+        let named = mgr
+            .create_network(CreateNetwork {
+                name: "d".into(),
+                subnet: Some("10.5.0.0/24".parse().unwrap()),
+                options: [(OPT_BRIDGE_NAME.to_string(), "mybr".to_string())].into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(named.bridge_name, "mybr");
+        assert!(sys.links().contains_key("mybr"));
+        // A new manager sees the same networks.
+        let again = NetworkManager::new(cfg, sys.clone()).unwrap();
+        assert_eq!(again.get("d").unwrap(), named);
+        assert_eq!(again.get(&a.id[..10]).unwrap().name, "a");
+    }
+
+    #[tokio::test]
+    async fn connect_allocates_routes_publishes_and_disconnect_releases() {
+        let (_d, _c, sys, mgr) = setup();
+        mgr.ensure_default_bridge().await.unwrap();
+        let net = mgr
+            .create_network(CreateNetwork {
+                name: "n".into(),
+                subnet: Some("10.8.0.0/24".parse().unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut r = req("n", "c1");
+        r.port_bindings = vec![
+            PortBinding {
+                proto: Protocol::Tcp,
+                host_ip: None,
+                host_port: 0,
+                container_port: 80,
+            },
+            PortBinding {
+                proto: Protocol::Udp,
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: 5353,
+                container_port: 53,
+            },
+        ];
+        let e1 = mgr.connect(r).await.unwrap();
+        assert_eq!(e1.ip, Some("10.8.0.2".parse().unwrap()));
+        assert_eq!(e1.mac, Some([0x02, 0x42, 10, 8, 0, 2]));
+        assert_eq!(e1.ifname.as_deref(), Some("eth0"));
+        assert!(e1.default_route);
+        assert_ne!(e1.host_ports[0].host_port, 0);
+        assert_eq!(e1.host_ports[1].host_port, 5353);
+        let script = sys.nft_scripts().last().unwrap().clone();
+        assert!(script.contains(&format!(
+            "tcp dport {} dnat to 10.8.0.2:80",
+            e1.host_ports[0].host_port
+        )));
+        assert!(script.contains("ip daddr 127.0.0.1 udp dport 5353 dnat to 10.8.0.2:53"));
+        assert!(mgr.dns_server().is_serving(Path::new("/run/test/c1")));
+
+        // The same namespace on a second network: eth1, no second default route.
+        let mut second = req("bridge", "c1");
+        second.netns = PathBuf::from("/run/test/c1");
+        let e1b = mgr.connect(second).await.unwrap();
+        assert_eq!(e1b.ifname.as_deref(), Some("eth1"));
+        assert!(!e1b.default_route);
+        assert!(sys
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("configure_peer /run/test/c1 eth1") && c.ends_with("None")));
+
+        // --ip honoured and validated.
+        let mut r2 = req("n", "c2");
+        r2.ipv4 = Some("10.8.0.2".parse().unwrap());
+        assert_eq!(
+            mgr.connect(r2).await.unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        let mut r2 = req("n", "c2");
+        r2.ipv4 = Some("10.8.0.50".parse().unwrap());
+        assert_eq!(
+            mgr.connect(r2).await.unwrap().ip,
+            Some("10.8.0.50".parse().unwrap())
+        );
+        // The failed attempt left nothing behind.
+        assert_eq!(mgr.endpoints("n").len(), 2);
+
+        // A taken host port fails the connect and rolls it back.
+        let mut r3 = req("n", "c3");
+        r3.port_bindings = vec![PortBinding {
+            proto: Protocol::Tcp,
+            host_ip: None,
+            host_port: 5353,
+            container_port: 1,
+        }];
+        sys.take_port(Protocol::Tcp, 5353);
+        let err = mgr.connect(r3).await.unwrap_err();
+        assert!(
+            err.to_string().contains("port is already allocated"),
+            "{err}"
+        );
+        assert_eq!(mgr.endpoints("n").len(), 2);
+
+        assert_eq!(
+            mgr.remove_network("n").await.unwrap_err().kind(),
+            ErrorKind::Forbidden
+        );
+        mgr.disconnect("n", "c1").await.unwrap();
+        mgr.disconnect("n", "c1").await.unwrap();
+        let script = sys.nft_scripts().last().unwrap().clone();
+        assert!(!script.contains("dnat to 10.8.0.2"));
+        // Still attached to `bridge` (no DNS there), so the listener goes.
+        assert!(!mgr.dns_server().is_serving(Path::new("/run/test/c1")));
+        mgr.disconnect("n", "c2").await.unwrap();
+        mgr.remove_network(&net.id).await.unwrap();
+        assert!(!sys.links().contains_key(&net.bridge_name));
+        assert!(mgr.get("n").is_none());
+    }
+
+    #[tokio::test]
+    async fn internal_networks_get_no_route_and_no_ports() {
+        let (_d, _c, sys, mgr) = setup();
+        mgr.create_network(CreateNetwork {
+            name: "i".into(),
+            internal: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut r = req("i", "c");
+        r.port_bindings = vec![PortBinding {
+            proto: Protocol::Tcp,
+            host_ip: None,
+            host_port: 8080,
+            container_port: 80,
+        }];
+        let e = mgr.connect(r).await.unwrap();
+        assert!(!e.default_route);
+        assert!(e.host_ports.is_empty());
+        let script = sys.nft_scripts().last().unwrap().clone();
+        assert!(!script.contains("dnat to"));
+        assert!(script.contains("oifname != \"br-"), "{script}");
+    }
+
+    #[tokio::test]
+    async fn accept_rules_go_into_foreign_drop_chains() {
+        let (_d, cfg, sys, mgr) = setup();
+        sys.set_ruleset_json(
+            r#"{"nftables":[{"chain":{"family":"ip","table":"filter","name":"FORWARD","hook":"forward","policy":"drop"}}]}"#,
+        );
+        let def = mgr.ensure_default_bridge().await.unwrap();
+        let tag = nft::foreign_tag(&cfg.nft_table, &def.bridge_name);
+        let inserted = sys.nft_scripts().iter().any(|s| {
+            s.contains("insert rule ip filter FORWARD iifname \"berth0\"") && s.contains(&tag)
+        });
+        assert!(inserted, "{:?}", sys.nft_scripts());
+    }
+
+    #[tokio::test]
+    async fn host_and_null_connects_are_no_ops() {
+        let (_d, _c, sys, mgr) = setup();
+        mgr.ensure_default_bridge().await.unwrap();
+        let before = sys.calls().len();
+        let e = mgr.connect(req("host", "h")).await.unwrap();
+        assert_eq!(e.ip, None);
+        let e = mgr.connect(req("none", "n")).await.unwrap();
+        assert_eq!(e.ip, None);
+        assert_eq!(sys.calls().len(), before);
+    }
 }
