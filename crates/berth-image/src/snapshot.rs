@@ -405,12 +405,31 @@ impl Snapshotter {
         dir_size(&layer.upper, &mut seen).map_err(ioerr("measure", &layer.upper))
     }
 
-    /// Mount a container layer's overlay at `target` (created if missing).
+    /// Mount a container layer's overlay at `target` (created if missing). A target that
+    /// is already a mount point is left as it is: after a daemon restart the rootfs of a
+    /// live container is still mounted, and stacking a second overlay on it would hide
+    /// nothing but leak a mount.
     pub fn mount_rw(&self, key: &str, target: &Path) -> Result<(), SnapshotError> {
         let layer = self.rw(key)?;
         fs::create_dir_all(target).map_err(ioerr("create", target))?;
+        if is_mount_point(target).map_err(ioerr("stat", target))? {
+            tracing::debug!(target = %target.display(), "rw layer already mounted");
+            return Ok(());
+        }
         mount_overlay(&layer.lowers, Some((&layer.upper, &layer.work)), target)
     }
+}
+
+/// Whether `p` is the root of a mount (statx knows it directly).
+fn is_mount_point(p: &Path) -> io::Result<bool> {
+    let st = rustix::fs::statx(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        rustix::fs::StatxFlags::BASIC_STATS,
+    )?;
+    let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
+    Ok(st.stx_attributes_mask.contains(root) && st.stx_attributes.contains(root))
 }
 
 fn dir_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {

@@ -37,6 +37,17 @@ fn mount_rw_layer_and_write_into_it() {
     let guard = MountGuard(target.clone());
     assert!(is_mountpoint(&target));
     assert!(target.join("bin/busybox").exists());
+    // mounting again (a daemon restart with a live container) does not stack a mount
+    ts.store.mount_rw_layer(key, &target).unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let t = target.to_str().unwrap();
+    assert_eq!(
+        mounts
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(t))
+            .count(),
+        1
+    );
     std::fs::write(target.join("tmp/hello"), b"hello world").unwrap();
     std::fs::remove_file(target.join("etc/passwd")).unwrap();
     assert_eq!(
