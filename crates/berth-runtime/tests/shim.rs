@@ -23,6 +23,27 @@ struct Fixture {
     cfg: ShimConfig,
 }
 
+/// If a test fails half-way, leave no shim, container or cgroup behind.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.cfg.state_dir.join("shim.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = std::process::Command::new("crun")
+            .arg("--root")
+            .arg(&self.cfg.runtime_root)
+            .args(["delete", "--force", &self.id])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = berth_runtime::cgroups::remove(&self.cgroups_path);
+    }
+}
+
 fn prepare_host() {
     // crun refuses hybrid cgroups while the unified mount offers hugetlb; mount it as v1.
     let _ = std::process::Command::new("sh")
@@ -140,6 +161,18 @@ async fn demux(mut s: tokio::net::UnixStream) -> (String, String) {
     )
 }
 
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .expect("stat")
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
@@ -150,9 +183,15 @@ fn vm_rss_kib(pid: u32) -> u64 {
 }
 
 async fn shutdown_and_check(f: &Fixture, client: &ShimClient, shim_pid: u32) {
+    let t = std::time::Instant::now();
     client.shutdown().await.expect("shutdown");
+    println!("shutdown request {:?}", t.elapsed());
     for _ in 0..100 {
-        if !Path::new(&format!("/proc/{shim_pid}")).exists() {
+        // Exited means gone or a zombie waiting for this machine's pid 1 to reap it.
+        let state = std::fs::read_to_string(format!("/proc/{shim_pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()));
+        if matches!(state, None | Some(Some('Z'))) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -172,19 +211,28 @@ async fn shutdown_and_check(f: &Fixture, client: &ShimClient, shim_pid: u32) {
 
 #[tokio::test]
 async fn echo_hello_reaches_log_and_attach() {
+    let t0 = std::time::Instant::now();
     let f = fixture(
         "hello",
         &["sh", "-c", "echo hello; echo oops >&2"],
         |_, _| {},
     );
+    let t1 = std::time::Instant::now();
     let (pid, client) = spawn(&f).await;
+    println!(
+        "fixture {:?} spawn_shim (crun create) {:?}",
+        t1 - t0,
+        t1.elapsed()
+    );
     let st = client.state().await.expect("state");
     assert_eq!(st.status, ShimStatus::Created);
     assert!(st.pid > 0);
     println!("shim pid {pid} VmRSS {} KiB", vm_rss_kib(pid));
     let stream = client.attach(false, true, true).await.expect("attach");
     client.start().await.expect("start");
+    let t2 = std::time::Instant::now();
     let (out, err) = demux(stream).await;
+    println!("start to end of output {:?}", t2.elapsed());
     assert_eq!(out, "hello\n");
     assert_eq!(err, "oops\n");
     let exit = client.wait().await.expect("wait");
@@ -205,7 +253,9 @@ async fn echo_hello_reaches_log_and_attach() {
         .iter()
         .any(|l| l["log"] == "oops\n" && l["stream"] == "stderr"));
     println!("shim pid {pid} VmRSS after run {} KiB", vm_rss_kib(pid));
+    let t3 = std::time::Instant::now();
     shutdown_and_check(&f, &client, pid).await;
+    println!("shutdown {:?}", t3.elapsed());
 }
 
 #[tokio::test]
@@ -410,6 +460,17 @@ async fn shim_is_detached_and_survives() {
         .parse()
         .expect("pid");
     assert_eq!(shim_pid, pid);
+    // A waiter that goes away (berthd killed) must not make the shim spin.
+    {
+        use std::io::Write as _;
+        let mut raw = std::os::unix::net::UnixStream::connect(f.cfg.state_dir.join("shim.sock"))
+            .expect("raw connect");
+        raw.write_all(b"{\"op\":\"wait\"}\n").expect("send wait");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let cpu = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cpu_ticks(pid) - cpu <= 2, "shim busy while idle");
     again.pause().await.expect("pause");
     assert_eq!(
         again.state().await.expect("state").status,
@@ -422,7 +483,6 @@ async fn shim_is_detached_and_survives() {
     again.kill(9, false).await.expect("kill");
     again.wait().await.expect("wait");
     shutdown_and_check(&f, &again, pid).await;
-    let _ = &f.id;
 }
 
 #[tokio::test]

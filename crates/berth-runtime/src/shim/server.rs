@@ -748,6 +748,14 @@ impl Shim {
     }
 
     fn service_conn(&mut self, id: u64, rev: i16) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            // poll reports HUP whatever we asked for: once the peer is fully gone and we have
+            // read its EOF there is nobody to answer, and keeping the fd would spin the loop.
+            if c.read_eof && rev & (libc::POLLHUP | libc::POLLERR) != 0 {
+                c.dead = true;
+                return;
+            }
+        }
         if rev & libc::POLLOUT != 0 {
             if let Some(c) = self.conns.get_mut(&id) {
                 write_conn(c);
