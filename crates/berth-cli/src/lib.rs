@@ -74,6 +74,18 @@ pub fn run_args(args: Vec<String>) -> i32 {
     match res {
         Ok(()) => 0,
         Err(CliError::Exit(code)) => code,
+        Err(CliError::Opts(opts::OptsError::Plain(m))) => {
+            eprintln!("{m}");
+            1
+        }
+        Err(CliError::Opts(e @ opts::OptsError::Invalid { .. })) if usage.is_some() => {
+            // pflag-style: the flag error, then the usage line, no program prefix.
+            let u = usage.unwrap_or_default();
+            eprintln!(
+                "{e}\n\nUsage:  {PROG} {u} [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun '{PROG} {u} --help' for more information"
+            );
+            125
+        }
         Err(e) => {
             let msg = e.render();
             match usage {

@@ -19,8 +19,12 @@ pub enum OptsError {
         value: String,
         reason: String,
     },
+    /// A validation error docker reports as `docker: MESSAGE` (exit 125).
     #[error("{0}")]
     Conflict(String),
+    /// An error docker prints bare and exits 1 with.
+    #[error("{0}")]
+    Plain(String),
     #[error("open {path}: {reason}")]
     File { path: String, reason: String },
     #[error(transparent)]
@@ -134,37 +138,27 @@ pub fn parse_labels(files: &[String], labels: &[String]) -> R<Map<String, Value>
     Ok(m)
 }
 
-/// `--restart`: `no`, `always`, `unless-stopped`, `on-failure[:max-retries]`.
+/// `--restart`: `name[:max-retries]`. Like docker's `ParseRestartPolicy` only the shape is
+/// checked here; the daemon validates the policy name and where a count is allowed.
 pub fn parse_restart(s: &str) -> R<Value> {
     let (name, count) = match s.split_once(':') {
         Some((n, c)) => (n, Some(c)),
         None => (s, None),
     };
+    if name.is_empty() && count.is_some() {
+        return Err(OptsError::Conflict(
+            "invalid restart policy format: no policy provided before colon".to_string(),
+        ));
+    }
     let name = if name.is_empty() { "no" } else { name };
     let max: i64 = match count {
-        None => 0,
-        Some(c) => {
-            if name != "on-failure" {
-                return Err(invalid(
-                    "--restart",
-                    s,
-                    format!("maximum retry count cannot be used with restart policy '{name}'"),
-                ));
-            }
-            c.parse()
-                .map_err(|_| invalid("--restart", s, "maximum retry count must be an integer"))?
-        }
+        None | Some("") => 0,
+        Some(c) => c.parse().map_err(|_| {
+            OptsError::Conflict(
+                "invalid restart policy format: maximum retry count must be an integer".to_string(),
+            )
+        })?,
     };
-    match name {
-        "no" | "always" | "unless-stopped" | "on-failure" => {}
-        other => {
-            return Err(invalid(
-                "--restart",
-                s,
-                format!("invalid restart policy '{other}'"),
-            ))
-        }
-    }
     Ok(json!({"Name": name, "MaximumRetryCount": max}))
 }
 
@@ -173,14 +167,14 @@ pub fn parse_ulimit(s: &str) -> R<Value> {
     let bad = |r: &str| invalid("--ulimit", s, r.to_string());
     let (name, vals) = s
         .split_once('=')
-        .ok_or_else(|| bad("invalid ulimit argument"))?;
+        .ok_or_else(|| bad(&format!("invalid ulimit argument: {s}")))?;
     let (soft, hard) = match vals.split_once(':') {
         Some((a, b)) => (a, b),
         None => (vals, vals),
     };
     let p = |v: &str| -> R<i64> {
         v.parse::<i64>()
-            .map_err(|_| bad(&format!("invalid ulimit value {v:?}")))
+            .map_err(|_| bad(&format!("strconv.ParseInt: parsing {v:?}: invalid syntax")))
     };
     let (soft, hard) = (p(soft)?, p(hard)?);
     if soft > hard && hard != -1 {
@@ -193,7 +187,13 @@ pub fn parse_ulimit(s: &str) -> R<Value> {
 
 /// `--cpus 1.5` into NanoCPUs (exact decimal arithmetic, as docker's `big.Rat`).
 pub fn parse_cpus(s: &str) -> R<i64> {
-    let bad = || invalid("--cpus", s, "failed to parse as a decimal");
+    let bad = || {
+        invalid(
+            "--cpus",
+            s,
+            format!("failed to parse {s} as a rational number"),
+        )
+    };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if (int.is_empty() && frac.is_empty())
         || !int.chars().all(|c| c.is_ascii_digit())
@@ -229,8 +229,8 @@ fn split_ip(spec: &str) -> (String, String) {
     (String::new(), spec.to_string())
 }
 
-fn port_range(s: &str, flag_val: &str) -> R<(u32, u32)> {
-    let bad = || invalid("-p, --publish", flag_val, format!("invalid port {s:?}"));
+fn port_range(s: &str) -> R<(u32, u32)> {
+    let bad = || OptsError::Conflict(format!("invalid containerPort: {s}"));
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let a: u32 = a.parse().map_err(|_| bad())?;
     let b: u32 = b.parse().map_err(|_| bad())?;
@@ -267,11 +267,11 @@ pub fn parse_publish(spec: &str) -> R<Vec<(String, String, String)>> {
     if ctr.is_empty() {
         return Err(invalid("-p, --publish", spec, "no port specified"));
     }
-    let (c0, c1) = port_range(&ctr, spec)?;
+    let (c0, c1) = port_range(&ctr)?;
     let host_range = if host.is_empty() {
         None
     } else {
-        Some(port_range(&host, spec)?)
+        Some(port_range(&host)?)
     };
     let mut out = Vec::new();
     let n = c1 - c0;
@@ -454,7 +454,7 @@ fn dur(flag: &'static str, v: &Option<String>) -> R<Option<i64>> {
     match v {
         None => Ok(None),
         Some(s) => {
-            let d = parse_go_duration(s).map_err(|_| invalid(flag, s, "invalid duration"))?;
+            let d = parse_go_duration(s).map_err(|e| invalid(flag, s, e.to_string()))?;
             if d < 0 {
                 return Err(OptsError::Conflict(format!("{flag} cannot be negative")));
             }
@@ -463,11 +463,10 @@ fn dur(flag: &'static str, v: &Option<String>) -> R<Option<i64>> {
     }
 }
 
-fn size(v: &Option<String>) -> R<Option<i64>> {
+fn size(flag: &'static str, v: &Option<String>) -> R<Option<i64>> {
     v.as_deref()
-        .map(ram_in_bytes)
+        .map(|x| ram_in_bytes(x).map_err(|e| invalid(flag, x, e.to_string())))
         .transpose()
-        .map_err(Into::into)
 }
 
 /// Which streams `run` attaches: `-a` values (validated), or all of stdout/stderr plus stdin
@@ -475,8 +474,8 @@ fn size(v: &Option<String>) -> R<Option<i64>> {
 pub fn attach_streams(a: &RunArgs) -> R<(bool, bool, bool)> {
     if a.detach {
         if !a.attach.is_empty() {
-            return Err(OptsError::Conflict(
-                "Conflicting options: -a and -d".to_string(),
+            return Err(OptsError::Plain(
+                "conflicting options: cannot specify both --attach and --detach".to_string(),
             ));
         }
         return Ok((false, false, false));
@@ -510,7 +509,7 @@ pub fn build_create(a: &RunArgs) -> R<CreateRequest> {
 
     if a.rm && a.restart != "no" && !a.restart.is_empty() {
         return Err(OptsError::Conflict(
-            "Conflicting options: --restart and --rm".to_string(),
+            "conflicting options: cannot specify both --restart and --rm".to_string(),
         ));
     }
 
@@ -535,7 +534,7 @@ pub fn build_create(a: &RunArgs) -> R<CreateRequest> {
     }
     for e in &a.expose {
         let (ports, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
-        let (p0, p1) = port_range(ports, e)
+        let (p0, p1) = port_range(ports)
             .map_err(|_| invalid("--expose", e, "invalid range format for --expose"))?;
         for p in p0..=p1 {
             exposed.insert(format!("{p}/{proto}"), json!({}));
@@ -576,7 +575,7 @@ pub fn build_create(a: &RunArgs) -> R<CreateRequest> {
     for s in &a.sysctl {
         let (k, v) = s
             .split_once('=')
-            .ok_or_else(|| invalid("--sysctl", s, "sysctl must be key=value"))?;
+            .ok_or_else(|| invalid("--sysctl", s, format!("sysctl '{s}' is not allowed")))?;
         sysctls.insert(k.to_string(), Value::String(v.to_string()));
     }
     let ulimits = a
@@ -605,13 +604,13 @@ pub fn build_create(a: &RunArgs) -> R<CreateRequest> {
         })
         .collect();
 
-    let memory = size(&a.memory)?;
+    let memory = size("-m, --memory", &a.memory)?;
     let memory_swap = match a.memory_swap.as_deref() {
         Some("-1") => Some(-1),
-        other => other.map(ram_in_bytes).transpose()?,
+        _ => size("--memory-swap", &a.memory_swap)?,
     };
     let nano_cpus = a.cpus.as_deref().map(parse_cpus).transpose()?;
-    let shm = size(&a.shm_size)?;
+    let shm = size("--shm-size", &a.shm_size)?;
 
     let health_flags = a.health_cmd.is_some()
         || a.health_interval.is_some()
@@ -708,7 +707,7 @@ pub fn build_create(a: &RunArgs) -> R<CreateRequest> {
     put(
         &mut hc,
         "MemoryReservation",
-        json!(size(&a.memory_reservation)?.unwrap_or(0)),
+        json!(size("--memory-reservation", &a.memory_reservation)?.unwrap_or(0)),
     );
     if a.memory_swappiness != -1 {
         put(&mut hc, "MemorySwappiness", json!(a.memory_swappiness));
@@ -1026,8 +1025,13 @@ mod tests {
             parse_restart("always"),
             Ok(json!({"Name": "always", "MaximumRetryCount": 0}))
         );
-        assert!(parse_restart("always:3").is_err());
-        assert!(parse_restart("sometimes").is_err());
+        // Policy names and where counts are allowed are the daemon's to judge, as in docker.
+        assert_eq!(
+            parse_restart("sometimes"),
+            Ok(json!({"Name": "sometimes", "MaximumRetryCount": 0}))
+        );
+        assert!(parse_restart("on-failure:x").is_err());
+        assert!(parse_restart(":3").is_err());
         let b = body(&["--restart", "unless-stopped", "busybox"]);
         assert_eq!(b["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
         let err = build_create(&run_args(&["--rm", "--restart", "always", "busybox"]));

@@ -429,8 +429,21 @@ fn usage_errors_match_docker_exit_codes() {
     let o = d.berth(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("unknown command: berth frobnicate"));
-    let o = d.berth(&["run", "--restart", "sometimes", "busybox"]);
+    let o = d.berth(&["run", "--ulimit", "x", "busybox"]);
     assert_eq!(o.status.code(), Some(125));
+    assert_eq!(
+        text(&o.stderr),
+        "invalid argument \"x\" for \"--ulimit\" flag: invalid ulimit argument: x\n\nUsage:  berth run [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'berth run --help' for more information\n"
+    );
+    let o = d.berth(&["run", "--rm", "--restart", "always", "busybox"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(text(&o.stderr)
+        .starts_with("berth: conflicting options: cannot specify both --restart and --rm\n"));
+    // Bad flags are rejected before any request reaches the daemon.
+    assert!(d
+        .requests()
+        .iter()
+        .all(|(_, p, _)| !p.contains("/containers/create")));
 }
 
 #[test]

@@ -6,7 +6,10 @@
 pub enum UnitsError {
     #[error("invalid size: '{0}'")]
     InvalidSize(String),
-    #[error("invalid duration: {0:?}")]
+    #[error("invalid suffix: '{0}'")]
+    InvalidSuffix(String),
+    /// Carries Go's own `time.ParseDuration` message.
+    #[error("{0}")]
     InvalidDuration(String),
 }
 
@@ -121,6 +124,7 @@ fn parse_size(s: &str, binary: bool) -> Result<i64, UnitsError> {
     let unit = chars.next();
     let suffix: String = chars.collect();
     let base: f64 = if binary { 1024.0 } else { 1000.0 };
+    let bad_suffix = || UnitsError::InvalidSuffix(rest.to_string());
     let pow = match unit.map(|c| c.to_ascii_lowercase()) {
         None => 0,
         Some('b') if suffix.is_empty() => 0,
@@ -129,14 +133,14 @@ fn parse_size(s: &str, binary: bool) -> Result<i64, UnitsError> {
         Some('g') => 3,
         Some('t') => 4,
         Some('p') => 5,
-        _ => return Err(bad()),
+        _ => return Err(bad_suffix()),
     };
     if unit.is_some_and(|c| c.eq_ignore_ascii_case(&'b')) {
         return Ok(n as i64);
     }
     let ok_suffix = matches!(suffix.to_ascii_lowercase().as_str(), "" | "b" | "i" | "ib");
     if !ok_suffix {
-        return Err(bad());
+        return Err(bad_suffix());
     }
     Ok((n * base.powi(pow)) as i64)
 }
@@ -153,7 +157,7 @@ pub fn from_human_size(s: &str) -> Result<i64, UnitsError> {
 
 /// Go's `time.ParseDuration` ("1m30s", "500ms", "1.5h"), in nanoseconds.
 pub fn parse_go_duration(s: &str) -> Result<i64, UnitsError> {
-    let bad = || UnitsError::InvalidDuration(s.to_string());
+    let bad = || UnitsError::InvalidDuration(format!("time: invalid duration {s:?}"));
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -168,7 +172,9 @@ pub fn parse_go_duration(s: &str) -> Result<i64, UnitsError> {
     while !rest.is_empty() {
         let end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
+            .ok_or_else(|| {
+                UnitsError::InvalidDuration(format!("time: missing unit in duration {s:?}"))
+            })?;
         let n: f64 = rest[..end].parse().map_err(|_| bad())?;
         rest = &rest[end..];
         let uend = rest
@@ -181,7 +187,11 @@ pub fn parse_go_duration(s: &str) -> Result<i64, UnitsError> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            _ => return Err(bad()),
+            u => {
+                return Err(UnitsError::InvalidDuration(format!(
+                    "time: unknown unit {u:?} in duration {s:?}"
+                )))
+            }
         };
         total += n * mult;
         rest = &rest[uend..];
