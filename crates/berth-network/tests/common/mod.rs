@@ -103,6 +103,20 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A failed test must not leave namespace mounts behind in the temp dir.
+    fn drop(&mut self) {
+        for dir in [self.cfg.netns_dir.clone(), self.dir.path().to_path_buf()] {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    // Not mounted (the usual case after a clean test) is fine.
+                    let _ = nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        }
+    }
+}
+
 pub fn ping(from: &Path, ip: impl std::fmt::Display) -> bool {
     try_sh(&format!(
         "nsenter --net={} busybox ping -c1 -W1 {ip} >/dev/null 2>&1",
