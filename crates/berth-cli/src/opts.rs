@@ -248,11 +248,7 @@ pub fn parse_publish(spec: &str) -> R<Vec<(String, String, String)>> {
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(invalid(
-            "-p, --publish",
-            spec,
-            format!("invalid proto: {proto}"),
-        ));
+        return Err(OptsError::Conflict(format!("invalid proto: {proto}")));
     }
     let (bracket_ip, rest) = split_ip(proto_less);
     let parts: Vec<&str> = rest.split(':').collect();
