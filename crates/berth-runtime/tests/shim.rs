@@ -598,3 +598,59 @@ async fn oom_kill_is_detected() {
     .await;
     assert!(exit.oom_killed, "{exit:?}");
 }
+
+#[tokio::test]
+async fn long_state_dir_paths() {
+    // exec-root/containers/<64 hex id>/shim.sock under a temp dir can exceed sun_path.
+    let f = fixture("long", &["sh", "-c", "sleep 0.2; stty size"], |_, c| {
+        let base = c.bundle.parent().expect("tmp").to_path_buf();
+        c.state_dir = base.join("exec-root/containers").join("ab".repeat(40));
+        c.terminal = true;
+    });
+    assert!(f.cfg.state_dir.join("shim.sock").as_os_str().len() > 108);
+    let (pid, client) = spawn(&f).await;
+    assert!(shim_alive(&f.cfg.state_dir));
+    client.resize(10, 20).await.expect("resize");
+    let mut stream = client.attach(false, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out))
+        .await
+        .expect("stream ends")
+        .expect("read");
+    assert_eq!(String::from_utf8_lossy(&out), "10 20\r\n");
+    assert_eq!(client.wait().await.expect("wait").exit_code, 0);
+    shutdown_and_check(&f, &client, pid).await;
+}
+
+#[tokio::test]
+async fn exec_with_stdin() {
+    let f = fixture("execin", &["sleep", "100"], |_, _| {});
+    let (pid, client) = spawn(&f).await;
+    client.start().await.expect("start");
+    let s = client
+        .exec(ExecSpec {
+            exec_id: "cat".into(),
+            process: serde_json::json!({
+                "args": ["sh", "-c", "cat; echo done >&2"],
+                "env": ["PATH=/bin"],
+                "cwd": "/",
+                "user": {"uid": 0, "gid": 0},
+            }),
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .expect("exec");
+    let (rd, mut wr) = s.into_split();
+    wr.write_all(b"abc").await.expect("write");
+    wr.shutdown().await.expect("close stdin");
+    let (out, err) = demux(rd.reunite(wr).expect("reunite")).await;
+    assert_eq!((out.as_str(), err.as_str()), ("abc", "done\n"));
+    assert_eq!(client.exec_wait("cat").await.expect("exec wait"), 0);
+    client.kill(9, false).await.expect("kill");
+    client.wait().await.expect("wait");
+    shutdown_and_check(&f, &client, pid).await;
+}

@@ -33,12 +33,12 @@ impl ShimClient {
     }
 
     async fn open(&self) -> Result<UnixStream, ShimError> {
-        UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ShimError::Connect {
-                path: self.socket.clone(),
-                source,
-            })
+        let err = |source| ShimError::Connect {
+            path: self.socket.clone(),
+            source,
+        };
+        let (path, _dir) = super::short_socket_path(&self.socket).map_err(err)?;
+        UnixStream::connect(&path).await.map_err(err)
     }
 
     /// Send `req`, read the answer line; the stream is positioned right after it.
@@ -193,5 +193,8 @@ pub fn read_exit_file(state_dir: &Path) -> Option<ExitInfo> {
 
 /// Whether a shim is serving `state_dir` (its socket accepts connections).
 pub fn shim_alive(state_dir: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(state_dir.join("shim.sock")).is_ok()
+    match super::short_socket_path(&state_dir.join("shim.sock")) {
+        Ok((path, _dir)) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+        Err(_) => false,
+    }
 }

@@ -279,6 +279,25 @@ pub fn spawn_shim(shim_bin: &Path, cfg: &ShimConfig) -> Result<u32, ShimError> {
     })
 }
 
+/// Longest socket path `bind`/`connect` take (sun_path is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A path to `path` that fits in sun_path. Exec roots under temporary directories plus a
+/// 64-hex container id come close to the limit, so longer paths go through the
+/// `/proc/self/fd/<dirfd>/<name>` alias of an open directory handle, which the caller keeps
+/// alive (the returned `File`) for as long as the alias is used.
+pub(crate) fn short_socket_path(path: &Path) -> io::Result<(PathBuf, Option<fs::File>)> {
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return Ok((path.to_path_buf(), None));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok((path.to_path_buf(), None));
+    };
+    let d = fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())).join(name);
+    Ok((short, Some(d)))
+}
+
 /// Reopen an fd number inherited from spawn_shim.
 ///
 /// # Safety

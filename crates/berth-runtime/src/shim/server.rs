@@ -231,6 +231,8 @@ struct Shim {
     unclaimed: HashMap<i32, i64>,
     last_activity: Instant,
     console_seq: u32,
+    /// Open handle on state_dir, for socket paths too long for sun_path.
+    state_dir_fd: File,
 }
 
 fn exit_code(status: WaitStatus) -> Option<(i32, i64)> {
@@ -329,9 +331,12 @@ impl Shim {
         let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| ShimError::io("signalfd", &dir, e.into()))?;
 
+        let state_dir_fd = File::open(&dir).map_err(|e| ShimError::io("open", &dir, e))?;
         let sock = dir.join("shim.sock");
         let _ = fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock).map_err(|e| ShimError::io("bind", &sock, e))?;
+        let listener = super::short_socket_path(&sock)
+            .and_then(|(p, _dir)| UnixListener::bind(p))
+            .map_err(|e| ShimError::io("bind", &sock, e))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| ShimError::io("listen", &sock, e))?;
@@ -368,6 +373,7 @@ impl Shim {
             unclaimed: HashMap::new(),
             last_activity: Instant::now(),
             console_seq: 0,
+            state_dir_fd,
         };
         if let Err(e) = shim.create() {
             let _ = fs::remove_file(&sock);
@@ -455,12 +461,28 @@ impl Shim {
         ))
     }
 
-    fn console_listener(&mut self) -> Result<(PathBuf, UnixListener), ShimError> {
+    /// A fresh console socket: (real path, path to give the runtime, listener).
+    fn console_listener(&mut self) -> Result<(PathBuf, PathBuf, UnixListener), ShimError> {
         self.console_seq += 1;
         let p = self.path(&format!("c{}.sock", self.console_seq));
         let _ = fs::remove_file(&p);
-        let l = UnixListener::bind(&p).map_err(|e| ShimError::io("bind", &p, e))?;
-        Ok((p, l))
+        let l = super::short_socket_path(&p)
+            .and_then(|(short, _dir)| UnixListener::bind(short))
+            .map_err(|e| ShimError::io("bind", &p, e))?;
+        // The runtime connects from its own process: hand it a path that fits sun_path there
+        // too, through our long-lived state dir handle when the real one is too long.
+        let for_runtime = if p.as_os_str().len() > super::MAX_SOCKET_PATH {
+            let name = p.file_name().expect("socket path has a file name");
+            PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                self.state_dir_fd.as_raw_fd()
+            ))
+            .join(name)
+        } else {
+            p.clone()
+        };
+        Ok((p, for_runtime, l))
     }
 
     /// `crun create`: the init exists and waits for `start`.
@@ -477,8 +499,8 @@ impl Shim {
             .arg(&pid_file);
         let mut console = None;
         if self.cfg.terminal {
-            let (p, l) = self.console_listener()?;
-            cmd.arg("--console-socket").arg(&p);
+            let (p, for_runtime, l) = self.console_listener()?;
+            cmd.arg("--console-socket").arg(&for_runtime);
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -1084,8 +1106,8 @@ impl Shim {
         let mut console = None;
         let owner = Owner::Exec(spec.exec_id.clone());
         if spec.tty {
-            let (p, l) = self.console_listener()?;
-            cmd.arg("--console-socket").arg(&p);
+            let (p, for_runtime, l) = self.console_listener()?;
+            cmd.arg("--console-socket").arg(&for_runtime);
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
