@@ -194,6 +194,9 @@ impl ShimError {
     }
 }
 
+/// How long spawn_shim waits for the shim to report that the container was created.
+const SPAWN_TIMEOUT_MS: i32 = 120_000;
+
 /// Write `data` to `path` atomically (temp file, fsync, rename).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ShimError> {
     let name = path
@@ -255,6 +258,24 @@ pub fn spawn_shim(shim_bin: &Path, cfg: &ShimConfig) -> Result<u32, ShimError> {
     drop(wr);
     // The first process only forks and exits; the daemonised grandchild holds the pipe.
     let _ = child.wait();
+    // A runtime that hangs in create must not hang the daemon's caller forever.
+    let mut pfd = libc::pollfd {
+        fd: rd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on an fd we own.
+    let ready = unsafe { libc::poll(&mut pfd, 1, SPAWN_TIMEOUT_MS) };
+    if ready == 0 {
+        return Err(ShimError::Handshake {
+            id: cfg.id.clone(),
+            detail: format!(
+                "no answer within {} s; see {}",
+                SPAWN_TIMEOUT_MS / 1000,
+                shim_log.display()
+            ),
+        });
+    }
     let mut reader = fs::File::from(rd);
     let mut msg = String::new();
     let _ = reader.read_to_string(&mut msg);
