@@ -204,7 +204,7 @@ async fn shutdown_and_check(f: &Fixture, client: &ShimClient, shim_pid: u32) {
         f.cgroups_path
     );
     // Best effort: the shared parent goes once the last parallel test is done with it.
-    for (mount, _) in &fsys.v1 {
+    for mount in fsys.v1.iter().map(|(m, _)| m).chain(fsys.v2.iter()) {
         let _ = std::fs::remove_dir(mount.join("berth-test"));
     }
 }
