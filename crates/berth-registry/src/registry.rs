@@ -285,7 +285,8 @@ impl Registry {
         }
     }
 
-    /// Fetch a manifest; `accept` holds the request's Accept header values.
+    /// Fetch a manifest; `accept` holds the request's Accept header values. A tag whose
+    /// manifest type the client does not accept is `MANIFEST_UNKNOWN`.
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -298,7 +299,9 @@ impl Registry {
             .manifest_media_type(repo, &digest)
             .await?
             .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
-        if !manifest::accepts(accept, &media_type) {
+        // Negotiate only for tags, as distribution does: a digest names exact bytes, and a
+        // client that asks for them by digest gets them whatever it lists in Accept.
+        if matches!(reference, Reference::Tag(_)) && !manifest::accepts(accept, &media_type) {
             return Err(RegistryError::ManifestUnknown(format!(
                 "{reference} has media type {media_type}, which the Accept header excludes"
             )));

@@ -306,6 +306,19 @@ async fn manifests_by_tag_and_digest() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.error_code(), "MANIFEST_UNKNOWN");
+    let r = s
+        .req(
+            Method::GET,
+            &format!("/v2/img/app/manifests/{md}"),
+            &[("accept", DOCKER_MANIFEST)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "by digest the bytes are served whatever Accept says"
+    );
     let both = format!("{DOCKER_MANIFEST}, {OCI_MANIFEST}");
     let r = s
         .req(

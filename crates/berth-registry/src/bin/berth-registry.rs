@@ -50,7 +50,8 @@ enum Command {
         #[arg(long)]
         read_only: bool,
     },
-    /// Collect garbage in a storage root (offline, or alongside a server on the same root).
+    /// Collect garbage in a storage root. While a server runs on it, prefer its
+    /// `POST /admin/gc`: only that one is fully synchronised with pushes.
     Gc {
         #[arg(long)]
         root: Option<PathBuf>,

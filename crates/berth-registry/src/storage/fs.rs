@@ -575,6 +575,10 @@ impl Storage for FsStorage {
             started: secs(SystemTime::now()),
         })
         .expect("upload metadata serializes");
+        // Hold the session lock while creating it, so a concurrent purge waits for a
+        // complete session instead of racing its creation.
+        let state = self.upload_state(&id);
+        let mut hasher = state.lock().await;
         blocking(move || {
             std::fs::create_dir_all(&dir).map_err(ioerr("creating", &dir))?;
             let data = dir.join("data");
@@ -583,10 +587,7 @@ impl Storage for FsStorage {
             FsStorage::write_atomic(&root, &dir.join("info.json"), &meta)
         })
         .await?;
-        self.upload_state(&id)
-            .lock()
-            .await
-            .replace(Algorithm::Sha256.hasher());
+        hasher.replace(Algorithm::Sha256.hasher());
         Ok(id)
     }
 
@@ -796,18 +797,18 @@ impl Storage for FsStorage {
                         SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s),
                     ),
                     None => {
-                        // Half-created or damaged session: report it as ancient so expiry
-                        // removes it, under a placeholder repository name.
-                        (
-                            "invalid".parse().expect("placeholder name is valid"),
-                            SystemTime::UNIX_EPOCH,
-                        )
+                        // Damaged or still being created (info.json is written last): age it
+                        // by the directory's mtime, so expiry removes it only once it is old,
+                        // under a placeholder repository name.
+                        let born = std::fs::metadata(&dir)
+                            .and_then(|m| m.modified())
+                            .unwrap_or(SystemTime::UNIX_EPOCH);
+                        ("invalid".parse().expect("placeholder name is valid"), born)
                     }
                 };
-                let updated = match data_md.and_then(|m| m.modified().ok()) {
-                    Some(t) if started > SystemTime::UNIX_EPOCH => t.max(started),
-                    _ => started,
-                };
+                let updated = data_md
+                    .and_then(|m| m.modified().ok())
+                    .map_or(started, |t| t.max(started));
                 out.push(UploadInfo {
                     id,
                     repo,

@@ -202,7 +202,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<bool, StorageError>;
     /// Remove an upload session whatever its repository or state (expiry).
     async fn upload_purge(&self, id: &str) -> Result<(), StorageError>;
-    /// Every open upload session, for expiry. A damaged session is listed with
-    /// `started` and `updated` at the epoch so that expiry removes it.
+    /// Every open upload session, for expiry. A session without readable metadata
+    /// (damaged, or still being created) is listed with a driver-chosen age and a
+    /// placeholder repository, so expiry removes it once it is old.
     async fn uploads(&self) -> Result<Vec<UploadInfo>, StorageError>;
 }
