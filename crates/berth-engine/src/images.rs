@@ -256,7 +256,16 @@ impl Engine {
         })?;
         Ok(items
             .into_iter()
-            .map(|h| serde_json::to_value(h).unwrap_or(Value::Null))
+            .map(|h| {
+                json!({
+                    "Id": h.id,
+                    "Created": h.created,
+                    "CreatedBy": h.created_by,
+                    "Tags": if h.tags.is_empty() { Value::Null } else { json!(h.tags) },
+                    "Size": h.size,
+                    "Comment": h.comment,
+                })
+            })
             .collect())
     }
 

@@ -5,10 +5,13 @@
 //! directly. Container creation itself never happens in this process: each container gets
 //! its own `berth-shim`, which drives the OCI runtime (see berth-runtime).
 
+#![recursion_limit = "256"]
+
 pub mod config;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod filters;
 pub mod images;
 pub mod models;
@@ -37,8 +40,8 @@ pub(crate) struct Inner {
     pub images: ImageStore,
     pub containers: RwLock<HashMap<String, Arc<ContainerHandle>>>,
     pub names: names::NameIndex,
+    pub execs: std::sync::Mutex<HashMap<String, Arc<exec::ExecHandle>>>,
     pub events: events::EventBus,
-    pub started_at: std::time::SystemTime,
 }
 
 impl Engine {
@@ -61,8 +64,8 @@ impl Engine {
                 images,
                 containers: RwLock::new(HashMap::new()),
                 names: names::NameIndex::default(),
+                execs: std::sync::Mutex::new(HashMap::new()),
                 events: events::EventBus::new(),
-                started_at: std::time::SystemTime::now(),
             }),
         };
         engine.restore().await?;

@@ -40,7 +40,9 @@ struct Args {
     cgroup_parent: Option<String>,
 }
 
-/// The daemon.json keys that apply to berth (same names as dockerd's).
+/// The daemon.json keys that apply to berth (same names as dockerd's). Keys dockerd knows
+/// that berth does not act on yet are accepted (so one daemon.json serves both) but unread.
+#[allow(dead_code)]
 #[derive(Deserialize, Default, Debug)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct DaemonJson {

@@ -1,6 +1,7 @@
 //! Routes, one module per resource. Each handler parses, calls the engine, renders.
 
 pub mod containers;
+pub mod exec;
 pub mod images;
 pub mod system;
 
@@ -34,6 +35,10 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))

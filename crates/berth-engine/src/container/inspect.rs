@@ -10,6 +10,11 @@ impl Engine {
         let h = self.lookup(name)?;
         let c = h.snapshot();
         let mut v = inspect_json(&c, self.config());
+        let key = c.id.clone();
+        if let Ok(rw) = self.blocking(move |e| Ok(e.images().rw_layer(&key)?)).await {
+            v["GraphDriver"]["Data"]["UpperDir"] = json!(rw.upper);
+            v["GraphDriver"]["Data"]["WorkDir"] = json!(rw.work);
+        }
         if size {
             let key = c.id.clone();
             let rw = self
@@ -70,7 +75,6 @@ pub fn inspect_json(c: &Container, cfg: &crate::EngineConfig) -> Value {
         "GraphDriver": {
             "Data": {
                 "MergedDir": rootfs,
-                "UpperDir": cfg.data_root.join("snapshots").join(&c.id).join("fs"),
             },
             "Name": "overlay2"
         },

@@ -58,6 +58,7 @@ impl Engine {
             .expect("container table lock poisoned")
             .remove(&c.id);
         self.inner.names.release(&c.name);
+        self.drop_execs_of(&c.id);
         self.emit_container(&h, "destroy", BTreeMap::new());
         h.exits.send_modify(|e| e.removed = true);
         Ok(())

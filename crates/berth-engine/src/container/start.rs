@@ -72,6 +72,17 @@ impl Engine {
                 for p in h.pending_attaches.lock().expect("attach lock").drain(..) {
                     let _ = p.reply.send(Err(Error::Conflict(msg.clone())));
                 }
+                // dockerd removes an AutoRemove container whose start failed; `docker run
+                // --rm` waits for exactly that before it reports the error.
+                if h.snapshot().host_config.auto_remove {
+                    let engine = self.clone();
+                    let id = h.id.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = engine.remove_container(&id, true, true).await {
+                            tracing::warn!(id = %id, "auto-remove after failed start: {e}");
+                        }
+                    });
+                }
                 Err(err)
             }
         }
@@ -123,7 +134,7 @@ impl Engine {
         tokio::task::spawn_blocking(move || berth_runtime::shim::spawn_shim(&shim_bin, &shim_cfg))
             .await
             .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .map_err(|e| Error::InvalidArgument(docker_start_error(&e.to_string())))?;
         let client = ShimClient::connect(&state_dir)
             .await
             .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?;
@@ -167,6 +178,27 @@ impl Engine {
     }
 }
 
+/// Rewrites the runtime's complaint about a missing or unusable binary into dockerd's words
+/// (which the docker CLI matches to pick exit code 127 or 126), keeping the runtime's own
+/// text at the end.
+pub fn docker_start_error(runtime_msg: &str) -> String {
+    let prefix = "failed to create task for container: OCI runtime create failed: unable to start container process: error during container init";
+    if let Some(rest) = runtime_msg.split("executable file `").nth(1) {
+        if let Some((bin, _)) = rest.split_once('`') {
+            let detail = if bin.contains('/') {
+                format!("exec: \"{bin}\": stat {bin}: no such file or directory")
+            } else {
+                format!("exec: \"{bin}\": executable file not found in $PATH")
+            };
+            return format!("{prefix}: {detail}: unknown ({runtime_msg})");
+        }
+    }
+    if runtime_msg.to_lowercase().contains("permission denied") {
+        return format!("{prefix}: exec: permission denied: unknown ({runtime_msg})");
+    }
+    format!("{prefix}: {runtime_msg}")
+}
+
 /// Docker's mapping of runtime start errors to exit codes.
 pub fn exit_code_for_start_error(msg: &str) -> i64 {
     let m = msg.to_lowercase();
@@ -202,6 +234,15 @@ mod tests {
         assert_eq!(parse_size("512k"), Some(512 << 10));
         assert_eq!(parse_size("100"), Some(100));
         assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn start_error_wording() {
+        let m = docker_start_error("crun create failed: executable file `/nope` not found in $PATH: No such file or directory");
+        assert!(m.contains("exec: \"/nope\": stat /nope: no such file or directory"), "{m}");
+        assert_eq!(exit_code_for_start_error(&m), 127);
+        let m = docker_start_error("crun create failed: executable file `nope` not found in $PATH: No such file or directory");
+        assert!(m.contains("exec: \"nope\": executable file not found in $PATH"), "{m}");
     }
 
     #[test]

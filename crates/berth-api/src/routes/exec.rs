@@ -1,0 +1,106 @@
+//! `/containers/{id}/exec` and `/exec/{id}/...` routes.
+
+use super::containers::{decode, splice};
+use crate::error::{ApiError, ApiResult};
+use crate::query::Q;
+use crate::stream::body_from_channel;
+use crate::empty;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use berth_engine::exec::ExecConfig;
+use berth_engine::Engine;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+
+pub async fn create(State(e): State<Engine>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let cfg: ExecConfig = decode(&body)?;
+    let exec_id = e.exec_create(&id, cfg)?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct StartBody {
+    detach: bool,
+    tty: bool,
+    console_size: Option<[u16; 2]>,
+}
+
+pub async fn start(State(e): State<Engine>, Path(id): Path<String>, mut req: Request) -> ApiResult<Response> {
+    let raw = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20)
+        .await
+        .map_err(|err| ApiError::bad_request(format!("read body: {err}")))?;
+    let body: StartBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        StartBody::default()
+    } else {
+        decode(&raw)?
+    };
+    let tty = e.exec_tty(&id)? || body.tty;
+    let _ = body.console_size;
+    if body.detach {
+        e.exec_start(&id, true).await?;
+        return Ok(empty(StatusCode::OK));
+    }
+    let ctype = HeaderValue::from_static(if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    });
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.to_str().is_ok_and(|s| s.eq_ignore_ascii_case("tcp")));
+    let stream = e
+        .exec_start(&id, false)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("exec produced no stream"))?;
+    if !wants_upgrade {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut s = stream;
+            let mut buf = vec![0u8; 32 * 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut resp = body_from_channel(rx).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, ctype);
+        return Ok(resp);
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let engine = e.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(u) => {
+                splice(TokioIo::new(u), stream).await;
+                engine.exec_settle(&id).await;
+            }
+            Err(err) => tracing::debug!("exec upgrade failed: {err}"),
+        }
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    h.insert(header::CONTENT_TYPE, ctype);
+    Ok(resp)
+}
+
+pub async fn inspect(State(e): State<Engine>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(e.exec_inspect(&id)?))
+}
+
+pub async fn resize(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
+    let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    e.exec_resize(&id, h, w).await?;
+    Ok(empty(StatusCode::OK))
+}

@@ -1,0 +1,263 @@
+//! `exec`: extra processes in a running container, run by the container's shim through the
+//! OCI runtime's `exec`, so they join the container's namespaces and cgroup.
+//!
+//! The process gets the container's security settings (capabilities, no-new-privileges,
+//! seccomp come from the bundle's `process`), with the exec's own args, env, cwd, user and
+//! terminal; `--privileged` grants every capability.
+
+use crate::container::state::Status;
+use crate::{util, Engine, Error, Result};
+use berth_runtime::shim::{ExecSpec, ShimClient};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecConfig {
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub detach_keys: String,
+    pub tty: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub privileged: bool,
+    pub user: String,
+    pub working_dir: String,
+    pub console_size: Option<[u16; 2]>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ExecStatus {
+    pub running: bool,
+    pub started: bool,
+    pub exit_code: Option<i64>,
+    pub pid: u32,
+}
+
+pub struct ExecHandle {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub status: Mutex<ExecStatus>,
+}
+
+impl Engine {
+    pub fn exec_create(&self, container: &str, cfg: ExecConfig) -> Result<String> {
+        let h = self.lookup(container)?;
+        match h.status() {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is paused, unpause the container before exec",
+                    h.id
+                )))
+            }
+            _ => return Err(Error::Conflict(format!("Container {} is not running", h.id))),
+        }
+        if cfg.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(Error::InvalidArgument("No exec command specified".into()));
+        }
+        let id = util::new_id();
+        let mut attrs = BTreeMap::new();
+        attrs.insert("execID".into(), id.clone());
+        let cmdline = cfg.cmd.clone().unwrap_or_default().join(" ");
+        self.inner.execs.lock().expect("exec table lock").insert(
+            id.clone(),
+            Arc::new(ExecHandle {
+                id: id.clone(),
+                container_id: h.id.clone(),
+                config: cfg,
+                status: Mutex::new(ExecStatus::default()),
+            }),
+        );
+        self.emit_container(&h, &format!("exec_create: {cmdline}"), attrs);
+        Ok(id)
+    }
+
+    fn exec_handle(&self, id: &str) -> Result<Arc<ExecHandle>> {
+        self.inner
+            .execs
+            .lock()
+            .expect("exec table lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))
+    }
+
+    /// Builds the OCI process for the exec from the container's bundle.
+    fn exec_process(&self, e: &ExecHandle) -> Result<Value> {
+        let c = self.lookup(&e.container_id)?.snapshot();
+        let state_dir = self.config().container_state_dir(&c.id);
+        let spec: Value = serde_json::from_slice(
+            &std::fs::read(state_dir.join("config.json"))
+                .map_err(|err| Error::io("read container bundle", err))?,
+        )
+        .map_err(|err| Error::Internal(format!("container bundle: {err}")))?;
+        let mut p = spec["process"].clone();
+        let cfg = &e.config;
+        let mut env: Vec<String> = p["env"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        for kv in cfg.env.iter().flatten() {
+            let k = kv.split('=').next().unwrap_or("");
+            env.retain(|e| e.split('=').next() != Some(k));
+            env.push(kv.clone());
+        }
+        if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        p["env"] = json!(env);
+        p["args"] = json!(cfg.cmd.clone().unwrap_or_default());
+        p["terminal"] = json!(cfg.tty);
+        if !cfg.working_dir.is_empty() {
+            p["cwd"] = json!(cfg.working_dir);
+        }
+        if !cfg.user.is_empty() {
+            let u = berth_runtime::user::resolve_user(&state_dir.join("rootfs"), &cfg.user)
+                .map_err(|err| Error::InvalidArgument(err.to_string()))?;
+            p["user"] = json!({"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids});
+        }
+        if cfg.privileged {
+            let all = berth_runtime::spec::capabilities(&["ALL".to_string()], &[], false)
+                .map_err(|err| Error::Internal(err.to_string()))?;
+            for set in ["bounding", "effective", "permitted"] {
+                p["capabilities"][set] = json!(all);
+            }
+        }
+        if let Some([h, w]) = cfg.console_size {
+            p["consoleSize"] = json!({"height": h, "width": w});
+        }
+        Ok(p)
+    }
+
+    /// Starts the exec. Returns the I/O stream unless detached; the exit is tracked either way.
+    pub async fn exec_start(&self, id: &str, detach: bool) -> Result<Option<tokio::net::UnixStream>> {
+        let e = self.exec_handle(id)?;
+        {
+            let mut st = e.status.lock().expect("exec status lock");
+            if st.started {
+                return Err(Error::Conflict(format!("Error: Exec command {id} has already run")));
+            }
+            st.started = true;
+            st.running = true;
+        }
+        let h = self.lookup(&e.container_id)?;
+        if h.status() != Status::Running {
+            e.status.lock().expect("exec status lock").running = false;
+            return Err(Error::Conflict(format!("Container {} is not running", h.id)));
+        }
+        let process = self.exec_process(&e)?;
+        let client = ShimClient::connect(&self.config().container_state_dir(&h.id))
+            .await
+            .map_err(|err| Error::Internal(format!("connect to shim: {err}")))?;
+        let cfg = &e.config;
+        let spec = ExecSpec {
+            exec_id: id.to_string(),
+            process,
+            tty: cfg.tty,
+            stdin: cfg.attach_stdin && !detach,
+            stdout: cfg.attach_stdout && !detach,
+            stderr: cfg.attach_stderr && !detach,
+        };
+        let stream = client.exec(spec).await.map_err(|err| {
+            let msg = err.to_string();
+            let code = crate::container::start::exit_code_for_start_error(&msg);
+            let mut st = e.status.lock().expect("exec status lock");
+            st.running = false;
+            st.exit_code = Some(code);
+            Error::Internal(format!("OCI runtime exec failed: {msg}"))
+        })?;
+        if let Ok(client) = ShimClient::connect(&self.config().container_state_dir(&h.id)).await {
+            if let Ok(s) = client.exec_state(id).await {
+                e.status.lock().expect("exec status lock").pid = s.pid;
+            }
+        }
+        let mut attrs = BTreeMap::new();
+        attrs.insert("execID".into(), id.to_string());
+        let cmdline = cfg.cmd.clone().unwrap_or_default().join(" ");
+        self.emit_container(&h, &format!("exec_start: {cmdline}"), attrs.clone());
+        let engine = self.clone();
+        let e2 = e.clone();
+        let h2 = h.clone();
+        tokio::spawn(async move {
+            let dir = engine.config().container_state_dir(&h2.id);
+            let code = match ShimClient::connect(&dir).await {
+                Ok(c) => c.exec_wait(&e2.id).await.unwrap_or(-1),
+                Err(_) => -1,
+            };
+            {
+                let mut st = e2.status.lock().expect("exec status lock");
+                st.running = false;
+                st.exit_code = Some(code);
+            }
+            attrs.insert("exitCode".into(), code.to_string());
+            engine.emit_container(&h2, "exec_die", attrs);
+        });
+        Ok(if detach { None } else { Some(stream) })
+    }
+
+    /// Waits until the exec has finished (for clients that inspect right after the stream ends).
+    pub async fn exec_settle(&self, id: &str) {
+        for _ in 0..100 {
+            match self.exec_handle(id) {
+                Ok(e) if e.status.lock().expect("exec status lock").running => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                _ => return,
+            }
+        }
+    }
+
+    pub fn exec_inspect(&self, id: &str) -> Result<Value> {
+        let e = self.exec_handle(id)?;
+        let st = e.status.lock().expect("exec status lock").clone();
+        let cmd = e.config.cmd.clone().unwrap_or_default();
+        Ok(json!({
+            "ID": e.id,
+            "Running": st.running,
+            "ExitCode": st.exit_code,
+            "ProcessConfig": {
+                "tty": e.config.tty,
+                "entrypoint": cmd.first().cloned().unwrap_or_default(),
+                "arguments": cmd.get(1..).unwrap_or_default(),
+                "privileged": e.config.privileged,
+                "user": e.config.user,
+            },
+            "OpenStdin": e.config.attach_stdin,
+            "OpenStderr": e.config.attach_stderr,
+            "OpenStdout": e.config.attach_stdout,
+            "CanRemove": false,
+            "ContainerID": e.container_id,
+            "DetachKeys": e.config.detach_keys,
+            "Pid": st.pid,
+        }))
+    }
+
+    pub fn exec_tty(&self, id: &str) -> Result<bool> {
+        Ok(self.exec_handle(id)?.config.tty)
+    }
+
+    pub async fn exec_resize(&self, id: &str, h: u16, w: u16) -> Result<()> {
+        let e = self.exec_handle(id)?;
+        let client = ShimClient::connect(&self.config().container_state_dir(&e.container_id))
+            .await
+            .map_err(|err| Error::Internal(format!("connect to shim: {err}")))?;
+        client
+            .exec_resize(id, h, w)
+            .await
+            .map_err(|err| Error::Internal(format!("resize exec: {err}")))
+    }
+
+    /// Forgets the execs of a container that is gone.
+    pub(crate) fn drop_execs_of(&self, container_id: &str) {
+        self.inner
+            .execs
+            .lock()
+            .expect("exec table lock")
+            .retain(|_, e| e.container_id != container_id);
+    }
+}
