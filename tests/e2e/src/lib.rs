@@ -124,6 +124,9 @@ impl Daemon {
     /// (Re)starts berthd on the same roots and socket.
     pub fn spawn(&mut self) {
         let root = self.dir.path();
+        if !root.join("daemon.json").exists() {
+            std::fs::write(root.join("daemon.json"), "{}").expect("daemon.json");
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -144,9 +147,6 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn berthd");
-        if !root.join("daemon.json").exists() {
-            std::fs::write(root.join("daemon.json"), "{}").expect("daemon.json");
-        }
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

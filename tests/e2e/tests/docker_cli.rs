@@ -113,9 +113,15 @@ fn save_load_tag_rmi() {
     let out = d.docker(&["load", "-i", tar.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("Loaded image: example/bb:v1"), "{}", text(&out));
-    // rmi of an image used by a container is refused
+    // rmi by id of an image a container uses is refused with 409 unless forced
     let name = unique("user");
     assert!(d.docker(&["create", "--name", &name, "busybox", "true"]).status.success());
-    let out = d.docker(&["rmi", "busybox"]);
+    let id = stdout(&d.docker(&["image", "inspect", "-f", "{{.Id}}", "busybox"])).trim().to_string();
+    let out = d.docker(&["rmi", &id]);
     assert!(!out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("conflict: unable to delete"), "{}", text(&out));
+    // removing one of two tags only untags
+    let out = d.docker(&["rmi", "busybox"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).trim(), "Untagged: busybox:latest");
 }
