@@ -81,12 +81,10 @@ pub fn strip_version(mut req: Request) -> Result<Request, Response> {
 }
 
 /// The whole API as one service: version stripping, then the router, then common headers.
-pub fn app(engine: Engine) -> impl tower::Service<
-    Request,
-    Response = Response,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
+pub fn app(
+    engine: Engine,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future = impl Send>
+       + Clone
        + Send
        + 'static {
     let router: Router = routes::router(engine);
@@ -136,13 +134,14 @@ where
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
 {
-    let hyper_svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let svc = svc.clone();
-        async move {
-            let req = req.map(Body::new);
-            svc.oneshot(req).await
-        }
-    });
+    let hyper_svc =
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let svc = svc.clone();
+            async move {
+                let req = req.map(Body::new);
+                svc.oneshot(req).await
+            }
+        });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .serve_connection(io, hyper_svc)
@@ -162,7 +161,9 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert!(ApiVersion::parse("1.44").expect("valid") > ApiVersion::parse("1.9").expect("valid"));
+        assert!(
+            ApiVersion::parse("1.44").expect("valid") > ApiVersion::parse("1.9").expect("valid")
+        );
         assert!(ApiVersion(1, 50).at_least(1, 44));
     }
 
@@ -175,7 +176,10 @@ mod tests {
         let req = strip_version(req).expect("accepted");
         assert_eq!(req.uri().path(), "/containers/json");
         assert_eq!(req.uri().query(), Some("all=1"));
-        assert_eq!(req.extensions().get::<ApiVersion>(), Some(&ApiVersion(1, 41)));
+        assert_eq!(
+            req.extensions().get::<ApiVersion>(),
+            Some(&ApiVersion(1, 41))
+        );
         let old = Request::builder()
             .uri("/v1.12/info")
             .body(Body::empty())

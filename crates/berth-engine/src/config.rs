@@ -35,10 +35,14 @@ impl EngineConfig {
             runtime: "crun".into(),
             runtimes: BTreeMap::new(),
             shim_binary: default_sibling("berth-shim"),
-            init_binary: ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init"]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.exists()),
+            init_binary: [
+                "/usr/bin/tini-static",
+                "/usr/bin/docker-init",
+                "/usr/libexec/docker/docker-init",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
             cgroup_parent: "berth".into(),
             log_opts: BTreeMap::new(),
             default_ulimits: Vec::new(),

@@ -55,7 +55,12 @@ impl Engine {
                     h.id
                 )))
             }
-            _ => return Err(Error::Conflict(format!("Container {} is not running", h.id))),
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is not running",
+                    h.id
+                )))
+            }
         }
         if cfg.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(Error::InvalidArgument("No exec command specified".into()));
@@ -100,7 +105,11 @@ impl Engine {
         let cfg = &e.config;
         let mut env: Vec<String> = p["env"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         for kv in cfg.env.iter().flatten() {
             let k = kv.split('=').next().unwrap_or("");
@@ -135,12 +144,18 @@ impl Engine {
     }
 
     /// Starts the exec. Returns the I/O stream unless detached; the exit is tracked either way.
-    pub async fn exec_start(&self, id: &str, detach: bool) -> Result<Option<tokio::net::UnixStream>> {
+    pub async fn exec_start(
+        &self,
+        id: &str,
+        detach: bool,
+    ) -> Result<Option<tokio::net::UnixStream>> {
         let e = self.exec_handle(id)?;
         {
             let mut st = e.status.lock().expect("exec status lock");
             if st.started {
-                return Err(Error::Conflict(format!("Error: Exec command {id} has already run")));
+                return Err(Error::Conflict(format!(
+                    "Error: Exec command {id} has already run"
+                )));
             }
             st.started = true;
             st.running = true;
@@ -148,7 +163,10 @@ impl Engine {
         let h = self.lookup(&e.container_id)?;
         if h.status() != Status::Running {
             e.status.lock().expect("exec status lock").running = false;
-            return Err(Error::Conflict(format!("Container {} is not running", h.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                h.id
+            )));
         }
         let process = self.exec_process(&e)?;
         let client = ShimClient::connect(&self.config().container_state_dir(&h.id))

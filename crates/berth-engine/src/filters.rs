@@ -23,7 +23,11 @@ impl Filters {
             let vals: Vec<String> = match val {
                 serde_json::Value::Array(a) => a
                     .iter()
-                    .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string())
+                    })
                     .collect(),
                 serde_json::Value::Object(o) => o
                     .iter()

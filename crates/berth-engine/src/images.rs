@@ -56,9 +56,11 @@ impl Engine {
                 platform,
             },
         )?;
-        self.events().emit("image", "import", &img.id, self.image_attrs(&img.id));
+        self.events()
+            .emit("image", "import", &img.id, self.image_attrs(&img.id));
         if let Some(r) = reference {
-            self.events().emit("image", "tag", &img.id, self.image_attrs(&r.familiar()));
+            self.events()
+                .emit("image", "tag", &img.id, self.image_attrs(&r.familiar()));
         }
         Ok(img)
     }
@@ -66,15 +68,20 @@ impl Engine {
     pub fn load_images(&self, src: &mut dyn Read) -> Result<Vec<berth_image::LoadedImage>> {
         let loaded = self.images().load(src)?;
         for l in &loaded {
-            self.events().emit("image", "load", &l.id, self.image_attrs(&l.id));
+            self.events()
+                .emit("image", "load", &l.id, self.image_attrs(&l.id));
         }
         Ok(loaded)
     }
 
     pub fn save_images(&self, names: &[String], out: &mut dyn Write) -> Result<()> {
         for n in names {
-            let img = self.images().get(n).map_err(|_| Error::NotFound(format!("No such image: {n}")))?;
-            self.events().emit("image", "save", &img.id, self.image_attrs(n));
+            let img = self
+                .images()
+                .get(n)
+                .map_err(|_| Error::NotFound(format!("No such image: {n}")))?;
+            self.events()
+                .emit("image", "save", &img.id, self.image_attrs(n));
         }
         self.images().save(names, out)?;
         Ok(())
@@ -84,11 +91,14 @@ impl Engine {
         let r = Reference::parse_with_tag(repo, tag.filter(|t| !t.is_empty()))
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if r.digest().is_some() {
-            return Err(Error::InvalidArgument("refusing to create a tag with a digest reference".into()));
+            return Err(Error::InvalidArgument(
+                "refusing to create a tag with a digest reference".into(),
+            ));
         }
         let img = self.images().get(source)?;
         self.images().tag(&img.id, &r)?;
-        self.events().emit("image", "tag", &img.id, self.image_attrs(&r.familiar()));
+        self.events()
+            .emit("image", "tag", &img.id, self.image_attrs(&r.familiar()));
         Ok(())
     }
 
@@ -129,7 +139,8 @@ impl Engine {
             }
             self.images().untag(&r)?;
             out.push(json!({"Untagged": r.familiar()}));
-            self.events().emit("image", "untag", &img.id, self.image_attrs(&r.familiar()));
+            self.events()
+                .emit("image", "untag", &img.id, self.image_attrs(&r.familiar()));
             if !is_last || !users.is_empty() {
                 return Ok(out);
             }
@@ -160,7 +171,8 @@ impl Engine {
                 if let Ok(r) = Reference::parse(t) {
                     let _ = self.images().untag(&r);
                     out.push(json!({"Untagged": t}));
-                    self.events().emit("image", "untag", &img.id, self.image_attrs(t));
+                    self.events()
+                        .emit("image", "untag", &img.id, self.image_attrs(t));
                 }
             }
             if !users.is_empty() {
@@ -170,7 +182,8 @@ impl Engine {
         for d in self.images().delete(&img.id)? {
             out.push(json!({"Deleted": d}));
         }
-        self.events().emit("image", "delete", &img.id, self.image_attrs(&img.id));
+        self.events()
+            .emit("image", "delete", &img.id, self.image_attrs(&img.id));
         Ok(out)
     }
 
@@ -180,12 +193,21 @@ impl Engine {
         let dangling = filters.bool_value("dangling")?;
         let mut imgs = self.images().list()?;
         imgs.sort_by(|a, b| b.created.cmp(&a.created));
-        let before = filters.get("before").first().map(|n| self.images().get(n)).transpose()?;
-        let since = filters.get("since").first().map(|n| self.images().get(n)).transpose()?;
-        let counts: BTreeMap<String, i64> = self.all_handles().iter().fold(BTreeMap::new(), |mut m, h| {
-            *m.entry(h.snapshot().image).or_default() += 1;
-            m
-        });
+        let before = filters
+            .get("before")
+            .first()
+            .map(|n| self.images().get(n))
+            .transpose()?;
+        let since = filters
+            .get("since")
+            .first()
+            .map(|n| self.images().get(n))
+            .transpose()?;
+        let counts: BTreeMap<String, i64> =
+            self.all_handles().iter().fold(BTreeMap::new(), |mut m, h| {
+                *m.entry(h.snapshot().image).or_default() += 1;
+                m
+            });
         let mut out = Vec::new();
         for img in imgs {
             let is_dangling = img.repo_tags.is_empty();
@@ -195,12 +217,19 @@ impl Engine {
             if !filters.match_labels("label", img.config.config.labels.as_ref()) {
                 continue;
             }
-            if before.as_ref().is_some_and(|b| img.created >= b.created) || since.as_ref().is_some_and(|s| img.created <= s.created) {
+            if before.as_ref().is_some_and(|b| img.created >= b.created)
+                || since.as_ref().is_some_and(|s| img.created <= s.created)
+            {
                 continue;
             }
             let mut tags = img.repo_tags.clone();
             if filters.has("reference") {
-                tags.retain(|t| filters.get("reference").iter().any(|p| reference_matches(p, t)));
+                tags.retain(|t| {
+                    filters
+                        .get("reference")
+                        .iter()
+                        .any(|p| reference_matches(p, t))
+                });
                 if tags.is_empty() {
                     continue;
                 }
@@ -272,12 +301,18 @@ impl Engine {
     pub fn prune_images(&self, filters: &Filters) -> Result<Value> {
         filters.validate(&["dangling", "label", "until"])?;
         let only_dangling = filters.bool_value("dangling")?.unwrap_or(true);
-        let in_use: HashSet<String> = self.all_handles().iter().map(|h| h.snapshot().image).collect();
+        let in_use: HashSet<String> = self
+            .all_handles()
+            .iter()
+            .map(|h| h.snapshot().image)
+            .collect();
         let mut deleted = Vec::new();
         let mut reclaimed = 0u64;
         if !only_dangling {
             for img in self.images().list()? {
-                if in_use.contains(&img.id) || !filters.match_labels("label", img.config.config.labels.as_ref()) {
+                if in_use.contains(&img.id)
+                    || !filters.match_labels("label", img.config.config.labels.as_ref())
+                {
                     continue;
                 }
                 for t in &img.repo_tags {
@@ -291,10 +326,13 @@ impl Engine {
         let (ids, bytes) = self.images().prune_dangling(&in_use)?;
         reclaimed += bytes;
         for id in ids {
-            self.events().emit("image", "delete", &id, self.image_attrs(&id));
+            self.events()
+                .emit("image", "delete", &id, self.image_attrs(&id));
             deleted.push(json!({"Deleted": id}));
         }
-        Ok(json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}))
+        Ok(
+            json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
+        )
     }
 }
 
@@ -308,7 +346,9 @@ fn glob(p: &str, s: &str) -> bool {
     fn rec(p: &[u8], s: &[u8]) -> bool {
         match (p.first(), s.first()) {
             (None, None) => true,
-            (Some(b'*'), _) => rec(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && rec(p, &s[1..])),
+            (Some(b'*'), _) => {
+                rec(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && rec(p, &s[1..]))
+            }
             (Some(b'?'), Some(c)) if *c != b'/' => rec(&p[1..], &s[1..]),
             (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
             _ => false,

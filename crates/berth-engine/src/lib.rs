@@ -86,7 +86,11 @@ impl Engine {
 
     /// Finds a container by full id, name (with or without '/') or unique id prefix.
     pub fn lookup(&self, name_or_id: &str) -> Result<Arc<ContainerHandle>> {
-        let map = self.inner.containers.read().expect("container table lock poisoned");
+        let map = self
+            .inner
+            .containers
+            .read()
+            .expect("container table lock poisoned");
         if let Some(h) = map.get(name_or_id) {
             return Ok(h.clone());
         }

@@ -31,7 +31,12 @@ impl Store {
         self.db.clone()
     }
 
-    pub fn put<T: Serialize>(&self, table: TableDefinition<&str, &[u8]>, key: &str, value: &T) -> Result<()> {
+    pub fn put<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| crate::Error::Internal(format!("encode {key}: {e}")))?;
         let tx = self.db.begin_write()?;
@@ -54,7 +59,10 @@ impl Store {
     }
 
     /// Every record of a table; undecodable records are reported, not dropped silently.
-    pub fn all<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<(String, T)>> {
+    pub fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<(String, T)>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(table)?;
         let mut out = Vec::new();
@@ -62,7 +70,9 @@ impl Store {
             let (k, v) = item?;
             match serde_json::from_slice(v.value()) {
                 Ok(val) => out.push((k.value().to_string(), val)),
-                Err(e) => tracing::error!(key = k.value(), "undecodable record in metadata store: {e}"),
+                Err(e) => {
+                    tracing::error!(key = k.value(), "undecodable record in metadata store: {e}")
+                }
             }
         }
         Ok(out)

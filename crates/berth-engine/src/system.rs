@@ -38,7 +38,8 @@ impl Engine {
         let mut stopped = 0;
         for h in &handles {
             match h.status() {
-                crate::container::state::Status::Running | crate::container::state::Status::Restarting => running += 1,
+                crate::container::state::Status::Running
+                | crate::container::state::Status::Restarting => running += 1,
                 crate::container::state::Status::Paused => paused += 1,
                 _ => stopped += 1,
             }
@@ -128,14 +129,27 @@ impl Engine {
             if !filters.match_labels("label", c.config.labels.as_ref()) {
                 continue;
             }
-            if filters.has("label!") && filters.get("label!").iter().any(|l| {
-                let (k, v) = l.split_once('=').map(|(k, v)| (k, Some(v))).unwrap_or((l.as_str(), None));
-                c.config.labels.as_ref().and_then(|m| m.get(k)).is_some_and(|have| v.is_none_or(|v| v == have))
-            }) {
+            if filters.has("label!")
+                && filters.get("label!").iter().any(|l| {
+                    let (k, v) = l
+                        .split_once('=')
+                        .map(|(k, v)| (k, Some(v)))
+                        .unwrap_or((l.as_str(), None));
+                    c.config
+                        .labels
+                        .as_ref()
+                        .and_then(|m| m.get(k))
+                        .is_some_and(|have| v.is_none_or(|v| v == have))
+                })
+            {
                 continue;
             }
             if let Some(u) = until {
-                if crate::util::parse_time(&c.created).map(|t| t.timestamp()).unwrap_or(0) >= u {
+                if crate::util::parse_time(&c.created)
+                    .map(|t| t.timestamp())
+                    .unwrap_or(0)
+                    >= u
+                {
                     continue;
                 }
             }
@@ -147,7 +161,9 @@ impl Engine {
                 deleted.push(c.id.clone());
             }
         }
-        Ok(json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}))
+        Ok(
+            json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
+        )
     }
 }
 
@@ -167,7 +183,11 @@ pub fn parse_until(s: &str) -> Result<i64> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(crate::Error::InvalidArgument(format!("invalid filter 'until={s}'"))),
+        _ => {
+            return Err(crate::Error::InvalidArgument(format!(
+                "invalid filter 'until={s}'"
+            )))
+        }
     };
     Ok(chrono::Utc::now().timestamp() - secs as i64)
 }
@@ -176,9 +196,11 @@ fn os_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("PRETTY_NAME="))
-                .map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_string())
+            s.lines().find(|l| l.starts_with("PRETTY_NAME=")).map(|l| {
+                l.trim_start_matches("PRETTY_NAME=")
+                    .trim_matches('"')
+                    .to_string()
+            })
         })
         .unwrap_or_else(|| "Linux".into())
 }

@@ -89,9 +89,15 @@ struct UlimitEntry {
 
 fn load_daemon_json(path: &PathBuf, explicit: bool) -> Result<DaemonJson> {
     match std::fs::read_to_string(path) {
-        Ok(s) => serde_json::from_str(&s)
-            .with_context(|| format!("unable to configure the daemon with file {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(DaemonJson::default()),
+        Ok(s) => serde_json::from_str(&s).with_context(|| {
+            format!(
+                "unable to configure the daemon with file {}",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            Ok(DaemonJson::default())
+        }
         Err(e) => Err(e).with_context(|| format!("read config file {}", path.display())),
     }
 }
@@ -140,7 +146,11 @@ fn main() -> Result<()> {
         .clone()
         .or(dj.log_level.clone())
         .unwrap_or_else(|| if debug { "debug".into() } else { "info".into() });
-    let level = if level == "fatal" { "error".to_string() } else { level };
+    let level = if level == "fatal" {
+        "error".to_string()
+    } else {
+        level
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&level))
         .with_writer(std::io::stderr)

@@ -57,7 +57,16 @@ pub fn busybox_tar() -> &'static Path {
             .map(PathBuf::from)
             .find(|p| p.exists())
             .expect("busybox-static is required (apt-get install busybox-static)");
-        let dir = std::env::temp_dir().join(format!("berth-e2e-rootfs-{}", std::process::id()));
+        // Kept under target/ (not /tmp) so test runs leave nothing behind; rebuilt per process
+        // in a private dir, then renamed into place.
+        let fixtures = bin_dir().join("e2e-fixtures");
+        std::fs::create_dir_all(&fixtures).expect("fixtures dir");
+        let final_tar = fixtures.join("busybox.tar");
+        if final_tar.exists() {
+            return final_tar;
+        }
+        let dir = fixtures.join(format!("build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let root = dir.join("rootfs");
         for d in ["bin", "etc", "tmp", "root", "home/app", "proc", "sys", "dev"] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir rootfs");
@@ -85,7 +94,9 @@ pub fn busybox_tar() -> &'static Path {
             .status()
             .expect("tar");
         assert!(st.success(), "tar of the busybox rootfs failed");
-        tar
+        std::fs::rename(&tar, &final_tar).expect("publish fixture tar");
+        let _ = std::fs::remove_dir_all(&dir);
+        final_tar
     })
 }
 
@@ -142,7 +153,12 @@ impl Daemon {
             .arg(root.join("berthd.pid"))
             .arg("--config-file")
             .arg(root.join("daemon.json"))
-            .args(["--cgroup-parent", &self.cgroup_parent, "--log-level", "debug"])
+            .args([
+                "--cgroup-parent",
+                &self.cgroup_parent,
+                "--log-level",
+                "debug",
+            ])
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
             .spawn()
@@ -250,7 +266,10 @@ impl Daemon {
         for t in targets {
             let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
         }
-        for ctl in ["memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "cpuset", "devices", "hugetlb", "systemd", "unified"] {
+        for ctl in [
+            "memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "cpuset", "devices", "hugetlb",
+            "systemd", "unified",
+        ] {
             let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/{}", self.cgroup_parent));
         }
     }

@@ -5,7 +5,11 @@ use berth_e2e::*;
 #[test]
 fn ping_version_info() {
     let d = Daemon::start();
-    let v = d.docker(&["version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}"]);
+    let v = d.docker(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}",
+    ]);
     assert!(v.status.success(), "{}", text(&v));
     assert_eq!(stdout(&v).trim(), "1.50 1.24");
     let i = d.docker(&["info", "--format", "{{.OSType}} {{.Driver}}"]);
@@ -38,7 +42,12 @@ fn lifecycle_detached() {
     assert!(out.status.success(), "{}", text(&out));
     let id = stdout(&out).trim().to_string();
     assert_eq!(id.len(), 64);
-    let st = d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Running}}", &name]);
+    let st = d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Running}}",
+        &name,
+    ]);
     assert_eq!(stdout(&st).trim(), "running true", "{}", text(&st));
     let out = d.docker(&["pause", &name]);
     assert!(out.status.success(), "{}", text(&out));
@@ -49,10 +58,19 @@ fn lifecycle_detached() {
     // rm of a running container without force is refused with 409
     let out = d.docker(&["rm", &name]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("container is running"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container is running"),
+        "{}",
+        text(&out)
+    );
     let out = d.docker(&["stop", "-t", "1", &name]);
     assert!(out.status.success(), "{}", text(&out));
-    let st = d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &name]);
+    let st = d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &name,
+    ]);
     // sleep as pid 1 has no SIGTERM handler, so the kernel ignores SIGTERM and the stop
     // timeout ends in SIGKILL: 137, exactly as with dockerd
     assert_eq!(stdout(&st).trim(), "exited 137", "{}", text(&st));
@@ -73,11 +91,18 @@ fn name_conflict_and_unknown_image() {
     let d = Daemon::start();
     d.import_busybox("busybox");
     let name = unique("dup");
-    assert!(d.docker(&["create", "--name", &name, "busybox", "true"]).status.success());
+    assert!(d
+        .docker(&["create", "--name", &name, "busybox", "true"])
+        .status
+        .success());
     let out = d.docker(&["create", "--name", &name, "busybox", "true"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is already in use by container"), "{}", text(&out));
+    assert!(
+        err.contains("is already in use by container"),
+        "{}",
+        text(&out)
+    );
     let out = d.docker(&["create", "nosuchimage-xyz"]);
     assert!(!out.status.success());
 }
@@ -87,7 +112,16 @@ fn logs_and_wait() {
     let d = Daemon::start();
     d.import_busybox("busybox");
     let name = unique("logs");
-    let out = d.docker(&["run", "-d", "--name", &name, "busybox", "sh", "-c", "echo out; echo err >&2; exit 5"]);
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 5",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let w = d.docker(&["wait", &name]);
     assert_eq!(stdout(&w).trim(), "5", "{}", text(&w));
@@ -100,26 +134,49 @@ fn logs_and_wait() {
 fn save_load_tag_rmi() {
     let d = Daemon::start();
     d.import_busybox("busybox:latest");
-    assert!(d.docker(&["tag", "busybox", "example/bb:v1"]).status.success());
+    assert!(d
+        .docker(&["tag", "busybox", "example/bb:v1"])
+        .status
+        .success());
     let imgs = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     let list = stdout(&imgs);
-    assert!(list.contains("busybox:latest") && list.contains("example/bb:v1"), "{list}");
+    assert!(
+        list.contains("busybox:latest") && list.contains("example/bb:v1"),
+        "{list}"
+    );
     let tar = d.dir.path().join("save.tar");
     let out = d.docker(&["save", "-o", tar.to_str().expect("utf8"), "example/bb:v1"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = d.docker(&["rmi", "example/bb:v1"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(stdout(&out).contains("Untagged: example/bb:v1"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("Untagged: example/bb:v1"),
+        "{}",
+        text(&out)
+    );
     let out = d.docker(&["load", "-i", tar.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(stdout(&out).contains("Loaded image: example/bb:v1"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("Loaded image: example/bb:v1"),
+        "{}",
+        text(&out)
+    );
     // rmi by id of an image a container uses is refused with 409 unless forced
     let name = unique("user");
-    assert!(d.docker(&["create", "--name", &name, "busybox", "true"]).status.success());
-    let id = stdout(&d.docker(&["image", "inspect", "-f", "{{.Id}}", "busybox"])).trim().to_string();
+    assert!(d
+        .docker(&["create", "--name", &name, "busybox", "true"])
+        .status
+        .success());
+    let id = stdout(&d.docker(&["image", "inspect", "-f", "{{.Id}}", "busybox"]))
+        .trim()
+        .to_string();
     let out = d.docker(&["rmi", &id]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("conflict: unable to delete"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("conflict: unable to delete"),
+        "{}",
+        text(&out)
+    );
     // removing one of two tags only untags
     let out = d.docker(&["rmi", "busybox"]);
     assert!(out.status.success(), "{}", text(&out));

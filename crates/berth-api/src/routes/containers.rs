@@ -40,7 +40,11 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 pub async fn create(State(e): State<Engine>, q: Q, body: Bytes) -> ApiResult<Response> {
     let body: CreateBody = decode(&body)?;
     let r = e.create_container(q.get("name"), body).await?;
-    Ok((StatusCode::CREATED, Json(json!({"Id": r.id, "Warnings": r.warnings}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": r.id, "Warnings": r.warnings})),
+    )
+        .into_response())
 }
 
 pub async fn list(State(e): State<Engine>, q: Q) -> ApiResult<Json<Vec<Value>>> {
@@ -54,7 +58,11 @@ pub async fn list(State(e): State<Engine>, q: Q) -> ApiResult<Json<Vec<Value>>> 
     Ok(Json(e.list_containers(opts).await?))
 }
 
-pub async fn inspect(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiResult<Json<Value>> {
+pub async fn inspect(
+    State(e): State<Engine>,
+    Path(id): Path<String>,
+    q: Q,
+) -> ApiResult<Json<Value>> {
     Ok(Json(e.inspect_container(&id, q.bool("size")).await?))
 }
 
@@ -71,12 +79,14 @@ fn stop_timeout(q: &Q) -> ApiResult<Option<i64>> {
 }
 
 pub async fn stop(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
-    e.stop_container(&id, q.get("signal"), stop_timeout(&q)?).await?;
+    e.stop_container(&id, q.get("signal"), stop_timeout(&q)?)
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
 pub async fn restart(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
-    e.restart_container(&id, q.get("signal"), stop_timeout(&q)?).await?;
+    e.restart_container(&id, q.get("signal"), stop_timeout(&q)?)
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -110,8 +120,10 @@ pub async fn wait(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiR
         let _ = tx.send(crate::stream::json_line(&body)).await;
     });
     let mut resp = body_from_channel(rx).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
@@ -119,7 +131,8 @@ pub async fn remove(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> Ap
     if q.bool("link") {
         return Err(ApiError::bad_request("links are not supported"));
     }
-    e.remove_container(&id, q.bool("force"), q.bool("v")).await?;
+    e.remove_container(&id, q.bool("force"), q.bool("v"))
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -128,7 +141,11 @@ pub async fn rename(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> Ap
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-pub async fn update(State(e): State<Engine>, Path(id): Path<String>, body: Bytes) -> ApiResult<Json<Value>> {
+pub async fn update(
+    State(e): State<Engine>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let u: UpdateBody = decode(&body)?;
     let warnings = e.update_container(&id, u).await?;
     Ok(Json(json!({"Warnings": warnings})))
@@ -138,7 +155,9 @@ pub async fn resize(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> Ap
     let h = q.int("h")?.unwrap_or(0);
     let w = q.int("w")?.unwrap_or(0);
     if !(0..=u16::MAX as i64).contains(&h) || !(0..=u16::MAX as i64).contains(&w) {
-        return Err(ApiError::bad_request("invalid resize: h and w must be between 0 and 65535"));
+        return Err(ApiError::bad_request(
+            "invalid resize: h and w must be between 0 and 65535",
+        ));
     }
     e.resize_container(&id, h as u16, w as u16).await?;
     Ok(empty(StatusCode::OK))
@@ -157,17 +176,26 @@ pub async fn logs(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiR
         follow: q.bool("follow"),
         stdout: q.bool("stdout"),
         stderr: q.bool("stderr"),
-        since: q.get("since").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0),
-        until: q.get("until").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0),
+        since: q
+            .get("since")
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s > 0.0),
+        until: q
+            .get("until")
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s > 0.0),
         timestamps: q.bool("timestamps"),
         tail: q.get("tail").and_then(|t| t.parse::<usize>().ok()),
     };
     if !opts.stdout && !opts.stderr {
-        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
     }
     let (tty, rx) = e.logs(&id, opts).await?;
     let mut resp = body_from_channel(rx).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, stream_content_type(tty));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, stream_content_type(tty));
     Ok(resp)
 }
 
@@ -193,7 +221,15 @@ pub async fn attach(
         .is_some_and(|v| v.to_str().is_ok_and(|s| s.eq_ignore_ascii_case("tcp")));
     if !wants_upgrade {
         // No hijack requested: stream output as a plain body (no stdin possible).
-        let a = e.attach_container(&id, AttachOptions { stdin: false, ..opts }).await?;
+        let a = e
+            .attach_container(
+                &id,
+                AttachOptions {
+                    stdin: false,
+                    ..opts
+                },
+            )
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             for r in a.replay {
@@ -211,7 +247,8 @@ pub async fn attach(
             }
         });
         let mut resp = body_from_channel(rx).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, stream_content_type(tty));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, stream_content_type(tty));
         return Ok(resp);
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -228,7 +265,9 @@ pub async fn attach(
             Ok(a) => a,
             Err(err) => {
                 let msg = format!("{err}\n");
-                let _ = client.write_all(&berth_engine::container::logs::frame(3, msg.as_bytes())).await;
+                let _ = client
+                    .write_all(&berth_engine::container::logs::frame(3, msg.as_bytes()))
+                    .await;
                 let _ = client.shutdown().await;
                 return;
             }

@@ -1,10 +1,10 @@
 //! `/containers/{id}/exec` and `/exec/{id}/...` routes.
 
 use super::containers::{decode, splice};
+use crate::empty;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Q;
 use crate::stream::body_from_channel;
-use crate::empty;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -17,7 +17,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
-pub async fn create(State(e): State<Engine>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+pub async fn create(
+    State(e): State<Engine>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let cfg: ExecConfig = decode(&body)?;
     let exec_id = e.exec_create(&id, cfg)?;
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
@@ -31,7 +35,11 @@ struct StartBody {
     console_size: Option<[u16; 2]>,
 }
 
-pub async fn start(State(e): State<Engine>, Path(id): Path<String>, mut req: Request) -> ApiResult<Response> {
+pub async fn start(
+    State(e): State<Engine>,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> ApiResult<Response> {
     let raw = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20)
         .await
         .map_err(|err| ApiError::bad_request(format!("read body: {err}")))?;

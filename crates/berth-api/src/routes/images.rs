@@ -1,10 +1,10 @@
 //! `/images/...` routes. Image names may contain '/', so routes under `/images/{name}/...`
 //! are matched by suffix here rather than by the router.
 
+use crate::empty;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Q;
 use crate::stream::{body_from_channel, body_reader, json_line, ChannelWriter};
-use crate::empty;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -22,8 +22,10 @@ pub async fn list(State(e): State<Engine>, q: Q) -> ApiResult<Json<Vec<Value>>> 
 
 fn json_stream(rx: mpsc::Receiver<Vec<u8>>) -> Response {
     let mut resp = body_from_channel(rx).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -40,10 +42,20 @@ pub async fn create(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Resp
         let mut changes = q.all("changes");
         changes.retain(|c| !c.is_empty());
         let message = q.get("message").map(str::to_string);
-        let platform = q.get("platform").filter(|p| !p.is_empty()).map(str::to_string);
+        let platform = q
+            .get("platform")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string);
         let mut reader = body_reader(body);
         let res = tokio::task::spawn_blocking(move || {
-            e.import_image(&mut reader, repo.as_deref(), tag.as_deref(), changes, message, platform)
+            e.import_image(
+                &mut reader,
+                repo.as_deref(),
+                tag.as_deref(),
+                changes,
+                message,
+                platform,
+            )
         })
         .await
         .map_err(|err| ApiError {
@@ -67,7 +79,9 @@ pub async fn create(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Resp
             ),
         });
     }
-    Err(ApiError::bad_request("one of fromSrc or fromImage is required"))
+    Err(ApiError::bad_request(
+        "one of fromSrc or fromImage is required",
+    ))
 }
 
 pub async fn load(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Response> {
@@ -82,10 +96,18 @@ pub async fn load(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Respon
     let (tx, rx) = mpsc::channel(loaded.len().max(1) * 2 + 1);
     for l in loaded {
         if l.tags.is_empty() {
-            let _ = tx.send(json_line(&json!({"stream": format!("Loaded image ID: {}\n", l.id)}))).await;
+            let _ = tx
+                .send(json_line(
+                    &json!({"stream": format!("Loaded image ID: {}\n", l.id)}),
+                ))
+                .await;
         }
         for t in l.tags {
-            let _ = tx.send(json_line(&json!({"stream": format!("Loaded image: {t}\n")}))).await;
+            let _ = tx
+                .send(json_line(
+                    &json!({"stream": format!("Loaded image: {t}\n")}),
+                ))
+                .await;
         }
     }
     let _ = quiet;
@@ -109,8 +131,10 @@ async fn save(e: Engine, names: Vec<String>) -> ApiResult<Response> {
         }
     });
     let mut resp = body_from_channel(rx).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
     Ok(resp)
 }
 
@@ -123,7 +147,11 @@ pub async fn prune(State(e): State<Engine>, q: Q) -> ApiResult<Json<Value>> {
     Ok(Json(e.prune_images(&f)?))
 }
 
-pub async fn by_name_get(State(e): State<Engine>, Path(rest): Path<String>, q: Q) -> ApiResult<Response> {
+pub async fn by_name_get(
+    State(e): State<Engine>,
+    Path(rest): Path<String>,
+    q: Q,
+) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/json") {
         return Ok(Json(e.inspect_image(name)?).into_response());
     }
@@ -134,15 +162,20 @@ pub async fn by_name_get(State(e): State<Engine>, Path(rest): Path<String>, q: Q
         let _ = q;
         return save(e, vec![name.to_string()]).await;
     }
-    Err(ApiError::not_found(format!("page not found: GET /images/{rest}")))
+    Err(ApiError::not_found(format!(
+        "page not found: GET /images/{rest}"
+    )))
 }
 
-pub async fn by_name_post(State(e): State<Engine>, Path(rest): Path<String>, q: Q) -> ApiResult<Response> {
+pub async fn by_name_post(
+    State(e): State<Engine>,
+    Path(rest): Path<String>,
+    q: Q,
+) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
-        let repo = q
-            .get("repo")
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| ApiError::bad_request("repository name must have at least one component"))?;
+        let repo = q.get("repo").filter(|r| !r.is_empty()).ok_or_else(|| {
+            ApiError::bad_request("repository name must have at least one component")
+        })?;
         e.tag_image(name, repo, q.get("tag"))?;
         return Ok(empty(StatusCode::CREATED));
     }
@@ -155,9 +188,15 @@ pub async fn by_name_post(State(e): State<Engine>, Path(rest): Path<String>, q: 
             message: format!("push of {name}: this berthd has no registry client yet"),
         });
     }
-    Err(ApiError::not_found(format!("page not found: POST /images/{rest}")))
+    Err(ApiError::not_found(format!(
+        "page not found: POST /images/{rest}"
+    )))
 }
 
-pub async fn by_name_delete(State(e): State<Engine>, Path(rest): Path<String>, q: Q) -> ApiResult<Json<Vec<Value>>> {
+pub async fn by_name_delete(
+    State(e): State<Engine>,
+    Path(rest): Path<String>,
+    q: Q,
+) -> ApiResult<Json<Vec<Value>>> {
     Ok(Json(e.remove_image(&rest, q.bool("force"))?))
 }

@@ -21,9 +21,15 @@ pub async fn ping(method: Method) -> Response {
     };
     let h = resp.headers_mut();
     h.insert("Builder-Version", HeaderValue::from_static("1"));
-    h.insert("Cache-Control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        "Cache-Control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert("Pragma", HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert("Swarm", HeaderValue::from_static("inactive"));
     resp
 }
@@ -51,7 +57,11 @@ pub async fn swarm_inspect() -> ApiError {
 }
 
 pub async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("page not found: {} {}", req.method(), req.uri().path()))
+    ApiError::not_found(format!(
+        "page not found: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 pub async fn df(State(e): State<Engine>) -> ApiResult<Json<Value>> {
@@ -92,7 +102,12 @@ fn event_matches(ev: &Event, f: &Filters) -> bool {
     if f.has("type") && !f.get("type").contains(&ev.typ) {
         return false;
     }
-    if f.has("event") && !f.get("event").iter().any(|a| ev.action == *a || ev.action.starts_with(&format!("{a}:"))) {
+    if f.has("event")
+        && !f
+            .get("event")
+            .iter()
+            .any(|a| ev.action == *a || ev.action.starts_with(&format!("{a}:")))
+    {
         return false;
     }
     if f.has("container") {
@@ -100,14 +115,26 @@ fn event_matches(ev: &Event, f: &Filters) -> bool {
             return false;
         }
         let name = attr("name");
-        if !f.get("container").iter().any(|c| ev.actor.id.starts_with(c.as_str()) || name == *c) {
+        if !f
+            .get("container")
+            .iter()
+            .any(|c| ev.actor.id.starts_with(c.as_str()) || name == *c)
+        {
             return false;
         }
     }
     if f.has("image") {
-        let img = if ev.typ == "image" { ev.actor.id.clone() } else { attr("image") };
+        let img = if ev.typ == "image" {
+            ev.actor.id.clone()
+        } else {
+            attr("image")
+        };
         let name = attr("name");
-        if !f.get("image").iter().any(|i| img == *i || name == *i || img.starts_with(i.as_str())) {
+        if !f
+            .get("image")
+            .iter()
+            .any(|i| img == *i || name == *i || img.starts_with(i.as_str()))
+        {
             return false;
         }
     }
@@ -116,7 +143,22 @@ fn event_matches(ev: &Event, f: &Filters) -> bool {
 
 pub async fn events(State(e): State<Engine>, q: Q) -> ApiResult<Response> {
     let filters = Filters::parse(q.get("filters"))?;
-    filters.validate(&["type", "event", "container", "image", "label", "network", "volume", "daemon", "scope", "plugin", "node", "service", "secret", "config"])?;
+    filters.validate(&[
+        "type",
+        "event",
+        "container",
+        "image",
+        "label",
+        "network",
+        "volume",
+        "daemon",
+        "scope",
+        "plugin",
+        "node",
+        "service",
+        "secret",
+        "config",
+    ])?;
     let since = parse_time_param(q.get("since"))?;
     let until = parse_time_param(q.get("until"))?;
     let (history, mut live) = e.events().subscribe();
@@ -155,7 +197,8 @@ pub async fn events(State(e): State<Engine>, q: Q) -> ApiResult<Response> {
                     if ev.time_nano <= last_nano {
                         continue;
                     }
-                    if event_matches(&ev, &filters) && tx.send(json_line(&json!(ev))).await.is_err() {
+                    if event_matches(&ev, &filters) && tx.send(json_line(&json!(ev))).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -165,7 +208,9 @@ pub async fn events(State(e): State<Engine>, q: Q) -> ApiResult<Response> {
         }
     });
     let mut resp = body_from_channel(rx).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }

@@ -30,9 +30,9 @@ impl Engine {
         let h = self.lookup(name)?;
         let c = h.snapshot();
         if c.state.status() == Status::Paused {
-            return Err(Error::Conflict(format!(
-                "You cannot attach to a paused container, unpause it first"
-            )));
+            return Err(Error::Conflict(
+                "You cannot attach to a paused container, unpause it first".into(),
+            ));
         }
         Ok(c.config.tty)
     }
@@ -58,7 +58,11 @@ impl Engine {
             }
         }
         if !o.stream {
-            return Ok(Attached { tty, replay, stream: None });
+            return Ok(Attached {
+                tty,
+                replay,
+                stream: None,
+            });
         }
         let rx = {
             let _op = h.op.lock().await;
@@ -66,12 +70,15 @@ impl Engine {
                 Status::Running => None,
                 Status::Created | Status::Exited | Status::Restarting => {
                     let (tx, rx) = oneshot::channel();
-                    h.pending_attaches.lock().expect("attach lock").push(PendingAttach {
-                        stdin: o.stdin,
-                        stdout: o.stdout,
-                        stderr: o.stderr,
-                        reply: tx,
-                    });
+                    h.pending_attaches
+                        .lock()
+                        .expect("attach lock")
+                        .push(PendingAttach {
+                            stdin: o.stdin,
+                            stdout: o.stdout,
+                            stderr: o.stderr,
+                            reply: tx,
+                        });
                     Some(rx)
                 }
                 s => {
@@ -85,14 +92,22 @@ impl Engine {
         let stream = match rx {
             Some(rx) => match rx.await {
                 Ok(r) => r?,
-                Err(_) => return Ok(Attached { tty, replay, stream: None }),
+                Err(_) => {
+                    return Ok(Attached {
+                        tty,
+                        replay,
+                        stream: None,
+                    })
+                }
             },
-            None => berth_runtime::shim::ShimClient::connect(&self.config().container_state_dir(&c.id))
-                .await
-                .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?
-                .attach(o.stdin, o.stdout, o.stderr)
-                .await
-                .map_err(|e| Error::Internal(format!("attach: {e}")))?,
+            None => {
+                berth_runtime::shim::ShimClient::connect(&self.config().container_state_dir(&c.id))
+                    .await
+                    .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?
+                    .attach(o.stdin, o.stdout, o.stderr)
+                    .await
+                    .map_err(|e| Error::Internal(format!("attach: {e}")))?
+            }
         };
         self.emit_container(&h, "attach", Default::default());
         Ok(Attached {

@@ -17,14 +17,20 @@ pub struct CreateResult {
 }
 
 impl Engine {
-    pub async fn create_container(&self, name: Option<&str>, body: CreateBody) -> Result<CreateResult> {
+    pub async fn create_container(
+        &self,
+        name: Option<&str>,
+        body: CreateBody,
+    ) -> Result<CreateResult> {
         if let Some(n) = name.filter(|n| !n.is_empty()) {
             names::validate(n)?;
         }
         let mut hc = body.host_config.clone().unwrap_or_default();
         let warnings = validate_host_config(&mut hc, self.config())?;
         if body.config.image.is_empty() {
-            return Err(Error::InvalidArgument("config.Image: image name is required".into()));
+            return Err(Error::InvalidArgument(
+                "config.Image: image name is required".into(),
+            ));
         }
         let image_name = body.config.image.clone();
         let image = {
@@ -41,7 +47,9 @@ impl Engine {
         if res.is_err() {
             self.inner.names.release(&name);
             let key = id.clone();
-            let _ = self.blocking(move |e| Ok(e.images().remove_rw_layer(&key)?)).await;
+            let _ = self
+                .blocking(move |e| Ok(e.images().remove_rw_layer(&key)?))
+                .await;
             let _ = std::fs::remove_dir_all(self.config().container_data_dir(&id));
         }
         res?;
@@ -130,7 +138,10 @@ fn not_found_image(err: berth_image::Error, name: &str) -> Error {
 }
 
 /// Docker's create-time rules: the image supplies what the request leaves out.
-pub fn merge_image_config(c: &mut crate::models::ContainerConfig, img: &berth_image::ContainerConfig) {
+pub fn merge_image_config(
+    c: &mut crate::models::ContainerConfig,
+    img: &berth_image::ContainerConfig,
+) {
     // Env: image first, request overrides by key.
     let mut env: Vec<String> = img.env.clone().unwrap_or_default();
     for kv in c.env.clone().unwrap_or_default() {
@@ -145,7 +156,11 @@ pub fn merge_image_config(c: &mut crate::models::ContainerConfig, img: &berth_im
         if c.cmd.as_ref().is_none_or(|v| v.is_empty()) {
             c.cmd = img.cmd.clone();
         }
-    } else if c.entrypoint.as_ref().is_some_and(|e| e.len() == 1 && e[0].is_empty()) {
+    } else if c
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
         c.entrypoint = None;
     }
     if c.working_dir.is_empty() {
@@ -203,7 +218,9 @@ pub fn validate_host_config(hc: &mut HostConfig, cfg: &crate::EngineConfig) -> R
     if hc.shm_size == 0 {
         hc.shm_size = cfg.default_shm_size;
     } else if hc.shm_size < 0 {
-        return Err(Error::InvalidArgument("SHM size can not be less than 0".into()));
+        return Err(Error::InvalidArgument(
+            "SHM size can not be less than 0".into(),
+        ));
     }
     if hc.ipc_mode.is_empty() {
         hc.ipc_mode = "private".into();
@@ -216,7 +233,10 @@ pub fn validate_host_config(hc: &mut HostConfig, cfg: &crate::EngineConfig) -> R
     }
     if hc.runtime.is_empty() {
         hc.runtime = "runc".into();
-    } else if hc.runtime != "runc" && hc.runtime != "crun" && !cfg.runtimes.contains_key(&hc.runtime) {
+    } else if hc.runtime != "runc"
+        && hc.runtime != "crun"
+        && !cfg.runtimes.contains_key(&hc.runtime)
+    {
         return Err(Error::InvalidArgument(format!(
             "unknown or invalid runtime name: {}",
             hc.runtime
@@ -258,14 +278,7 @@ pub fn validate_host_config(hc: &mut HostConfig, cfg: &crate::EngineConfig) -> R
 pub fn validate_restart_policy(hc: &HostConfig) -> Result<()> {
     let rp = &hc.restart_policy;
     match rp.name.as_str() {
-        "" | "no" => {
-            if rp.maximum_retry_count != 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                )));
-            }
-        }
-        "always" | "unless-stopped" => {
+        "" | "no" | "always" | "unless-stopped" => {
             if rp.maximum_retry_count != 0 {
                 return Err(Error::InvalidArgument(
                     "invalid restart policy: maximum retry count can only be used with 'on-failure'".into(),
@@ -314,7 +327,9 @@ pub fn validate_resources(hc: &HostConfig) -> Result<()> {
             "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
         ));
     }
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as i64;
     if hc.nano_cpus < 0 || hc.nano_cpus > ncpu * 1_000_000_000 {
         return Err(Error::InvalidArgument(format!(
             "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
@@ -322,7 +337,8 @@ pub fn validate_resources(hc: &HostConfig) -> Result<()> {
     }
     if hc.cpu_period != 0 && !(1000..=1_000_000).contains(&hc.cpu_period) {
         return Err(Error::InvalidArgument(
-            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)".into(),
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+                .into(),
         ));
     }
     if hc.cpu_quota != 0 && hc.cpu_quota > 0 && hc.cpu_quota < 1000 {
@@ -331,7 +347,9 @@ pub fn validate_resources(hc: &HostConfig) -> Result<()> {
         ));
     }
     if hc.cpu_shares < 0 {
-        return Err(Error::InvalidArgument("invalid CPU shares: must be >= 0".into()));
+        return Err(Error::InvalidArgument(
+            "invalid CPU shares: must be >= 0".into(),
+        ));
     }
     if let Some(uls) = &hc.ulimits {
         for u in uls {

@@ -15,8 +15,21 @@ pub struct ListOptions {
 }
 
 const FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "health",
-    "network", "volume", "publish", "expose", "is-task", "isolation",
+    "id",
+    "name",
+    "label",
+    "status",
+    "ancestor",
+    "exited",
+    "before",
+    "since",
+    "health",
+    "network",
+    "volume",
+    "publish",
+    "expose",
+    "is-task",
+    "isolation",
 ];
 
 impl Engine {
@@ -36,8 +49,18 @@ impl Engine {
                 .map(|h| h.snapshot().created)
                 .map_err(|_| Error::NotFound(format!("No such container: {r}")))
         };
-        let before = o.filters.get("before").first().map(|r| lookup_created(r)).transpose()?;
-        let since = o.filters.get("since").first().map(|r| lookup_created(r)).transpose()?;
+        let before = o
+            .filters
+            .get("before")
+            .first()
+            .map(|r| lookup_created(r))
+            .transpose()?;
+        let since = o
+            .filters
+            .get("since")
+            .first()
+            .map(|r| lookup_created(r))
+            .transpose()?;
         let mut ancestors = Vec::new();
         for a in o.filters.get("ancestor") {
             let a = a.clone();
@@ -46,17 +69,28 @@ impl Engine {
             }
         }
         let f = &o.filters;
-        let all_implied = o.all || f.has("status") || f.has("exited") || o.limit.is_some() || before.is_some() || since.is_some();
+        let all_implied = o.all
+            || f.has("status")
+            || f.has("exited")
+            || o.limit.is_some()
+            || before.is_some()
+            || since.is_some();
         let mut out = Vec::new();
         for c in all {
             let st = c.state.status();
-            if !all_implied && !matches!(st, Status::Running | Status::Paused | Status::Restarting) {
+            if !all_implied && !matches!(st, Status::Running | Status::Paused | Status::Restarting)
+            {
                 continue;
             }
             if f.has("id") && !f.get("id").iter().any(|p| c.id.starts_with(p.as_str())) {
                 continue;
             }
-            if f.has("name") && !f.get("name").iter().any(|n| c.bare_name().contains(n.trim_start_matches('/'))) {
+            if f.has("name")
+                && !f
+                    .get("name")
+                    .iter()
+                    .any(|n| c.bare_name().contains(n.trim_start_matches('/')))
+            {
                 continue;
             }
             if !f.match_labels("label", c.config.labels.as_ref()) {
@@ -65,19 +99,33 @@ impl Engine {
             if f.has("status") && !f.get("status").iter().any(|s| s == st.as_str()) {
                 continue;
             }
-            if f.has("exited") {
-                if st != Status::Exited || !f.get("exited").iter().any(|e| e.parse::<i64>().ok() == Some(c.state.exit_code)) {
-                    continue;
-                }
-            }
-            if f.has("ancestor") && !ancestors.contains(&c.image) && !f.get("ancestor").contains(&c.config.image) {
+            if f.has("exited")
+                && (st != Status::Exited
+                    || !f
+                        .get("exited")
+                        .iter()
+                        .any(|e| e.parse::<i64>().ok() == Some(c.state.exit_code)))
+            {
                 continue;
             }
-            if before.as_ref().is_some_and(|b| c.created >= *b) || since.as_ref().is_some_and(|s| c.created <= *s) {
+            if f.has("ancestor")
+                && !ancestors.contains(&c.image)
+                && !f.get("ancestor").contains(&c.config.image)
+            {
+                continue;
+            }
+            if before.as_ref().is_some_and(|b| c.created >= *b)
+                || since.as_ref().is_some_and(|s| c.created <= *s)
+            {
                 continue;
             }
             if f.has("health") {
-                let hs = c.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none");
+                let hs = c
+                    .state
+                    .health
+                    .as_ref()
+                    .map(|h| h.status.as_str())
+                    .unwrap_or("none");
                 if !f.get("health").iter().any(|x| x == hs) {
                     continue;
                 }
@@ -88,9 +136,13 @@ impl Engine {
             let mut v = summary(&c);
             if o.size {
                 let key = c.id.clone();
-                let rw = self.blocking(move |e| Ok(e.images().rw_layer_size(&key).unwrap_or(0))).await?;
+                let rw = self
+                    .blocking(move |e| Ok(e.images().rw_layer_size(&key).unwrap_or(0)))
+                    .await?;
                 let img = c.image.clone();
-                let root = self.blocking(move |e| Ok(e.images().get(&img).map(|i| i.size).unwrap_or(0))).await?;
+                let root = self
+                    .blocking(move |e| Ok(e.images().get(&img).map(|i| i.size).unwrap_or(0)))
+                    .await?;
                 v["SizeRw"] = json!(rw);
                 v["SizeRootFs"] = json!(rw + root);
             }
@@ -116,14 +168,22 @@ pub fn status_text(c: &Container) -> String {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", ago(&c.state.started_at)),
         Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
-        Status::Restarting => format!("Restarting ({}) {} ago", c.state.exit_code, ago(&c.state.finished_at)),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            c.state.exit_code,
+            ago(&c.state.finished_at)
+        ),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
         Status::Exited => {
             if c.state.started_at.is_none() {
                 "Created".into()
             } else {
-                format!("Exited ({}) {} ago", c.state.exit_code, ago(&c.state.finished_at))
+                format!(
+                    "Exited ({}) {} ago",
+                    c.state.exit_code,
+                    ago(&c.state.finished_at)
+                )
             }
         }
     }
@@ -168,7 +228,9 @@ pub fn human_duration(d: std::time::Duration) -> String {
 }
 
 pub fn summary(c: &Container) -> Value {
-    let created = crate::util::parse_time(&c.created).map(|t| t.timestamp()).unwrap_or(0);
+    let created = crate::util::parse_time(&c.created)
+        .map(|t| t.timestamp())
+        .unwrap_or(0);
     let mut command = c.path.clone();
     for a in &c.args {
         command.push(' ');
@@ -198,7 +260,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(human_duration(Duration::from_millis(200)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(200)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(Duration::from_secs(3)), "3 seconds");
         assert_eq!(human_duration(Duration::from_secs(61)), "About a minute");
         assert_eq!(human_duration(Duration::from_secs(300)), "5 minutes");

@@ -81,7 +81,11 @@ fn render(l: &Line, opts: &LogOptions, tty: bool) -> Option<Vec<u8>> {
 }
 
 impl Engine {
-    pub async fn logs(&self, name: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<Vec<u8>>)> {
+    pub async fn logs(
+        &self,
+        name: &str,
+        opts: LogOptions,
+    ) -> Result<(bool, mpsc::Receiver<Vec<u8>>)> {
         let h = self.lookup(name)?;
         let c = h.snapshot();
         if c.host_config.log_config.typ == "none" {
@@ -98,7 +102,9 @@ impl Engine {
             let mut lines: Vec<Vec<u8>> = Vec::new();
             let mut pos = 0u64;
             for f in log_files(&path) {
-                let Ok(file) = std::fs::File::open(&f) else { continue };
+                let Ok(file) = std::fs::File::open(&f) else {
+                    continue;
+                };
                 let mut r = BufReader::new(file);
                 let mut buf = String::new();
                 while r.read_line(&mut buf).unwrap_or(0) > 0 {
@@ -129,7 +135,12 @@ impl Engine {
             loop {
                 let running = engine
                     .lookup(&id)
-                    .map(|h| matches!(h.status(), Status::Running | Status::Paused | Status::Restarting))
+                    .map(|h| {
+                        matches!(
+                            h.status(),
+                            Status::Running | Status::Paused | Status::Restarting
+                        )
+                    })
                     .unwrap_or(false);
                 let Ok(mut file) = std::fs::File::open(&path) else {
                     if !running {

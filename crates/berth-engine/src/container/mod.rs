@@ -122,7 +122,10 @@ impl ContainerHandle {
     }
 
     pub fn snapshot(&self) -> Container {
-        self.record.lock().expect("container record lock poisoned").clone()
+        self.record
+            .lock()
+            .expect("container record lock poisoned")
+            .clone()
     }
 
     pub fn status(&self) -> Status {

@@ -128,7 +128,8 @@ impl Engine {
                         match ShimClient::connect(&state_dir).await {
                             Ok(client) => {
                                 if let Ok(st) = client.state().await {
-                                    let paused = st.status == berth_runtime::shim::ShimStatus::Paused;
+                                    let paused =
+                                        st.status == berth_runtime::shim::ShimStatus::Paused;
                                     h.update(|r| {
                                         r.state.pid = st.pid as i64;
                                         r.state.status = Some(if paused {
@@ -144,11 +145,12 @@ impl Engine {
                             Err(e) => tracing::warn!(id = %h.id, "shim unreachable: {e}"),
                         }
                     }
-                    let info = berth_runtime::shim::read_exit_file(&state_dir).unwrap_or(ExitInfo {
-                        exit_code: 255,
-                        exited_at: util::now_rfc3339(),
-                        oom_killed: false,
-                    });
+                    let info =
+                        berth_runtime::shim::read_exit_file(&state_dir).unwrap_or(ExitInfo {
+                            exit_code: 255,
+                            exited_at: util::now_rfc3339(),
+                            oom_killed: false,
+                        });
                     self.handle_exit(&h, info).await;
                 }
                 Status::Removing => {
@@ -184,4 +186,3 @@ pub fn should_restart(c: &Container, exit_code: i64) -> bool {
         _ => false,
     }
 }
-

@@ -24,8 +24,16 @@ pub fn write_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
         let (name, ip) = h
             .split_once(':')
             .or_else(|| h.split_once('='))
-            .ok_or_else(|| Error::InvalidArgument(format!("invalid argument \"{h}\" for \"--add-host\" flag: invalid format")))?;
-        let ip = if ip == "host-gateway" { "127.0.0.1" } else { ip };
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "invalid argument \"{h}\" for \"--add-host\" flag: invalid format"
+                ))
+            })?;
+        let ip = if ip == "host-gateway" {
+            "127.0.0.1"
+        } else {
+            ip
+        };
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
     let resolv = resolv_conf(hc, cfg);
@@ -102,7 +110,14 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
         env.push("TERM=xterm".into());
     }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", if user.home.is_empty() { "/" } else { &user.home }));
+        env.push(format!(
+            "HOME={}",
+            if user.home.is_empty() {
+                "/"
+            } else {
+                &user.home
+            }
+        ));
     }
     let mut args = vec![c.path.clone()];
     args.extend(c.args.iter().cloned());
@@ -150,7 +165,11 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
     mounts.push(bind(&c.hosts_path, "/etc/hosts", false));
     for (dst, opts) in hc.tmpfs.iter().flatten() {
         let mut o = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
-        o.extend(opts.split(',').filter(|s| !s.is_empty()).map(str::to_string));
+        o.extend(
+            opts.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
         mounts.push(Mount {
             destination: dst.clone(),
             source: "tmpfs".into(),
@@ -159,7 +178,11 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
         });
     }
     let mut ulimits: Vec<Ulimit> = Vec::new();
-    for u in cfg.default_ulimits.iter().chain(hc.ulimits.iter().flatten()) {
+    for u in cfg
+        .default_ulimits
+        .iter()
+        .chain(hc.ulimits.iter().flatten())
+    {
         ulimits.retain(|x| x.name != u.name);
         ulimits.push(Ulimit {
             name: u.name.clone(),
@@ -216,6 +239,5 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
         init,
         oom_score_adj: (hc.oom_score_adj != 0).then_some(hc.oom_score_adj as i32),
         annotations: BTreeMap::new(),
-        ..Default::default()
     })
 }

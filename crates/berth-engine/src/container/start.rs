@@ -103,7 +103,11 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let runtime = match c.host_config.runtime.as_str() {
             "runc" | "" => cfg.runtime.clone(),
-            name => cfg.runtimes.get(name).cloned().unwrap_or_else(|| name.to_string()),
+            name => cfg
+                .runtimes
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| name.to_string()),
         };
         let log_opts = if c.host_config.log_config.config.is_empty() {
             cfg.log_opts.clone()
@@ -138,7 +142,12 @@ impl Engine {
         let client = ShimClient::connect(&state_dir)
             .await
             .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?;
-        let pending: Vec<_> = h.pending_attaches.lock().expect("attach lock").drain(..).collect();
+        let pending: Vec<_> = h
+            .pending_attaches
+            .lock()
+            .expect("attach lock")
+            .drain(..)
+            .collect();
         for p in pending {
             let stream = client
                 .attach(p.stdin, p.stdout, p.stderr)
@@ -167,7 +176,12 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn emit_container(&self, h: &ContainerHandle, action: &str, mut extra: BTreeMap<String, String>) {
+    pub(crate) fn emit_container(
+        &self,
+        h: &ContainerHandle,
+        action: &str,
+        mut extra: BTreeMap<String, String>,
+    ) {
         let c = h.snapshot();
         extra.insert("image".into(), c.config.image.clone());
         extra.insert("name".into(), c.bare_name().to_string());
@@ -239,10 +253,16 @@ mod tests {
     #[test]
     fn start_error_wording() {
         let m = docker_start_error("crun create failed: executable file `/nope` not found in $PATH: No such file or directory");
-        assert!(m.contains("exec: \"/nope\": stat /nope: no such file or directory"), "{m}");
+        assert!(
+            m.contains("exec: \"/nope\": stat /nope: no such file or directory"),
+            "{m}"
+        );
         assert_eq!(exit_code_for_start_error(&m), 127);
         let m = docker_start_error("crun create failed: executable file `nope` not found in $PATH: No such file or directory");
-        assert!(m.contains("exec: \"nope\": executable file not found in $PATH"), "{m}");
+        assert!(
+            m.contains("exec: \"nope\": executable file not found in $PATH"),
+            "{m}"
+        );
     }
 
     #[test]

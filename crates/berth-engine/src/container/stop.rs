@@ -53,7 +53,9 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         "SYS" => 31,
         _ => {
             if let Some(rest) = name.strip_prefix("RTMIN+") {
-                34 + rest.parse::<i32>().map_err(|_| Error::InvalidArgument(format!("Invalid signal: {s}")))?
+                34 + rest
+                    .parse::<i32>()
+                    .map_err(|_| Error::InvalidArgument(format!("Invalid signal: {s}")))?
             } else {
                 return Err(Error::InvalidArgument(format!("Invalid signal: {s}")));
             }
@@ -79,7 +81,12 @@ impl Engine {
         }
     }
 
-    pub async fn stop_container(&self, name: &str, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+    pub async fn stop_container(
+        &self,
+        name: &str,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<()> {
         let h = self.lookup(name)?;
         let _op = h.op.lock().await;
         self.stop_locked(&h, signal, timeout).await
@@ -168,7 +175,12 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn restart_container(&self, name: &str, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+    pub async fn restart_container(
+        &self,
+        name: &str,
+        signal: Option<&str>,
+        timeout: Option<i64>,
+    ) -> Result<()> {
         let h = self.lookup(name)?;
         let _op = h.op.lock().await;
         match self.stop_locked(&h, signal, timeout).await {
@@ -186,9 +198,17 @@ impl Engine {
         match h.status() {
             Status::Running => {}
             Status::Paused => {
-                return Err(Error::Conflict(format!("Container {} is already paused", h.id)))
+                return Err(Error::Conflict(format!(
+                    "Container {} is already paused",
+                    h.id
+                )))
             }
-            _ => return Err(Error::Conflict(format!("Container {} is not running", h.id))),
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is not running",
+                    h.id
+                )))
+            }
         }
         self.shim(&h)
             .await?
@@ -221,7 +241,10 @@ impl Engine {
     pub async fn resize_container(&self, name: &str, h_: u16, w: u16) -> Result<()> {
         let h = self.lookup(name)?;
         if !h.status().can_kill() {
-            return Err(Error::Conflict(format!("Container {} is not running", h.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                h.id
+            )));
         }
         self.shim(&h)
             .await?

@@ -76,7 +76,9 @@ impl Engine {
     pub async fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
         let h = self.lookup(name)?;
         if new_name.is_empty() {
-            return Err(Error::InvalidArgument("Neither old nor new names may be empty".into()));
+            return Err(Error::InvalidArgument(
+                "Neither old nor new names may be empty".into(),
+            ));
         }
         names::validate(new_name)?;
         let old = h.snapshot().name;

@@ -32,7 +32,10 @@ impl Engine {
         let start = rx.borrow().clone();
         let status = h.status();
         if cond == WaitCondition::NotRunning
-            && !matches!(status, Status::Running | Status::Paused | Status::Restarting)
+            && !matches!(
+                status,
+                Status::Running | Status::Paused | Status::Restarting
+            )
         {
             return Ok(h.snapshot().state.exit_code);
         }
