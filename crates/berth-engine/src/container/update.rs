@@ -9,41 +9,42 @@ impl Engine {
     pub async fn update_container(&self, name: &str, u: UpdateBody) -> Result<Vec<String>> {
         let h = self.lookup(name)?;
         let _op = h.op.lock().await;
+        // Like dockerd, zero values mean "leave as is": the docker CLI sends every field.
         let mut hc = h.snapshot().host_config;
-        if let Some(v) = u.memory {
+        if let Some(v) = u.memory.filter(|v| *v != 0) {
             hc.memory = v;
         }
-        if let Some(v) = u.memory_swap {
+        if let Some(v) = u.memory_swap.filter(|v| *v != 0) {
             hc.memory_swap = v;
         }
-        if let Some(v) = u.memory_reservation {
+        if let Some(v) = u.memory_reservation.filter(|v| *v != 0) {
             hc.memory_reservation = v;
         }
-        if let Some(v) = u.cpu_shares {
+        if let Some(v) = u.cpu_shares.filter(|v| *v != 0) {
             hc.cpu_shares = v;
         }
-        if let Some(v) = u.nano_cpus {
+        if let Some(v) = u.nano_cpus.filter(|v| *v != 0) {
             hc.nano_cpus = v;
         }
-        if let Some(v) = u.cpu_period {
+        if let Some(v) = u.cpu_period.filter(|v| *v != 0) {
             hc.cpu_period = v;
         }
-        if let Some(v) = u.cpu_quota {
+        if let Some(v) = u.cpu_quota.filter(|v| *v != 0) {
             hc.cpu_quota = v;
         }
-        if let Some(v) = u.cpuset_cpus.clone() {
+        if let Some(v) = u.cpuset_cpus.clone().filter(|v| !v.is_empty()) {
             hc.cpuset_cpus = v;
         }
-        if let Some(v) = u.cpuset_mems.clone() {
+        if let Some(v) = u.cpuset_mems.clone().filter(|v| !v.is_empty()) {
             hc.cpuset_mems = v;
         }
         if let Some(v) = u.pids_limit {
             hc.pids_limit = Some(v);
         }
-        if let Some(v) = u.blkio_weight {
+        if let Some(v) = u.blkio_weight.filter(|v| *v != 0) {
             hc.blkio_weight = v;
         }
-        if let Some(rp) = u.restart_policy.clone() {
+        if let Some(rp) = u.restart_policy.clone().filter(|rp| !rp.name.is_empty()) {
             hc.restart_policy = rp;
         }
         validate_resources(&hc)?;
