@@ -5,12 +5,19 @@
 //! - [`shell`]: BuildKit's word processing (quotes, escapes, `$VAR` forms);
 //! - [`dockerignore`]: `.dockerignore` reading and matching with docker's rules;
 //! - [`plan`]: stages, their dependency graph, what a `--target` needs, parallel levels, and
-//!   step cache keys.
+//!   step cache keys;
+//! - [`context`]: the build context on disk (unpacking, ignore rules, source wildcards,
+//!   content hashes) and COPY/ADD's file copying into a mounted layer;
+//! - [`solver`]: runs a plan step by step, with the cache, behind the [`solver::Executor`]
+//!   trait that the engine implements (containers, layers and stores live there).
 //!
-//! Everything here is pure: no filesystem writes, no containers. The engine drives execution.
+//! Parsing and planning are pure; only [`context`] touches the filesystem, and nothing here
+//! starts containers.
 
+pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod goquote;
 pub mod plan;
 pub mod shell;
+pub mod solver;
