@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs docker-py's own integration tests against a private berthd.
+# Usage: scripts/docker-py.sh /path/to/docker-py-checkout [pytest args...]
+# The tests are not in docker-py's PyPI sdist, so a checkout of github.com/docker/docker-py
+# is needed (it is not fetched here: CI machines have no GitHub access). Images the tests
+# expect (alpine:3.10, busybox) are stand-ins imported from Debian's busybox-static.
+set -euo pipefail
+SRC=${1:?usage: $0 DOCKER_PY_CHECKOUT [pytest args]}; shift
+cd "$(dirname "$0")/.."
+python3 -c 'import pytest, docker' 2>/dev/null || pip install -q pytest docker==7.1.0
+cargo build --workspace --bins -q
+W=$(mktemp -d /tmp/berth-dockerpy-XXXXXX)
+SOCK=$W/berth.sock
+target/debug/berthd -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/pid" \
+  --cgroup-parent berth-dockerpy --config-file /dev/null --log-level warn >"$W/berthd.log" 2>&1 &
+trap 'DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1; kill $(cat $W/pid) 2>/dev/null; sleep 0.5; grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf $W' EXIT
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+export DOCKER_HOST=unix://$SOCK DOCKER_CONFIG=$W/docker-config
+R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp"
+cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$R/etc/passwd"; printf 'root:x:0:\n' >"$R/etc/group"
+tar -C "$R" -cf "$W/bb.tar" .
+for t in alpine:3.10 busybox:latest busybox:buildroot-2014.02; do docker import -c 'CMD ["/bin/sh"]' "$W/bb.tar" "$t" >/dev/null; done
+cd "$SRC"
+python3 -m pytest -q -p no:cacheprovider "${@:-tests/integration}" || true
