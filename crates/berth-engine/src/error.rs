@@ -51,6 +51,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Image(#[from] berth_image::Error),
+    #[error(transparent)]
+    Volume(#[from] berth_volume::Error),
 }
 
 impl Error {
@@ -68,6 +70,12 @@ impl Error {
                 berth_image::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
                 berth_image::ErrorKind::Conflict => ErrorKind::Conflict,
                 _ => ErrorKind::Internal,
+            },
+            Error::Volume(e) => match e.kind() {
+                berth_volume::ErrorKind::NotFound => ErrorKind::NotFound,
+                berth_volume::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
+                berth_volume::ErrorKind::Conflict => ErrorKind::Conflict,
+                berth_volume::ErrorKind::Internal => ErrorKind::Internal,
             },
         }
     }

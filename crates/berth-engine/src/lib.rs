@@ -19,6 +19,7 @@ pub mod names;
 pub mod store;
 pub mod system;
 pub mod util;
+pub mod volumes;
 
 pub use config::EngineConfig;
 pub use error::{Error, ErrorKind, Result};
@@ -42,6 +43,7 @@ pub(crate) struct Inner {
     pub names: names::NameIndex,
     pub execs: std::sync::Mutex<HashMap<String, Arc<exec::ExecHandle>>>,
     pub events: events::EventBus,
+    pub volumes: berth_volume::VolumeStore,
 }
 
 impl Engine {
@@ -57,6 +59,7 @@ impl Engine {
         }
         let store = store::Store::open(&cfg.data_root.join("berth.redb"))?;
         let images = ImageStore::open(&cfg.data_root, store.database())?;
+        let volumes = berth_volume::VolumeStore::open(&cfg.data_root, store.database())?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 cfg,
@@ -66,6 +69,7 @@ impl Engine {
                 names: names::NameIndex::default(),
                 execs: std::sync::Mutex::new(HashMap::new()),
                 events: events::EventBus::new(),
+                volumes,
             }),
         };
         engine.restore().await?;

@@ -4,6 +4,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod system;
+pub mod volumes;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -52,6 +53,13 @@ pub fn router(engine: Engine) -> Router {
             get(images::by_name_get)
                 .post(images::by_name_post)
                 .delete(images::by_name_delete),
+        )
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
         )
         .fallback(system::not_found)
         .with_state(engine)

@@ -78,7 +78,7 @@ pub async fn df(State(e): State<Engine>) -> ApiResult<Json<Value>> {
         "LayersSize": layers,
         "Images": images,
         "Containers": containers,
-        "Volumes": [],
+        "Volumes": e.volumes_df().await?,
         "BuildCache": [],
     })))
 }
@@ -137,6 +137,9 @@ fn event_matches(ev: &Event, f: &Filters) -> bool {
         {
             return false;
         }
+    }
+    if f.has("volume") && !(ev.typ == "volume" && f.get("volume").contains(&ev.actor.id)) {
+        return false;
     }
     f.match_labels("label", Some(&ev.actor.attributes))
 }

@@ -94,6 +94,16 @@ impl Engine {
         let data_dir = self.config().container_data_dir(id);
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| Error::io(format!("create {}", data_dir.display()), e))?;
+        let mount_points = {
+            let (hc, config) = (hc.clone(), config.clone());
+            self.blocking(move |e| e.resolve_mounts(&hc, &config))
+                .await?
+        };
+        let anonymous: Vec<String> = mount_points
+            .iter()
+            .filter(|m| m.anonymous)
+            .map(|m| m.name.clone())
+            .collect();
         let rec = Container {
             id: id.to_string(),
             name: name.to_string(),
@@ -114,9 +124,14 @@ impl Engine {
             hosts_path: data_dir.join("hosts"),
             resolv_conf_path: data_dir.join("resolv.conf"),
             cgroups_path: format!("/{}/{}", self.config().cgroup_parent, id),
+            mount_points,
         };
-        super::spec::write_etc_files(&rec, self.config())?;
-        self.inner.store.put(crate::store::CONTAINERS, id, &rec)?;
+        let saved = super::spec::write_etc_files(&rec, self.config())
+            .and_then(|()| self.inner.store.put(crate::store::CONTAINERS, id, &rec));
+        if let Err(e) = saved {
+            self.discard_volumes(&anonymous);
+            return Err(e);
+        }
         self.inner
             .containers
             .write()

@@ -78,7 +78,7 @@ pub fn inspect_json(c: &Container, cfg: &crate::EngineConfig) -> Value {
             },
             "Name": "overlay2"
         },
-        "Mounts": [],
+        "Mounts": super::mounts::mounts_json(&c.mount_points),
         "Config": c.config,
         "NetworkSettings": {
             "Bridge": "",

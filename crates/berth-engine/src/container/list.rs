@@ -133,6 +133,14 @@ impl Engine {
             if f.has("network") && !f.get("network").contains(&c.host_config.network_mode) {
                 continue;
             }
+            if f.has("volume")
+                && !f
+                    .get("volume")
+                    .iter()
+                    .any(|v| super::mounts::uses_volume(&c.mount_points, v))
+            {
+                continue;
+            }
             let mut v = summary(&c);
             if o.size {
                 let key = c.id.clone();
@@ -249,7 +257,7 @@ pub fn summary(c: &Container) -> Value {
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.network_mode},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": super::mounts::mounts_json(&c.mount_points),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod list;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod remove;
 pub mod spec;
 pub mod start;
@@ -67,6 +68,9 @@ pub struct Container {
     pub resolv_conf_path: PathBuf,
     /// cgroups path handed to the runtime.
     pub cgroups_path: String,
+    /// Binds, volumes and tmpfs mounts resolved at create (see `mounts`).
+    #[serde(default)]
+    pub mount_points: Vec<mounts::MountPoint>,
 }
 
 impl Container {

@@ -47,6 +47,7 @@ impl Engine {
             tracing::warn!(id = %h.id, "unmount rootfs: {e}");
         }
         let _ = std::fs::remove_dir_all(&state_dir);
+        self.release_mounts(&h.snapshot());
         let cg = h.snapshot().cgroups_path;
         let _ = berth_runtime::cgroups::remove(&cg);
         let (restart, auto_remove) = h.update(|r| {
@@ -139,6 +140,7 @@ impl Engine {
                                         });
                                     });
                                 }
+                                self.reacquire_mounts(&h.snapshot());
                                 self.spawn_monitor(h.clone(), client);
                                 continue;
                             }

@@ -6,7 +6,7 @@ use crate::{Engine, Error, Result};
 use std::collections::BTreeMap;
 
 impl Engine {
-    pub async fn remove_container(&self, name: &str, force: bool, _volumes: bool) -> Result<()> {
+    pub async fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let h = self.lookup(name)?;
         let _op = h.op.lock().await;
         let status = h.status();
@@ -59,6 +59,14 @@ impl Engine {
             .remove(&c.id);
         self.inner.names.release(&c.name);
         self.drop_execs_of(&c.id);
+        if volumes {
+            let rec = c.clone();
+            self.blocking(move |e| {
+                e.remove_anonymous_volumes(&rec);
+                Ok(())
+            })
+            .await?;
+        }
         self.emit_container(&h, "destroy", BTreeMap::new());
         h.exits.send_modify(|e| e.removed = true);
         Ok(())

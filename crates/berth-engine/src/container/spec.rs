@@ -163,20 +163,8 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
     mounts.push(bind(&c.resolv_conf_path, "/etc/resolv.conf", false));
     mounts.push(bind(&c.hostname_path, "/etc/hostname", false));
     mounts.push(bind(&c.hosts_path, "/etc/hosts", false));
-    for (dst, opts) in hc.tmpfs.iter().flatten() {
-        let mut o = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
-        o.extend(
-            opts.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        );
-        mounts.push(Mount {
-            destination: dst.clone(),
-            source: "tmpfs".into(),
-            typ: "tmpfs".into(),
-            options: o,
-        });
-    }
+    // Binds, volumes and tmpfs of the container (see mounts.rs), ordered parents first.
+    let mounts = super::mounts::merge_mounts(mounts, super::mounts::oci_mounts(c)?);
     let mut ulimits: Vec<Ulimit> = Vec::new();
     for u in cfg
         .default_ulimits

@@ -48,7 +48,19 @@ impl Engine {
             self.blocking(move |e| Ok(e.images().mount_rw_layer(&key, &target)?))
                 .await?;
         }
-        match self.spawn_and_start(h, &c, &rootfs).await {
+        // Volume refs, copy-up and bind sources before the shim; refs dropped if it fails.
+        let prepared = {
+            let (hh, target) = (h.clone(), rootfs.clone());
+            self.blocking(move |e| e.prepare_mounts(&hh, &target)).await
+        };
+        let started = match prepared {
+            Ok(()) => self
+                .spawn_and_start(h, &c, &rootfs)
+                .await
+                .inspect_err(|_| self.release_mounts(&c)),
+            Err(e) => Err(e),
+        };
+        match started {
             Ok(()) => Ok(()),
             Err(err) => {
                 let target = rootfs.clone();

@@ -1,0 +1,450 @@
+//! Volumes, bind mounts and tmpfs through the real docker CLI (and `berth` where it has the
+//! commands): persistence across container removal and berthd crashes, copy-up, read-only
+//! binds, tmpfs limits, `rm -v`, `--rm`, prune, `--volumes-from`, and inspect's `Mounts`.
+
+use berth_e2e::*;
+use serde_json::Value;
+use std::process::Output;
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", text(&o));
+    stdout(&o)
+}
+
+fn json(o: Output) -> Value {
+    let s = ok(o);
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("bad json ({e}): {s}"))
+}
+
+fn volume_names(d: &Daemon) -> Vec<String> {
+    ok(d.docker(&["volume", "ls", "-q"]))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// busybox plus /data (owner 1000:1000, mode 750, with a file) declared as a VOLUME.
+fn import_data_image(d: &Daemon, name: &str) {
+    let work = d.dir.path().join("img");
+    let data = work.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("seed.txt"), "seeded\n").expect("seed");
+    let tar = work.join("image.tar");
+    std::fs::copy(busybox_tar(), &tar).expect("copy fixture");
+    let st = std::process::Command::new("chmod")
+        .args(["750", data.to_str().expect("utf8")])
+        .status()
+        .expect("chmod");
+    assert!(st.success());
+    let st = std::process::Command::new("tar")
+        .args(["-rf", tar.to_str().expect("utf8"), "-C"])
+        .arg(&work)
+        .args(["--owner=1000", "--group=1000", "./data"])
+        .status()
+        .expect("tar");
+    assert!(st.success(), "tar -r failed");
+    ok(d.docker(&[
+        "import",
+        "-c",
+        "VOLUME /data",
+        tar.to_str().expect("utf8"),
+        name,
+    ]));
+}
+
+#[test]
+fn named_volume_survives_rm_and_crash() {
+    let mut d = Daemon::start();
+    d.import_busybox("busybox");
+    let vol = unique("data");
+    assert_eq!(ok(d.docker(&["volume", "create", &vol])).trim(), vol);
+    let v = json(d.docker(&["volume", "inspect", &vol]));
+    assert_eq!(v[0]["Name"], vol.as_str());
+    assert_eq!(v[0]["Driver"], "local");
+    assert_eq!(v[0]["Scope"], "local");
+    let mp = v[0]["Mountpoint"].as_str().expect("mountpoint").to_string();
+    assert!(mp.ends_with(&format!("volumes/{vol}/_data")), "{mp}");
+    assert!(ok(d.berth(&["volume", "ls"])).contains(&vol));
+
+    let bind = format!("{vol}:/data");
+    ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo one > /data/f",
+    ]));
+    // A container killed with berthd crashed: what it wrote stays.
+    let name = unique("writer");
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo two >> /data/f; sync; sleep 300",
+    ]));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    d.crash();
+    d.spawn();
+    assert_eq!(
+        ok(d.docker(&["inspect", "-f", "{{.State.Running}}", &name])).trim(),
+        "true"
+    );
+    // In use (by a running and by a stopped container): 409 naming the container.
+    let out = d.docker(&["volume", "rm", &vol]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("volume is in use"), "{err}");
+    ok(d.docker(&["rm", "-f", &name]));
+    d.crash();
+    d.spawn();
+    let out = ok(d.docker(&["run", "--rm", "-v", &bind, "busybox", "cat", "/data/f"]));
+    assert_eq!(out, "one\ntwo\n");
+    let stopped = unique("stopped");
+    ok(d.docker(&["create", "--name", &stopped, "-v", &bind, "busybox", "true"]));
+    let out = d.berth(&["volume", "rm", &vol]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("volume is in use"), "{}", text(&out));
+    // rm -v never removes a named volume.
+    ok(d.docker(&["rm", "-v", &stopped]));
+    assert!(volume_names(&d).contains(&vol));
+    // system df counts it.
+    let df = ok(d.docker(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]));
+    assert!(df.contains("Local Volumes 1"), "{df}");
+    ok(d.docker(&["volume", "rm", &vol]));
+    assert!(!volume_names(&d).contains(&vol));
+    assert!(!std::path::Path::new(&mp).exists());
+    let out = d.docker(&["volume", "inspect", &vol]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no such volume"), "{}", text(&out));
+}
+
+#[test]
+fn copy_up_keeps_ownership_and_nocopy_skips() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    import_data_image(&d, "datimg");
+    // A named volume on /etc gets the image's passwd.
+    let etc = unique("etc");
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{etc}:/etc"),
+        "busybox",
+        "cat",
+        "/etc/passwd",
+    ]));
+    assert!(out.starts_with("root:x:0:0"), "{out}");
+    let mp = json(d.docker(&["volume", "inspect", &etc]))[0]["Mountpoint"]
+        .as_str()
+        .expect("mountpoint")
+        .to_string();
+    assert!(std::path::Path::new(&mp).join("passwd").exists());
+    // Owner, mode and content of the image's directory come along.
+    let v = unique("own");
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{v}:/data"),
+        "datimg",
+        "sh",
+        "-c",
+        "stat -c '%u:%g %a' /data; cat /data/seed.txt",
+    ]));
+    assert_eq!(out, "1000:1000 750\nseeded\n");
+    // volume-nocopy: the volume stays empty.
+    let n = unique("nocopy");
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=volume,src={n},dst=/data,volume-nocopy"),
+        "datimg",
+        "ls",
+        "-A",
+        "/data",
+    ]));
+    assert_eq!(out, "");
+    // The image's VOLUME becomes an anonymous volume, copied up, removed by rm -v.
+    let c = unique("anon");
+    ok(d.docker(&["run", "--name", &c, "datimg", "cat", "/data/seed.txt"]));
+    let mounts = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &c]));
+    assert_eq!(mounts.as_array().expect("array").len(), 1, "{mounts}");
+    let m = &mounts[0];
+    assert_eq!(m["Type"], "volume");
+    assert_eq!(m["Destination"], "/data");
+    assert_eq!(m["Driver"], "local");
+    assert_eq!(m["Mode"], "");
+    assert_eq!(m["RW"], true);
+    assert_eq!(m["Propagation"], "");
+    let anon = m["Name"].as_str().expect("name").to_string();
+    assert_eq!(anon.len(), 64, "{anon}");
+    assert!(volume_names(&d).contains(&anon));
+    let ps = ok(d.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("volume={anon}"),
+        "--format",
+        "{{.Names}}",
+    ]));
+    assert_eq!(ps.trim(), c);
+    ok(d.docker(&["rm", "-v", &c]));
+    assert!(!volume_names(&d).contains(&anon));
+    // --rm removes the anonymous volume too (and -v /path is one).
+    let before = volume_names(&d);
+    ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "/scratch",
+        "busybox",
+        "touch",
+        "/scratch/x",
+    ]));
+    ok(d.docker(&["run", "--rm", "datimg", "true"]));
+    assert_eq!(volume_names(&d), before);
+}
+
+#[test]
+fn binds_tmpfs_and_read_only_rootfs() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let host = d.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    std::fs::write(host.join("in.txt"), "from host\n").expect("write");
+    let h = host.to_str().expect("utf8");
+    // Read-only bind: reads work, writes fail.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{h}:/data:ro"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/in.txt && echo x > /data/new",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "from host\n");
+    assert!(
+        text(&out).contains("Read-only file system"),
+        "{}",
+        text(&out)
+    );
+    // Read-write bind: the host sees the write.
+    ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{h}:/data"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo back > /data/out.txt",
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).expect("read"),
+        "back\n"
+    );
+    // -v creates a missing host directory; --mount refuses it with docker's message.
+    let missing = d.dir.path().join("made-by-v");
+    let m = missing.to_str().expect("utf8");
+    let c = unique("bind");
+    ok(d.docker(&[
+        "run",
+        "--name",
+        &c,
+        "-v",
+        &format!("{m}:/m"),
+        "busybox",
+        "true",
+    ]));
+    assert!(missing.is_dir());
+    let mounts = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &c]));
+    assert_eq!(
+        mounts,
+        serde_json::json!([{"Type":"bind","Source":m,"Destination":"/m","Mode":"","RW":true,"Propagation":"rprivate"}])
+    );
+    let binds = ok(d.docker(&["inspect", "-f", "{{json .HostConfig.Binds}}", &c]));
+    assert_eq!(binds.trim(), format!("[\"{m}:/m\"]"));
+    let gone = d.dir.path().join("not-there");
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,source={},target=/x", gone.display()),
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+            gone.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    // tmpfs with a size: 2 MB do not fit in 1 MB.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/t:size=1m",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/t/big bs=1024 count=2048",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("No space left on device"),
+        "{}",
+        text(&out)
+    );
+    ok(d.docker(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/t:size=1m",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/t/small bs=1024 count=512",
+    ]));
+    // --mount type=tmpfs shows up in Mounts.
+    let c = unique("tmpfs");
+    ok(d.docker(&[
+        "create",
+        "--name",
+        &c,
+        "--mount",
+        "type=tmpfs,target=/scratch",
+        "busybox",
+        "true",
+    ]));
+    let mounts = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &c]));
+    assert_eq!(
+        mounts,
+        serde_json::json!([{"Type":"tmpfs","Source":"","Destination":"/scratch","Mode":"","RW":true,"Propagation":""}])
+    );
+    // --read-only: the rootfs refuses writes, tmpfs and volumes take them.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/t",
+        "-v",
+        "/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a > /t/a && echo b > /vol/b && cat /t/a /vol/b && touch /rootfile",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "a\nb\n");
+    assert!(
+        text(&out).contains("Read-only file system"),
+        "{}",
+        text(&out)
+    );
+    // Invalid specs are refused at create with a 400 naming the problem.
+    let out = d.docker(&["create", "-v", "/a:/b:bogus", "busybox"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("invalid mode: bogus"), "{}", text(&out));
+}
+
+#[test]
+fn prune_and_volumes_from() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    // --volumes-from shares the volumes, :ro makes them read-only.
+    let shared = unique("shared");
+    let src = unique("src");
+    ok(d.docker(&[
+        "run",
+        "--name",
+        &src,
+        "-v",
+        &format!("{shared}:/s"),
+        "-v",
+        "/anon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /s/f; echo an > /anon/g",
+    ]));
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        &src,
+        "busybox",
+        "cat",
+        "/s/f",
+        "/anon/g",
+    ]));
+    assert_eq!(out, "hi\nan\n");
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        &format!("{src}:ro"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /s/f",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Read-only file system"),
+        "{}",
+        text(&out)
+    );
+    let mounts = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &src]));
+    let named = mounts
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|m| m["Destination"] == "/s")
+        .expect("/s mount")
+        .clone();
+    assert_eq!(named["Name"], shared.as_str());
+    assert_eq!(named["Mode"], "z");
+    // While the source container exists, nothing of it is pruned.
+    let before = volume_names(&d);
+    ok(d.docker(&["volume", "prune", "-af"]));
+    assert_eq!(volume_names(&d), before);
+    ok(d.docker(&["rm", &src]));
+    // Unused: an anonymous one (from -v /anon), a named one, and a labelled named one.
+    let keep = unique("keep");
+    ok(d.docker(&["volume", "create", "--label", "keep=yes", &keep]));
+    let out = ok(d.docker(&["volume", "prune", "-f"]));
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    let names = volume_names(&d);
+    assert!(
+        names.contains(&shared) && names.contains(&keep),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 2, "anonymous volume not pruned: {names:?}");
+    let dangling = ok(d.docker(&["volume", "ls", "-q", "--filter", "dangling=true"]));
+    assert_eq!(dangling.lines().count(), 2);
+    ok(d.docker(&["volume", "prune", "-af", "--filter", "label!=keep"]));
+    assert_eq!(volume_names(&d), vec![keep.clone()]);
+    let out = ok(d.berth(&["volume", "ls", "-q", "--filter", "label=keep=yes"]));
+    assert_eq!(out.trim(), keep);
+    ok(d.berth(&["volume", "prune", "-a", "-f"]));
+    assert!(volume_names(&d).is_empty());
+}
