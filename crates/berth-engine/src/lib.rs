@@ -7,8 +7,10 @@
 
 #![recursion_limit = "256"]
 
+pub mod build;
 pub mod config;
 pub mod container;
+pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -16,6 +18,7 @@ pub mod filters;
 pub mod images;
 pub mod models;
 pub mod names;
+pub mod network;
 pub mod store;
 pub mod system;
 pub mod util;
@@ -43,7 +46,9 @@ pub(crate) struct Inner {
     pub names: names::NameIndex,
     pub execs: std::sync::Mutex<HashMap<String, Arc<exec::ExecHandle>>>,
     pub events: events::EventBus,
+    pub network: network::NetworkService,
     pub volumes: berth_volume::VolumeStore,
+    pub registry: berth_distribution::Client,
 }
 
 impl Engine {
@@ -60,6 +65,8 @@ impl Engine {
         let store = store::Store::open(&cfg.data_root.join("berth.redb"))?;
         let images = ImageStore::open(&cfg.data_root, store.database())?;
         let volumes = berth_volume::VolumeStore::open(&cfg.data_root, store.database())?;
+        let network = network::NetworkService::open(&cfg).await?;
+        let registry = distribution::registry_client(&cfg);
         let engine = Engine {
             inner: Arc::new(Inner {
                 cfg,
@@ -69,7 +76,9 @@ impl Engine {
                 names: names::NameIndex::default(),
                 execs: std::sync::Mutex::new(HashMap::new()),
                 events: events::EventBus::new(),
+                network,
                 volumes,
+                registry,
             }),
         };
         engine.restore().await?;

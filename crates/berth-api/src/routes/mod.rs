@@ -1,9 +1,13 @@
 //! Routes, one module per resource. Each handler parses, calls the engine, renders.
 
+pub mod build;
 pub mod containers;
+pub mod distribution;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod system;
+pub mod tools;
 pub mod volumes;
 
 use axum::routing::{get, post};
@@ -17,6 +21,9 @@ pub fn router(engine: Engine) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/system/df", get(system::df))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
+        .route("/auth", post(distribution::auth))
         .route("/swarm/leave", post(system::swarm_leave))
         .route("/swarm", get(system::swarm_inspect))
         .route("/containers/create", post(containers::create))
@@ -35,6 +42,17 @@ pub fn router(engine: Engine) -> Router {
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}/top", get(tools::top))
+        .route("/containers/{id}/stats", get(tools::stats))
+        .route(
+            "/containers/{id}/archive",
+            get(tools::archive_get)
+                .head(tools::archive_head)
+                .put(tools::archive_put),
+        )
+        .route("/containers/{id}/changes", get(tools::changes))
+        .route("/containers/{id}/export", get(tools::export))
+        .route("/commit", post(tools::commit))
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),
@@ -43,6 +61,15 @@ pub fn router(engine: Engine) -> Router {
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))

@@ -79,7 +79,7 @@ pub async fn df(State(e): State<Engine>) -> ApiResult<Json<Value>> {
         "Images": images,
         "Containers": containers,
         "Volumes": e.volumes_df().await?,
-        "BuildCache": [],
+        "BuildCache": e.build_cache_usage()?,
     })))
 }
 

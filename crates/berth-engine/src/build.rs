@@ -1,0 +1,907 @@
+//! Image builds: the engine's [`Executor`] for berth-build's solver, the build cache index
+//! and `builder prune`.
+//!
+//! The solver decides what each Dockerfile step does; this module does it with the engine's
+//! own parts:
+//! - RUN gets an rw layer on its parent image, mounted under `exec-root/build/<id>/rootfs`,
+//!   an OCI bundle made from a [`SpecOptions`] (the step's env, user, workdir, network and
+//!   `--mount`s), and a `berth-shim` driving crun exactly as `docker start` does; its output
+//!   is read from a shim attach stream and forwarded as build progress. The container never
+//!   enters the container table: it is the builder's, not the user's.
+//! - COPY, ADD and WORKDIR write into a mounted rw layer directly (berth-build's context
+//!   module does the file work, confined to the root).
+//! - Each filesystem step is committed with `commit_rw_layer`; metadata-only steps become a
+//!   config-only image over the parent's layers (`create_image` with a new config blob).
+//! - The cache index is the redb table `engine_build_cache`: cache key → image id, with the
+//!   step text and timestamps for `system df`. Cached images are ordinary (untagged) images;
+//!   `builder prune` drops the index and the images only it kept.
+
+use crate::{util, Engine, Error, Result};
+use berth_build::context::{self, BuildContext, CopyOptions};
+use berth_build::solver::{
+    self, BuildRequest, CopySource, CopyStep, Executor, FsOp, ImageState, MountSource, RunNetwork,
+    RunStep,
+};
+use berth_image::config::{ContainerConfig, ImageConfigFile};
+use berth_image::{LayerSource, Reference};
+use berth_runtime::shim::{ShimClient, ShimConfig};
+use berth_runtime::spec::{Mount as SpecMount, NetworkNs, SpecOptions};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncReadExt;
+
+pub use berth_build::solver::Progress;
+
+/// The build cache index.
+pub const BUILD_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("engine_build_cache");
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One cache entry.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct CacheRecord {
+    pub image_id: String,
+    /// The step, as printed after `Step n/m :`.
+    pub description: String,
+    pub created: String,
+    pub last_used: String,
+    pub usage_count: u64,
+}
+
+/// The options of `POST /build` the engine acts on.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The Dockerfile's path inside the context (default `Dockerfile`).
+    pub dockerfile: String,
+    pub tags: Vec<String>,
+    pub target: Option<String>,
+    pub build_args: HashMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub network: Option<String>,
+    pub platform: Option<String>,
+    /// `--cache-from`: accepted; the local cache index already covers local images.
+    pub cache_from: Vec<String>,
+}
+
+/// What a finished build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub id: String,
+    /// Familiar names of the tags applied (`x:latest`).
+    pub tags: Vec<String>,
+}
+
+impl Engine {
+    /// Builds an image from a tar context (plain or gzip), streaming the classic builder's
+    /// progress text; tags the result.
+    pub async fn build_image(
+        &self,
+        context: impl Read + Send + 'static,
+        opts: BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<BuildResult> {
+        let mut refs = Vec::new();
+        for t in &opts.tags {
+            let r = Reference::parse_named(t)
+                .map_err(|e| Error::InvalidArgument(format!("invalid tag {t:?}: {e}")))?;
+            refs.push(r);
+        }
+        let dir = self
+            .config()
+            .data_root
+            .join("builder")
+            .join(format!("ctx-{}", &util::new_id()[..16]));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let res = self.build_in(context, &dir, &opts, progress).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let id = res?;
+        let mut tags = Vec::new();
+        for r in refs {
+            let (id2, r2) = (id.clone(), r.clone());
+            self.blocking(move |e| Ok(e.images().tag(&id2, &r2)?))
+                .await?;
+            tags.push(r.familiar());
+        }
+        let mut attrs = BTreeMap::new();
+        attrs.insert(
+            "name".to_string(),
+            tags.first().cloned().unwrap_or_default(),
+        );
+        self.events().emit("image", "build", &id, attrs);
+        Ok(BuildResult { id, tags })
+    }
+
+    async fn build_in(
+        &self,
+        context: impl Read + Send + 'static,
+        dir: &Path,
+        opts: &BuildOptions,
+        progress: &dyn Progress,
+    ) -> Result<String> {
+        let d = dir.to_path_buf();
+        let df_name = if opts.dockerfile.is_empty() {
+            "Dockerfile".to_string()
+        } else {
+            opts.dockerfile.clone()
+        };
+        let name = df_name.clone();
+        let dockerfile = tokio::task::spawn_blocking(move || -> Result<String> {
+            context::extract_context(context, &d)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let ctx =
+                BuildContext::open(&d, &name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            ctx.read_dockerfile(&name).map_err(|e| match e {
+                context::ContextError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Error::InvalidArgument(format!("Cannot locate specified Dockerfile: {name}"))
+                }
+                e => Error::InvalidArgument(e.to_string()),
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("build context task: {e}")))??;
+        let req = BuildRequest {
+            dockerfile,
+            build_args: opts.build_args.clone(),
+            target: opts.target.clone().filter(|t| !t.is_empty()),
+            no_cache: opts.no_cache,
+            pull: opts.pull,
+            labels: opts.labels.clone(),
+            network: opts.network.clone(),
+            platform: opts.platform.clone().filter(|p| !p.is_empty()),
+        };
+        let exec = EngineExecutor {
+            engine: self.clone(),
+            context: dir.to_path_buf(),
+        };
+        let out = solver::build(&exec, &req, progress)
+            .await
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok(out.image_id)
+    }
+
+    /// The build cache for `system df`: Docker's `BuildCache` objects.
+    pub fn build_cache_usage(&self) -> Result<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        for (key, rec) in self.cache_records()? {
+            let size = self.step_size(&rec.image_id).unwrap_or(0);
+            out.push(serde_json::json!({
+                "ID": key.trim_start_matches("sha256:").chars().take(25).collect::<String>(),
+                "Parent": "",
+                "Type": "regular",
+                "Description": rec.description,
+                "InUse": false,
+                "Shared": false,
+                "Size": size,
+                "CreatedAt": rec.created,
+                "LastUsedAt": rec.last_used,
+                "UsageCount": rec.usage_count,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// `builder prune`: forgets the cache index and deletes the images only it kept (not
+    /// tagged, not used by a container). Returns the deleted cache ids and bytes freed.
+    pub async fn prune_build_cache(&self) -> Result<(Vec<String>, u64)> {
+        let in_use: HashSet<String> = self
+            .all_handles()
+            .iter()
+            .map(|h| h.snapshot().image)
+            .collect();
+        self.blocking(move |e| {
+            let records = e.cache_records()?;
+            let mut deleted = Vec::new();
+            let mut reclaimed = 0u64;
+            let db = e.inner.store.database();
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(BUILD_CACHE)?;
+                for (key, _) in &records {
+                    t.remove(key.as_str())?;
+                }
+            }
+            tx.commit()?;
+            // Newest first, so an image is deleted before the one it was built on.
+            let mut ids: Vec<(String, String, String)> = records
+                .into_iter()
+                .map(|(k, r)| (r.created.clone(), k, r.image_id))
+                .collect();
+            ids.sort();
+            ids.reverse();
+            let mut seen = HashSet::new();
+            for (_, key, id) in ids {
+                deleted.push(key.trim_start_matches("sha256:").chars().take(25).collect());
+                if !seen.insert(id.clone()) || in_use.contains(&id) {
+                    continue;
+                }
+                let Ok(img) = e.images().get(&id) else {
+                    continue;
+                };
+                if !img.repo_tags.is_empty() {
+                    continue;
+                }
+                let size = e.step_size(&id).unwrap_or(0);
+                if e.images().delete(&id).is_ok() {
+                    reclaimed += size;
+                }
+            }
+            Ok((deleted, reclaimed))
+        })
+        .await
+    }
+
+    fn cache_records(&self) -> Result<Vec<(String, CacheRecord)>> {
+        let db = self.inner.store.database();
+        let tx = db.begin_read()?;
+        let t = match tx.open_table(BUILD_CACHE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            if let Ok(rec) = serde_json::from_slice::<CacheRecord>(v.value()) {
+                out.push((k.value().to_string(), rec));
+            }
+        }
+        Ok(out)
+    }
+
+    fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>> {
+        let db = self.inner.store.database();
+        let tx = db.begin_read()?;
+        let t = match tx.open_table(BUILD_CACHE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(key)?
+            .and_then(|v| serde_json::from_slice(v.value()).ok()))
+    }
+
+    /// Bytes the step that made `id` added: its top layer, or 0 for a config-only step.
+    fn step_size(&self, id: &str) -> Result<u64> {
+        let img = self.images().get(id)?;
+        if img
+            .config
+            .history
+            .last()
+            .is_some_and(|h| h.empty_layer.unwrap_or(false))
+        {
+            return Ok(0);
+        }
+        let rec = self.images().image_record(id)?;
+        Ok(rec.layers.last().map(|l| l.size).unwrap_or(0))
+    }
+}
+
+/// The engine's side of a build.
+struct EngineExecutor {
+    engine: Engine,
+    /// The unpacked context.
+    context: PathBuf,
+}
+
+fn state_of(img: berth_image::Image) -> ImageState {
+    ImageState {
+        id: Some(img.id),
+        config: img.config,
+    }
+}
+
+/// A temporary rw layer mounted for one step; removed on drop unless committed.
+struct StepLayer {
+    engine: Engine,
+    key: String,
+    mount: PathBuf,
+}
+
+impl StepLayer {
+    fn create(engine: &Engine, parent: Option<&str>, dir: &Path) -> Result<StepLayer> {
+        let key = format!("build-{}", &util::new_id()[..24]);
+        engine.images().create_rw_layer(&key, parent)?;
+        let layer = StepLayer {
+            engine: engine.clone(),
+            key,
+            mount: dir.to_path_buf(),
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        engine.images().mount_rw_layer(&layer.key, dir)?;
+        Ok(layer)
+    }
+
+    fn unmount(&self) -> Result<()> {
+        Ok(self.engine.images().unmount_rw_layer(&self.mount)?)
+    }
+
+    fn commit(&self, config: ContainerConfig, created_by: String) -> Result<ImageState> {
+        self.unmount()?;
+        let img = self.engine.images().commit_rw_layer(
+            &self.key,
+            berth_image::CommitOptions {
+                config: Some(config),
+                created_by: Some(created_by),
+                ..Default::default()
+            },
+        )?;
+        Ok(state_of(img))
+    }
+}
+
+impl Drop for StepLayer {
+    fn drop(&mut self) {
+        let _ = self.engine.images().unmount_rw_layer(&self.mount);
+        let _ = self.engine.images().remove_rw_layer(&self.key);
+        let _ = std::fs::remove_dir(&self.mount);
+    }
+}
+
+fn msg(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl EngineExecutor {
+    fn work_dir(&self, id: &str) -> PathBuf {
+        self.engine.config().exec_root.join("build").join(id)
+    }
+
+    /// Mounts a source image (COPY --from, RUN --mount=from=) read for one step.
+    fn source_layer(&self, id: &Option<String>, dir: &Path) -> Result<Option<StepLayer>> {
+        match id {
+            Some(id) => Ok(Some(StepLayer::create(&self.engine, Some(id), dir)?)),
+            None => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn do_copy(&self, rootfs: &Path, c: &CopyStep, scratch: &Path) -> Result<()> {
+        let owner = match &c.chown {
+            Some(u) => {
+                let r = berth_runtime::user::resolve_user(rootfs, u)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                Some((r.uid, r.gid))
+            }
+            None => None,
+        };
+        let opts = CopyOptions {
+            owner,
+            keep_owner: matches!(c.source, CopySource::Image(_)),
+            chmod: c.chmod,
+            excludes: c.excludes.clone(),
+            parents: c.parents,
+            unpack_archives: c.add,
+        };
+        if let Some(url) = c.sources.iter().find(|s| {
+            s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+        }) {
+            return Err(Error::InvalidArgument(format!(
+                "ADD from a remote URL is not supported by this berthd: {url}"
+            )));
+        }
+        if !c.contents.is_empty() {
+            context::write_contents(rootfs, &c.contents, &c.dest, &opts)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        if c.sources.is_empty() {
+            return Ok(());
+        }
+        let _src_layer;
+        let src_root: PathBuf = match &c.source {
+            CopySource::Context => self.context.clone(),
+            CopySource::Image(id) => {
+                _src_layer = self.source_layer(id, scratch)?;
+                scratch.to_path_buf()
+            }
+        };
+        context::copy_sources(&src_root, &c.sources, rootfs, &c.dest, &opts).map_err(|e| {
+            let text = e.to_string();
+            Error::InvalidArgument(
+                if text.starts_with("file not found") || text.starts_with("no source") {
+                    format!("COPY failed: {text}")
+                } else {
+                    text
+                },
+            )
+        })
+    }
+
+    async fn run_inner(
+        &self,
+        parent: &ImageState,
+        step: &RunStep,
+        progress: &dyn Progress,
+        work: &Path,
+    ) -> std::result::Result<ImageState, std::result::Result<i64, String>> {
+        let cfg = self.engine.config().clone();
+        let rootfs = work.join("rootfs");
+        let layer = {
+            let (e, p, r) = (self.engine.clone(), parent.id.clone(), rootfs.clone());
+            tokio::task::spawn_blocking(move || StepLayer::create(&e, p.as_deref(), &r))
+                .await
+                .map_err(|e| Err(msg(e)))?
+                .map_err(|e| Err(msg(e)))?
+        };
+        let mut sources = Vec::new();
+        let mut mounts = Vec::new();
+        for (i, m) in step.mounts.iter().enumerate() {
+            let mount = &m.mount;
+            let target = mount
+                .target
+                .clone()
+                .ok_or_else(|| Err("mount target is required".to_string()))?;
+            use berth_build::dockerfile::instructions::MountType;
+            match mount.typ {
+                MountType::Cache => {
+                    let id = mount.cache_id.clone().unwrap_or_else(|| target.clone());
+                    let hash = hex::encode(Sha256::digest(id.as_bytes()));
+                    let dir = cfg.data_root.join("buildcache").join(&hash[..32]);
+                    if !dir.exists() {
+                        std::fs::create_dir_all(&dir).map_err(|e| Err(msg(e)))?;
+                        let mode = mount.mode.unwrap_or(0o755);
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+                        let _ = std::os::unix::fs::chown(&dir, mount.uid, mount.gid);
+                    }
+                    mounts.push(bind(&dir, &target, false));
+                }
+                MountType::Tmpfs => {
+                    let mut options = vec!["nosuid".to_string(), "nodev".into()];
+                    if let Some(s) = mount.size_limit.filter(|s| *s > 0) {
+                        options.push(format!("size={s}"));
+                    }
+                    mounts.push(SpecMount {
+                        destination: target,
+                        source: "tmpfs".into(),
+                        typ: "tmpfs".into(),
+                        options,
+                    });
+                }
+                MountType::Bind => {
+                    let root = match &m.source {
+                        MountSource::Context => self.context.clone(),
+                        MountSource::Image(id) => {
+                            let dir = work.join(format!("src{i}"));
+                            let (e, id2, d2) = (self.engine.clone(), id.clone(), dir.clone());
+                            let exec = EngineExecutor {
+                                engine: e,
+                                context: self.context.clone(),
+                            };
+                            let l = tokio::task::spawn_blocking(move || exec.source_layer(&id2, &d2))
+                                .await
+                                .map_err(|e| Err(msg(e)))?
+                                .map_err(|e| Err(msg(e)))?;
+                            sources.push(l);
+                            dir
+                        }
+                    };
+                    let src = context::resolve(&root, mount.source.as_deref().unwrap_or("/"))
+                        .map_err(|e| Err(msg(e)))?;
+                    mounts.push(bind(&src, &target, mount.read_only));
+                }
+                MountType::Secret | MountType::Ssh => {
+                    return Err(Err(
+                        "RUN --mount=type=secret and type=ssh need BuildKit; the classic builder does not support them".into(),
+                    ))
+                }
+            }
+        }
+        let user = berth_runtime::user::resolve_user(&rootfs, &step.user)
+            .map_err(|e| Err(format!("unable to find user {}: {e}", step.user)))?;
+        // Like dockerd, make sure the working directory exists.
+        context::mkdir_all(&rootfs, &step.workdir, &CopyOptions::default())
+            .map_err(|e| Err(msg(e)))?;
+        let mut env = step.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!(
+                "HOME={}",
+                if user.home.is_empty() {
+                    "/"
+                } else {
+                    &user.home
+                }
+            ));
+        }
+        let host_net = step.network == RunNetwork::Host;
+        if host_net {
+            for f in ["/etc/resolv.conf", "/etc/hosts"] {
+                if Path::new(f).exists() {
+                    mounts.push(bind(Path::new(f), f, true));
+                }
+            }
+        }
+        let id = format!("build-{}", &step.container_id[..24]);
+        let opts = SpecOptions {
+            rootfs: rootfs.clone(),
+            args: step.args.clone(),
+            env,
+            cwd: step.workdir.clone(),
+            user,
+            hostname: step.container_id[..12].to_string(),
+            mounts,
+            network: if host_net {
+                NetworkNs::Host
+            } else {
+                NetworkNs::New
+            },
+            shm_size: Some(cfg.default_shm_size as u64),
+            cgroups_path: format!("/{}/{}", cfg.cgroup_parent, id),
+            ..Default::default()
+        };
+        let spec = berth_runtime::spec::generate(&opts).map_err(|e| Err(msg(e)))?;
+        let state_dir = work.join("state");
+        berth_runtime::spec::write_bundle(&state_dir, &spec).map_err(|e| Err(msg(e)))?;
+        let shim_cfg = ShimConfig {
+            id: id.clone(),
+            bundle: state_dir.clone(),
+            state_dir: state_dir.clone(),
+            runtime: cfg.runtime.clone().into(),
+            runtime_root: cfg.runtime_root(),
+            log_path: PathBuf::new(),
+            log_max_size: None,
+            log_max_files: 1,
+            terminal: false,
+            open_stdin: false,
+            stdin_once: false,
+        };
+        let shim_bin = cfg.shim_binary.clone();
+        let spawned = tokio::task::spawn_blocking(move || {
+            berth_runtime::shim::spawn_shim(&shim_bin, &shim_cfg)
+        })
+        .await
+        .map_err(|e| Err(msg(e)))?;
+        let result = match spawned {
+            Err(e) => Err(Err(crate::container::start::docker_start_error(
+                &e.to_string(),
+            ))),
+            Ok(_) => self.drive(&state_dir, progress).await,
+        };
+        let _ = berth_runtime::cgroups::remove(&opts.cgroups_path);
+        drop(sources);
+        let code = result?;
+        if code != 0 {
+            return Err(Ok(code));
+        }
+        let (config, created_by) = (step.config.clone(), step.created_by.clone());
+        tokio::task::spawn_blocking(move || layer.commit(config, created_by))
+            .await
+            .map_err(|e| Err(msg(e)))?
+            .map_err(|e| Err(msg(e)))
+    }
+
+    /// Attaches, starts, forwards output until the process exits; its exit code.
+    async fn drive(
+        &self,
+        state_dir: &Path,
+        progress: &dyn Progress,
+    ) -> std::result::Result<i64, std::result::Result<i64, String>> {
+        let client = ShimClient::connect(state_dir)
+            .await
+            .map_err(|e| Err(format!("connect to build shim: {e}")))?;
+        let res = async {
+            let mut stream = client
+                .attach(false, true, true)
+                .await
+                .map_err(|e| format!("attach to build container: {e}"))?;
+            client
+                .start()
+                .await
+                .map_err(|e| crate::container::start::docker_start_error(&e.to_string()))?;
+            // Docker's multiplexed frames: [stream, 0, 0, 0, len u32 BE] then the payload.
+            let mut pending: Vec<u8> = Vec::new();
+            loop {
+                let mut head = [0u8; 8];
+                if stream.read_exact(&mut head).await.is_err() {
+                    break;
+                }
+                let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+                let mut data = vec![0u8; len];
+                if stream.read_exact(&mut data).await.is_err() {
+                    break;
+                }
+                pending.extend_from_slice(&data);
+                // Forward whole UTF-8 text; keep an incomplete trailing sequence for later.
+                let valid = match std::str::from_utf8(&pending) {
+                    Ok(_) => pending.len(),
+                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                    Err(_) => pending.len(),
+                };
+                if valid > 0 {
+                    progress.stream(&String::from_utf8_lossy(&pending[..valid]));
+                    pending.drain(..valid);
+                }
+            }
+            if !pending.is_empty() {
+                progress.stream(&String::from_utf8_lossy(&pending));
+            }
+            let info = client
+                .wait()
+                .await
+                .map_err(|e| format!("wait for build container: {e}"))?;
+            Ok::<i64, String>(info.exit_code)
+        }
+        .await;
+        if res.is_err() {
+            let _ = client.kill(9, true).await;
+            let _ = client.wait().await;
+        }
+        let _ = client.shutdown().await;
+        res.map_err(Err)
+    }
+}
+
+fn bind(src: &Path, dst: &str, ro: bool) -> SpecMount {
+    SpecMount {
+        destination: dst.into(),
+        source: src.to_string_lossy().into_owned(),
+        typ: "bind".into(),
+        options: vec![
+            "rbind".into(),
+            "rprivate".into(),
+            if ro { "ro".into() } else { "rw".into() },
+        ],
+    }
+}
+
+impl Executor for EngineExecutor {
+    async fn resolve_image(
+        &self,
+        name: &str,
+        _platform: Option<&str>,
+        _pull: bool,
+        _progress: &dyn Progress,
+    ) -> std::result::Result<ImageState, String> {
+        let n = name.to_string();
+        self.engine
+            .blocking(move |e| {
+                e.images().get(&n).map_err(|err| {
+                    if err.kind() == berth_image::ErrorKind::NotFound {
+                        Error::NotFound(format!("No such image: {n}"))
+                    } else {
+                        Error::from(err)
+                    }
+                })
+            })
+            .await
+            .map(state_of)
+            .map_err(msg)
+    }
+
+    async fn load_image(&self, id: &str) -> std::result::Result<ImageState, String> {
+        let n = id.to_string();
+        self.engine
+            .blocking(move |e| Ok(e.images().get(&n)?))
+            .await
+            .map(state_of)
+            .map_err(msg)
+    }
+
+    async fn cache_lookup(&self, key: &str) -> Option<String> {
+        let k = key.to_string();
+        self.engine
+            .blocking(move |e| {
+                let Some(mut rec) = e.cache_get(&k)? else {
+                    return Ok(None);
+                };
+                if e.images().get(&rec.image_id).is_err() {
+                    return Ok(None);
+                }
+                rec.last_used = util::now_rfc3339();
+                rec.usage_count += 1;
+                e.inner.store.put(BUILD_CACHE, &k, &rec)?;
+                Ok(Some(rec.image_id))
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn cache_record(
+        &self,
+        key: &str,
+        image_id: &str,
+        description: &str,
+    ) -> std::result::Result<(), String> {
+        let now = util::now_rfc3339();
+        let rec = CacheRecord {
+            image_id: image_id.to_string(),
+            description: description.to_string(),
+            created: now.clone(),
+            last_used: now,
+            usage_count: 0,
+        };
+        let k = key.to_string();
+        self.engine
+            .blocking(move |e| e.inner.store.put(BUILD_CACHE, &k, &rec))
+            .await
+            .map_err(msg)
+    }
+
+    async fn commit_config(
+        &self,
+        parent: &ImageState,
+        mut config: ImageConfigFile,
+    ) -> std::result::Result<ImageState, String> {
+        config.created = Some(util::now_rfc3339());
+        let parent_id = parent.id.clone();
+        self.engine
+            .blocking(move |e| {
+                let layers: Vec<LayerSource> = match &parent_id {
+                    Some(id) => e
+                        .images()
+                        .image_record(id)?
+                        .layers
+                        .into_iter()
+                        .map(|l| LayerSource {
+                            blob: l.blob,
+                            media_type: Some(l.media_type),
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let bytes = serde_json::to_vec(&config)
+                    .map_err(|err| Error::Internal(format!("encode image config: {err}")))?;
+                let digest = e
+                    .images()
+                    .content()
+                    .write_blob(&bytes)
+                    .map_err(|err| Error::Internal(format!("store image config: {err}")))?;
+                Ok(e.images().create_image(&digest, &layers, &[], &[])?)
+            })
+            .await
+            .map(state_of)
+            .map_err(msg)
+    }
+
+    async fn run(
+        &self,
+        parent: &ImageState,
+        step: RunStep,
+        progress: &dyn Progress,
+    ) -> std::result::Result<ImageState, std::result::Result<i64, String>> {
+        let work = self.work_dir(&step.container_id[..24]);
+        let res = self.run_inner(parent, &step, progress, &work).await;
+        let w = work.clone();
+        let _ = tokio::task::spawn_blocking(move || remove_work_dir(&w)).await;
+        res
+    }
+
+    async fn fs(
+        &self,
+        parent: &ImageState,
+        op: FsOp,
+        config: ContainerConfig,
+        created_by: String,
+    ) -> std::result::Result<ImageState, String> {
+        let work = self.work_dir(&util::new_id()[..24]);
+        let exec = EngineExecutor {
+            engine: self.engine.clone(),
+            context: self.context.clone(),
+        };
+        let parent_id = parent.id.clone();
+        let w = work.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<ImageState> {
+            let rootfs = w.join("rootfs");
+            let layer = StepLayer::create(&exec.engine, parent_id.as_deref(), &rootfs)?;
+            match &op {
+                FsOp::Copy(c) => exec.do_copy(&rootfs, c, &w.join("src"))?,
+                FsOp::Mkdir { path, user } => {
+                    let owner = if user.is_empty() {
+                        None
+                    } else {
+                        let r = berth_runtime::user::resolve_user(&rootfs, user)
+                            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                        Some((r.uid, r.gid))
+                    };
+                    context::mkdir_all(
+                        &rootfs,
+                        path,
+                        &CopyOptions {
+                            owner,
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                }
+            }
+            layer.commit(config, created_by)
+        })
+        .await
+        .map_err(msg)
+        .and_then(|r| r.map_err(msg));
+        let _ = tokio::task::spawn_blocking(move || remove_work_dir(&work)).await;
+        res
+    }
+
+    async fn content_hash(&self, step: &CopyStep) -> std::result::Result<String, String> {
+        match &step.source {
+            CopySource::Image(id) => {
+                let mut h = Sha256::new();
+                h.update(id.as_deref().unwrap_or("scratch").as_bytes());
+                for s in &step.sources {
+                    h.update([0]);
+                    h.update(s.as_bytes());
+                }
+                Ok(format!("sha256:{}", hex::encode(h.finalize())))
+            }
+            CopySource::Context => {
+                let root = self.context.clone();
+                let sources: Vec<String> = step
+                    .sources
+                    .iter()
+                    .filter(|s| !s.contains("://"))
+                    .cloned()
+                    .collect();
+                let remote: Vec<String> = step
+                    .sources
+                    .iter()
+                    .filter(|s| s.contains("://"))
+                    .cloned()
+                    .collect();
+                tokio::task::spawn_blocking(move || {
+                    let mut hash = context::hash_sources(&root, &sources).map_err(|e| {
+                        let t = e.to_string();
+                        if t.starts_with("file not found") || t.starts_with("no source") {
+                            format!("COPY failed: {t}")
+                        } else {
+                            t
+                        }
+                    })?;
+                    for r in remote {
+                        hash.push_str(&r);
+                    }
+                    Ok(hash)
+                })
+                .await
+                .map_err(msg)?
+            }
+        }
+    }
+}
+
+/// Unmounts whatever a step left mounted under its work dir, then removes it.
+fn remove_work_dir(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_mount_options() {
+        let m = bind(Path::new("/a"), "/b", true);
+        assert_eq!(m.destination, "/b");
+        assert!(m.options.contains(&"ro".to_string()));
+        assert!(bind(Path::new("/a"), "/b", false)
+            .options
+            .contains(&"rw".to_string()));
+    }
+}
