@@ -25,6 +25,16 @@ pub struct EngineConfig {
     pub default_shm_size: i64,
     pub dns: Vec<String>,
     pub debug: bool,
+    /// Linux bridge of the default `bridge` network (`--bridge`, daemon.json `bridge`).
+    pub bridge: String,
+    /// `--bip`: the default bridge's gateway address with prefix, e.g. `10.99.0.1/24`.
+    pub bip: Option<String>,
+    /// daemon.json `default-address-pools` as (base CIDR, subnet size); empty: docker's.
+    pub default_address_pools: Vec<(String, u8)>,
+    /// berth's own nftables table (`table ip <name>`).
+    pub nft_table: String,
+    /// daemon.json `iptables`: false installs no firewall rules (no NAT, no publishing).
+    pub iptables: bool,
 }
 
 impl EngineConfig {
@@ -49,6 +59,11 @@ impl EngineConfig {
             default_shm_size: 64 * 1024 * 1024,
             dns: Vec::new(),
             debug: false,
+            bridge: "berth0".into(),
+            bip: None,
+            default_address_pools: Vec::new(),
+            nft_table: "berth".into(),
+            iptables: true,
         }
     }
 

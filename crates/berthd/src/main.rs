@@ -38,6 +38,12 @@ struct Args {
     /// Parent cgroup for all containers
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// Attach containers to a network bridge (the default bridge's Linux name)
+    #[arg(short = 'b', long)]
+    bridge: Option<String>,
+    /// Specify the default bridge's IP address with prefix (e.g. 10.99.0.1/24)
+    #[arg(long)]
+    bip: Option<String>,
 }
 
 /// The daemon.json keys that apply to berth (same names as dockerd's). Keys dockerd knows
@@ -136,6 +142,31 @@ fn parse_size(s: &str) -> Option<i64> {
     n.parse::<i64>().ok().map(|v| v * m)
 }
 
+/// berth's nft table for a default bridge: `berth` for `berth0`, else one per bridge so
+/// daemons with their own bridges (tests, side-by-side installs) never share rules.
+fn nft_table_for(bridge: &str) -> String {
+    if bridge == "berth0" {
+        return "berth".into();
+    }
+    let safe: String = bridge
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("berth_{safe}")
+}
+
+/// daemon.json `default-address-pools`: `[{"base": "10.10.0.0/16", "size": 24}, ...]`.
+fn parse_pools(v: &serde_json::Value) -> Result<Vec<(String, u8)>> {
+    #[derive(Deserialize)]
+    struct PoolEntry {
+        base: String,
+        size: u8,
+    }
+    let pools: Vec<PoolEntry> = serde_json::from_value(v.clone())
+        .context("invalid default-address-pools: want [{\"base\": CIDR, \"size\": N}]")?;
+    Ok(pools.into_iter().map(|p| (p.base, p.size)).collect())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let explicit_cfg = std::env::args().any(|a| a.starts_with("--config-file"));
@@ -212,6 +243,20 @@ fn main() -> Result<()> {
         cfg.default_shm_size =
             parse_size(&s).with_context(|| format!("invalid default-shm-size {s:?}"))?;
     }
+    if let Some(b) = args.bridge.or(dj.bridge) {
+        if b.is_empty() || b.len() > 15 {
+            bail!("invalid bridge name {b:?}: 1 to 15 characters");
+        }
+        cfg.nft_table = nft_table_for(&b);
+        cfg.bridge = b;
+    }
+    cfg.bip = args.bip.or(dj.bip);
+    if let Some(i) = dj.iptables {
+        cfg.iptables = i;
+    }
+    if let Some(pools) = dj.default_address_pools {
+        cfg.default_address_pools = parse_pools(&pools)?;
+    }
     if let Some(d) = dj.dns {
         cfg.dns = d;
     }
@@ -263,6 +308,8 @@ async fn run(cfg: EngineConfig, hosts: Vec<String>, _pidfile: PathBuf) -> Result
             if let Some(Ok(Err(e))) = r { tracing::error!("listener failed: {e}"); }
         }
     }
+    // With no container left running, the bridges and the firewall table go too.
+    engine.shutdown_network().await;
     for s in sockets {
         let _ = std::fs::remove_file(s);
     }

@@ -109,6 +109,11 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub child: Option<Child>,
     pub cgroup_parent: String,
+    /// This daemon's default bridge (`--bridge`); its nft table is `berth_<bridge>`.
+    pub bridge: String,
+    /// This daemon's default bridge subnet (`--bip`), random so parallel daemons never
+    /// pick the same one.
+    pub bip: String,
 }
 
 impl Daemon {
@@ -123,6 +128,12 @@ impl Daemon {
             dir,
             child: None,
             cgroup_parent,
+            bridge: format!("bt{:08x}", rand::random::<u32>()),
+            bip: format!(
+                "10.{}.{}.1/24",
+                100 + rand::random::<u8>() % 150,
+                rand::random::<u8>()
+            ),
         };
         d.spawn();
         d
@@ -156,6 +167,10 @@ impl Daemon {
             .args([
                 "--cgroup-parent",
                 &self.cgroup_parent,
+                "--bridge",
+                &self.bridge,
+                "--bip",
+                &self.bip,
                 "--log-level",
                 "debug",
             ])
@@ -272,6 +287,16 @@ impl Daemon {
         ] {
             let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/{}", self.cgroup_parent));
         }
+        // A daemon that crashed leaves its default bridge and nft table: remove those of
+        // this daemon only (unique names), best effort.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &format!("berth_{}", self.bridge)])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

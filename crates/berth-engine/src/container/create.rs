@@ -43,7 +43,13 @@ impl Engine {
             Some(n) => self.inner.names.reserve(n, &id)?,
             None => self.inner.names.generate(&id),
         };
-        let res = self.create_inner(&id, &name, body, hc, &image).await;
+        let res = match self
+            .prepare_container_network(&id, &body.config, &hc, body.networking_config.as_ref())
+            .await
+        {
+            Ok(()) => self.create_inner(&id, &name, body, hc, &image).await,
+            Err(e) => Err(e),
+        };
         if res.is_err() {
             self.inner.names.release(&name);
             let key = id.clone();
@@ -280,12 +286,11 @@ pub fn validate_host_config(hc: &mut HostConfig, cfg: &crate::EngineConfig) -> R
             )));
         }
     }
-    match hc.network_mode.as_str() {
-        "bridge" | "none" | "host" => {}
-        m if m.starts_with("container:") => {}
-        other => {
-            return Err(Error::NotFound(format!("network {other} not found")));
-        }
+    // User-defined networks (and whether they exist) are checked by the network service.
+    if hc.network_mode == "container:" {
+        return Err(Error::InvalidArgument(
+            "invalid container format container:<name|id>".into(),
+        ));
     }
     Ok(warnings)
 }

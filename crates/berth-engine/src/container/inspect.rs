@@ -10,6 +10,7 @@ impl Engine {
         let h = self.lookup(name)?;
         let c = h.snapshot();
         let mut v = inspect_json(&c, self.config());
+        v["NetworkSettings"] = self.container_network_settings(&c);
         let key = c.id.clone();
         if let Ok(rw) = self.blocking(move |e| Ok(e.images().rw_layer(&key)?)).await {
             v["GraphDriver"]["Data"]["UpperDir"] = json!(rw.upper);

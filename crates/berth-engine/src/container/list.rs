@@ -130,7 +130,7 @@ impl Engine {
                     continue;
                 }
             }
-            if f.has("network") && !f.get("network").contains(&c.host_config.network_mode) {
+            if !self.container_matches_network_filters(&c, f) {
                 continue;
             }
             if f.has("volume")
@@ -142,6 +142,7 @@ impl Engine {
                 continue;
             }
             let mut v = summary(&c);
+            self.fill_summary_network(&c, &mut v);
             if o.size {
                 let key = c.id.clone();
                 let rw = self

@@ -47,6 +47,7 @@ impl Engine {
             tracing::warn!(id = %h.id, "unmount rootfs: {e}");
         }
         let _ = std::fs::remove_dir_all(&state_dir);
+        self.teardown_container_network(&h.id).await;
         self.release_mounts(&h.snapshot());
         let cg = h.snapshot().cgroups_path;
         let _ = berth_runtime::cgroups::remove(&cg);
@@ -168,6 +169,11 @@ impl Engine {
                     let _ = std::fs::remove_dir_all(&state_dir);
                 }
             }
+        }
+        // Endpoints, namespaces and ports of containers that did not survive go; DNS and
+        // port reservations of those that did come back.
+        if let Err(e) = self.reconcile_networks().await {
+            tracing::warn!("network reconcile: {e}");
         }
         Ok(())
     }

@@ -45,6 +45,7 @@ impl Engine {
         })
         .await?;
         let _ = std::fs::remove_dir_all(&state_dir);
+        self.forget_container_network(&c.id).await;
         let data_dir = self.config().container_data_dir(&c.id);
         if let Err(e) = std::fs::remove_dir_all(&data_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -63,6 +63,7 @@ impl Engine {
         match started {
             Ok(()) => Ok(()),
             Err(err) => {
+                self.teardown_container_network(&h.id).await;
                 let target = rootfs.clone();
                 let _ = self
                     .blocking(move |e| Ok(e.images().unmount_rw_layer(&target)?))
@@ -108,7 +109,10 @@ impl Engine {
     ) -> Result<()> {
         let cfg = self.config().clone();
         let state_dir = cfg.container_state_dir(&c.id);
-        let opts = super::spec::spec_options(c, &cfg, rootfs)?;
+        // Namespace, endpoints, ports, hosts and resolv.conf before the shim starts.
+        let network = self.setup_container_network(c).await?;
+        let mut opts = super::spec::spec_options(c, &cfg, rootfs)?;
+        opts.network = network;
         let spec = berth_runtime::spec::generate(&opts)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         berth_runtime::spec::write_bundle(&state_dir, &spec)
