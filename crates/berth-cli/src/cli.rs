@@ -120,6 +120,8 @@ pub enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCmd),
+    /// Define and run multi-container applications
+    Compose(crate::compose::ComposeArgs),
 }
 
 #[derive(Debug, Subcommand)]

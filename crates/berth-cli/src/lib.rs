@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod compose;
 pub mod error;
 pub mod format;
 pub mod opts;

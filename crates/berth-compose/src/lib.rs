@@ -13,6 +13,8 @@ pub mod interpolate;
 pub mod loader;
 pub mod merge;
 pub mod normalize;
+pub mod runner;
 pub mod schema;
+pub mod spec;
 
 pub use loader::{load, LoadError, LoadOptions, Project};

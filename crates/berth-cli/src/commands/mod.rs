@@ -24,6 +24,11 @@ pub async fn dispatch(host: Option<&str>, cmd: Cmd) -> CliResult {
         // `version` prints the client part even without a daemon.
         return system::version(host, f).await;
     }
+    // compose connects itself: `config` needs no daemon.
+    let cmd = match cmd {
+        Cmd::Compose(a) => return crate::compose::run(host, a).await,
+        other => other,
+    };
     // docker rejects bad run/create flags before it talks to the daemon.
     if let Cmd::Run(a)
     | Cmd::Create(a)
@@ -33,6 +38,7 @@ pub async fn dispatch(host: Option<&str>, cmd: Cmd) -> CliResult {
     }
     let c = connect(host).await?;
     match cmd {
+        Cmd::Compose(a) => crate::compose::run(host, a).await,
         Cmd::Run(a) | Cmd::Container(ContainerCmd::Run(a)) => container::run(&c, a).await,
         Cmd::Create(a) | Cmd::Container(ContainerCmd::Create(a)) => container::create(&c, a).await,
         Cmd::Start(a) | Cmd::Container(ContainerCmd::Start(a)) => container::start(&c, a).await,

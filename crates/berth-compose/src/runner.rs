@@ -1,0 +1,1012 @@
+//! The runner: compose commands over the Engine API.
+//!
+//! State lives in the daemon only, as with docker compose: a project's containers,
+//! networks and volumes are found again by their `com.docker.compose.project` label, a
+//! container's service and replica by `.service` and `.container-number`. `up` converges:
+//! networks and volumes first, then per service (in dependency order) images, then
+//! containers (kept when their `config-hash` label matches, recreated when it does not,
+//! created or removed to reach the replica count), then starts them in dependency order,
+//! waiting for each dependency's condition (`service_started`, `service_healthy` by polling
+//! the container's `State.Health`, `service_completed_successfully` by waiting for its
+//! exit). Stops go in reverse dependency order.
+//!
+//! Progress goes to stderr like docker compose's plain progress (` Container p-web-1
+//! Started`); on a terminal each line gets compose's check mark.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::Duration;
+
+use berth_client::{Client, LogsOptions};
+use serde_json::{json, Value};
+
+use crate::loader::Project;
+use crate::spec::{self, SpecError};
+
+/// Runner failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{}", render_client(.0))]
+    Client(#[from] berth_client::Error),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Msg(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Exit with this status and print nothing more.
+    #[error("exit status {0}")]
+    Exit(i32),
+}
+
+fn render_client(e: &berth_client::Error) -> String {
+    match e {
+        berth_client::Error::Api { .. } => format!("Error response from daemon: {e}"),
+        other => other.to_string(),
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RunError>;
+
+/// Progress lines on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub tty: bool,
+    pub quiet: bool,
+}
+
+impl Progress {
+    pub fn event(&self, kind: &str, name: &str, status: &str) {
+        if self.quiet {
+            return;
+        }
+        let done = matches!(
+            status,
+            "Created"
+                | "Started"
+                | "Running"
+                | "Stopped"
+                | "Removed"
+                | "Recreated"
+                | "Healthy"
+                | "Pulled"
+                | "Built"
+                | "Killed"
+                | "Paused"
+                | "Unpaused"
+                | "Restarted"
+                | "Exited"
+                | "Waiting"
+        );
+        let mark = if self.tty && done { "✔" } else { "" };
+        let _ = writeln!(
+            std::io::stderr(),
+            " {mark}{}{kind} {name}  {status}",
+            if mark.is_empty() { "" } else { " " }
+        );
+    }
+}
+
+/// Options of `up` (and `create`, with `no_start`).
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    pub services: Vec<String>,
+    pub detach: bool,
+    pub build: bool,
+    pub no_build: bool,
+    pub wait: bool,
+    pub force_recreate: bool,
+    pub no_recreate: bool,
+    pub remove_orphans: bool,
+    pub scale: BTreeMap<String, u32>,
+    pub abort_on_container_exit: bool,
+    pub exit_code_from: Option<String>,
+    pub no_deps: bool,
+    pub no_start: bool,
+    pub timeout: Option<i64>,
+    pub pull: Option<String>,
+}
+
+/// Options of `down`.
+#[derive(Debug, Clone, Default)]
+pub struct DownOptions {
+    pub volumes: bool,
+    pub rmi: Option<String>,
+    pub remove_orphans: bool,
+    pub timeout: Option<i64>,
+}
+
+/// One compose project bound to a daemon connection.
+pub struct Runner<'a> {
+    pub client: &'a Client,
+    pub project: &'a Project,
+    pub progress: Progress,
+}
+
+/// A container of the project as `GET /containers/json` lists it.
+#[derive(Debug, Clone)]
+pub struct Ctr {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub number: u32,
+    pub state: String,
+    pub hash: String,
+    pub oneoff: bool,
+    pub raw: Value,
+}
+
+impl Ctr {
+    fn from(v: &Value) -> Ctr {
+        let label = |k: &str| v["Labels"][k].as_str().unwrap_or("").to_string();
+        Ctr {
+            id: v["Id"].as_str().unwrap_or("").to_string(),
+            name: v["Names"][0]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches('/')
+                .to_string(),
+            service: label(spec::SERVICE),
+            number: label(spec::NUMBER).parse().unwrap_or(0),
+            state: v["State"].as_str().unwrap_or("").to_string(),
+            hash: label(spec::CONFIG_HASH),
+            oneoff: label(spec::ONEOFF) == "True",
+            raw: v.clone(),
+        }
+    }
+
+    /// `web-1`, compose's log prefix.
+    pub fn short(&self) -> String {
+        format!("{}-{}", self.service, self.number)
+    }
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(client: &'a Client, project: &'a Project, progress: Progress) -> Self {
+        Runner {
+            client,
+            project,
+            progress,
+        }
+    }
+
+    /// The project's containers (one-off `run` containers only when `oneoff`).
+    pub async fn containers(&self, all: bool, oneoff: bool) -> Result<Vec<Ctr>> {
+        let filters = json!({"label": [format!("{}={}", spec::PROJECT, self.project.name)]});
+        let list = self
+            .client
+            .container_list(all, None, false, &filters)
+            .await?;
+        let mut out: Vec<Ctr> = list
+            .iter()
+            .map(Ctr::from)
+            .filter(|c| oneoff || !c.oneoff)
+            .collect();
+        out.sort_by(|a, b| a.service.cmp(&b.service).then(a.number.cmp(&b.number)));
+        Ok(out)
+    }
+
+    /// Containers of `services` (all services when empty).
+    pub async fn service_containers(&self, services: &[String], all: bool) -> Result<Vec<Ctr>> {
+        self.check_services(services)?;
+        Ok(self
+            .containers(all, false)
+            .await?
+            .into_iter()
+            .filter(|c| services.is_empty() || services.contains(&c.service))
+            .collect())
+    }
+
+    fn check_services(&self, services: &[String]) -> Result<()> {
+        for s in services {
+            if self.project.service(s).is_none() {
+                return Err(RunError::Msg(format!("no such service: {s}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `services` plus their dependencies (unless `no_deps`), in start order.
+    pub fn start_order(&self, services: &[String], no_deps: bool) -> Result<Vec<String>> {
+        self.check_services(services)?;
+        let all: Vec<String> = self.project.services().keys().cloned().collect();
+        let wanted: BTreeSet<String> = if services.is_empty() {
+            all.iter().cloned().collect()
+        } else if no_deps {
+            services.iter().cloned().collect()
+        } else {
+            let mut set = BTreeSet::new();
+            let mut stack: Vec<String> = services.to_vec();
+            while let Some(s) = stack.pop() {
+                if set.insert(s.clone()) {
+                    if let Some(svc) = self.project.service(&s) {
+                        stack.extend(spec::dependencies(svc));
+                    }
+                }
+            }
+            set
+        };
+        let mut order = Vec::new();
+        let mut state: BTreeMap<String, u8> = BTreeMap::new();
+        fn visit(
+            r: &Runner<'_>,
+            s: &str,
+            wanted: &BTreeSet<String>,
+            state: &mut BTreeMap<String, u8>,
+            order: &mut Vec<String>,
+        ) -> Result<()> {
+            match state.get(s) {
+                Some(2) => return Ok(()),
+                Some(1) => {
+                    return Err(RunError::Msg(format!(
+                        "dependency cycle detected at service {s:?}"
+                    )))
+                }
+                _ => {}
+            }
+            state.insert(s.to_string(), 1);
+            if let Some(svc) = r.project.service(s) {
+                for d in spec::dependencies(svc) {
+                    if wanted.contains(&d) {
+                        visit(r, &d, wanted, state, order)?;
+                    }
+                }
+            }
+            state.insert(s.to_string(), 2);
+            order.push(s.to_string());
+            Ok(())
+        }
+        for s in &wanted {
+            visit(self, s, &wanted, &mut state, &mut order)?;
+        }
+        Ok(order)
+    }
+
+    async fn ensure_networks(&self) -> Result<()> {
+        for (key, def) in self.project.section("networks") {
+            let name = spec::network_name(self.project, &key);
+            let external = def
+                .get("external")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            match self.client.network_inspect(&name).await {
+                Ok(_) => continue,
+                Err(e) if e.is_not_found() => {
+                    if external {
+                        return Err(RunError::Msg(format!(
+                            "network {name} declared as external, but could not be found"
+                        )));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.progress.event("Network", &name, "Creating");
+            self.client
+                .network_create(&spec::network_body(self.project, &key, &def))
+                .await?;
+            self.progress.event("Network", &name, "Created");
+        }
+        Ok(())
+    }
+
+    async fn ensure_volumes(&self) -> Result<()> {
+        for (key, def) in self.project.section("volumes") {
+            let name = spec::volume_name(self.project, &key);
+            let external = def
+                .get("external")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            match self.client.volume_inspect(&name).await {
+                Ok(_) => continue,
+                Err(e) if e.is_not_found() => {
+                    if external {
+                        return Err(RunError::Msg(format!(
+                            "external volume \"{name}\" not found"
+                        )));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.progress
+                .event("Volume", &format!("\"{name}\""), "Creating");
+            self.client
+                .volume_create(&spec::volume_body(self.project, &key, &def))
+                .await?;
+            self.progress
+                .event("Volume", &format!("\"{name}\""), "Created");
+        }
+        Ok(())
+    }
+
+    /// Make sure the service's image exists: build it (`build:`) or pull it.
+    async fn ensure_image(&self, name: &str, force_build: bool, no_build: bool) -> Result<()> {
+        let svc = self.project.service(name).cloned().unwrap_or_default();
+        let image = spec::image_name(self.project, name, &svc);
+        let present = match self.client.image_inspect(&image).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e.into()),
+        };
+        if svc.get("build").is_some() && !no_build && (force_build || !present) {
+            return self.build_service(name).await;
+        }
+        if present {
+            return Ok(());
+        }
+        self.pull_image(name, &image).await
+    }
+
+    async fn pull_image(&self, service: &str, image: &str) -> Result<()> {
+        self.progress.event("", service, "Pulling");
+        let (repo, tag) = split_tag(image);
+        let mut s = self
+            .client
+            .image_pull(&repo, Some(&tag), None, None)
+            .await?;
+        while let Some(m) = s.next().await {
+            let m = m?;
+            if let Some(e) = m.get("error").and_then(Value::as_str) {
+                return Err(RunError::Msg(format!("{service} Error {e}")));
+            }
+        }
+        self.progress.event("", service, "Pulled");
+        Ok(())
+    }
+
+    /// `POST /build` with the service's context as a tar stream.
+    pub async fn build_service(&self, name: &str) -> Result<()> {
+        let svc = self.project.service(name).cloned().unwrap_or_default();
+        let Some(build) = svc.get("build") else {
+            return Ok(());
+        };
+        let image = spec::image_name(self.project, name, &svc);
+        let ctx = build["context"].as_str().unwrap_or(".").to_string();
+        self.progress.event("Service", name, "Building");
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.follow_symlinks(false);
+        let mut dockerfile = build["dockerfile"]
+            .as_str()
+            .unwrap_or("Dockerfile")
+            .to_string();
+        if let Some(inline) = build.get("dockerfile_inline").and_then(Value::as_str) {
+            dockerfile = ".berth-compose.Dockerfile".to_string();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(inline.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, &dockerfile, inline.as_bytes())
+                .map_err(|source| RunError::Io {
+                    path: ctx.clone(),
+                    source,
+                })?;
+        }
+        tar.append_dir_all(".", &ctx)
+            .map_err(|source| RunError::Io {
+                path: ctx.clone(),
+                source,
+            })?;
+        let data = tar.into_inner().map_err(|source| RunError::Io {
+            path: ctx.clone(),
+            source,
+        })?;
+        let mut q: Vec<(&str, String)> = vec![("t", image.clone()), ("dockerfile", dockerfile)];
+        if let Some(t) = build.get("target").and_then(Value::as_str) {
+            q.push(("target", t.to_string()));
+        }
+        if let Some(a) = build.get("args") {
+            let args: serde_json::Map<String, Value> = a
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            q.push(("buildargs", Value::Object(args).to_string()));
+        }
+        if let Some(l) = build.get("labels") {
+            q.push(("labels", l.to_string()));
+        }
+        if let Some(n) = build.get("network").and_then(Value::as_str) {
+            q.push(("networkmode", n.to_string()));
+        }
+        let qs: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let path = berth_client::with_query("/build", &berth_client::query(&qs));
+        let resp = self
+            .client
+            .request(
+                http::Method::POST,
+                &path,
+                berth_client::bytes_body(data),
+                &[("content-type", "application/x-tar")],
+            )
+            .await?;
+        let mut s = resp.json_stream();
+        while let Some(m) = s.next().await {
+            let m = m?;
+            if let Some(line) = m.get("stream").and_then(Value::as_str) {
+                if !self.progress.quiet {
+                    let _ = write!(std::io::stderr(), "{line}");
+                }
+            }
+            if let Some(e) = m.get("error").and_then(Value::as_str) {
+                return Err(RunError::Msg(format!("failed to solve: {e}")));
+            }
+        }
+        self.progress.event("Service", name, "Built");
+        Ok(())
+    }
+
+    async fn create_container(&self, name: &str, svc: &Value, number: u32) -> Result<Ctr> {
+        let cname = spec::container_name(self.project, name, svc, number);
+        self.progress.event("Container", &cname, "Creating");
+        let body = spec::create_body(self.project, name, svc, number, false)?;
+        let id = self
+            .client
+            .container_create(Some(&cname), None, &body)
+            .await?;
+        // Further networks are connected before the first start.
+        for (net, ep) in spec::endpoints(self.project, name, svc).into_iter().skip(1) {
+            if svc.get("network_mode").is_some() {
+                break;
+            }
+            self.client
+                .network_connect(&net, &json!({"Container": id, "EndpointConfig": ep}))
+                .await?;
+        }
+        self.progress.event("Container", &cname, "Created");
+        let v = self.client.container_inspect(&id, false).await?;
+        Ok(Ctr {
+            id,
+            name: cname,
+            service: name.to_string(),
+            number,
+            state: v["State"]["Status"]
+                .as_str()
+                .unwrap_or("created")
+                .to_string(),
+            hash: spec::config_hash(svc),
+            oneoff: false,
+            raw: v,
+        })
+    }
+
+    async fn remove_container(&self, c: &Ctr, timeout: Option<i64>, volumes: bool) -> Result<()> {
+        if c.state == "running" || c.state == "paused" || c.state == "restarting" {
+            self.progress.event("Container", &c.name, "Stopping");
+            self.client.container_stop(&c.id, timeout, None).await?;
+            self.progress.event("Container", &c.name, "Stopped");
+        }
+        self.progress.event("Container", &c.name, "Removing");
+        match self.client.container_remove(&c.id, true, volumes).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.progress.event("Container", &c.name, "Removed");
+        Ok(())
+    }
+
+    fn orphans<'c>(&self, existing: &'c [Ctr]) -> Vec<&'c Ctr> {
+        existing
+            .iter()
+            .filter(|c| {
+                self.project.service(&c.service).is_none()
+                    && !self.project.disabled.contains(&c.service)
+            })
+            .collect()
+    }
+
+    /// `up` / `create`: converge and (unless `no_start`) start; returns the exit status.
+    pub async fn up(&self, o: &UpOptions) -> Result<i32> {
+        let order = self.start_order(&o.services, o.no_deps)?;
+        let existing = self.containers(true, false).await?;
+        let orphans = self.orphans(&existing);
+        if !orphans.is_empty() {
+            if o.remove_orphans {
+                for c in orphans {
+                    self.remove_container(c, o.timeout, false).await?;
+                }
+            } else {
+                let names: Vec<&str> = orphans.iter().map(|c| c.name.as_str()).collect();
+                eprintln!("WARN[0000] Found orphan containers ([{}]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.", names.join(" "));
+            }
+        }
+        self.ensure_networks().await?;
+        self.ensure_volumes().await?;
+        for s in &order {
+            self.ensure_image(s, o.build, o.no_build).await?;
+        }
+        let mut plan: Vec<(String, Vec<Ctr>)> = Vec::new();
+        for s in &order {
+            let svc = self.project.service(s).cloned().unwrap_or_default();
+            let want = o
+                .scale
+                .get(s)
+                .copied()
+                .unwrap_or_else(|| spec::replicas(&svc));
+            let hash = spec::config_hash(&svc);
+            let mine: Vec<&Ctr> = existing.iter().filter(|c| &c.service == s).collect();
+            // Scale down: highest numbers go first.
+            for c in mine.iter().filter(|c| c.number > want || c.number == 0) {
+                self.remove_container(c, o.timeout, false).await?;
+            }
+            let mut ctrs = Vec::new();
+            for n in 1..=want {
+                match mine.iter().find(|c| c.number == n) {
+                    Some(c) if (c.hash != hash || o.force_recreate) && !o.no_recreate => {
+                        self.progress.event("Container", &c.name, "Recreate");
+                        self.remove_container(c, o.timeout, false).await?;
+                        let nc = self.create_container(s, &svc, n).await?;
+                        self.progress.event("Container", &nc.name, "Recreated");
+                        ctrs.push(nc);
+                    }
+                    Some(c) => {
+                        if c.state == "running" {
+                            self.progress.event("Container", &c.name, "Running");
+                        }
+                        ctrs.push((*c).clone());
+                    }
+                    None => ctrs.push(self.create_container(s, &svc, n).await?),
+                }
+            }
+            plan.push((s.clone(), ctrs));
+        }
+        if o.no_start {
+            return Ok(0);
+        }
+        for (s, ctrs) in &plan {
+            self.wait_dependencies(s).await?;
+            for c in ctrs {
+                if c.state == "running" {
+                    continue;
+                }
+                self.progress.event("Container", &c.name, "Starting");
+                self.client.container_start(&c.id).await?;
+                self.progress.event("Container", &c.name, "Started");
+            }
+        }
+        let all: Vec<Ctr> = plan.into_iter().flat_map(|(_, c)| c).collect();
+        if o.wait {
+            for c in &all {
+                self.progress.event("Container", &c.name, "Waiting");
+                self.wait_condition(c, "service_healthy_or_running").await?;
+                self.progress.event("Container", &c.name, "Healthy");
+            }
+            return Ok(0);
+        }
+        if o.detach {
+            return Ok(0);
+        }
+        self.attached(&all, o).await
+    }
+
+    /// Wait until every dependency of `service` meets its condition.
+    async fn wait_dependencies(&self, service: &str) -> Result<()> {
+        let Some(deps) = self
+            .project
+            .service(service)
+            .and_then(|s| s.get("depends_on"))
+            .and_then(Value::as_object)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        for (d, opts) in deps {
+            let cond = opts["condition"]
+                .as_str()
+                .unwrap_or("service_started")
+                .to_string();
+            if cond == "service_started" {
+                continue;
+            }
+            let required = opts["required"].as_bool().unwrap_or(true);
+            let ctrs = self
+                .service_containers(std::slice::from_ref(&d), true)
+                .await
+                .unwrap_or_default();
+            for c in ctrs {
+                let r = self.wait_condition(&c, &cond).await;
+                match r {
+                    Ok(()) => {
+                        let st = if cond == "service_healthy" {
+                            "Healthy"
+                        } else {
+                            "Exited"
+                        };
+                        self.progress.event("Container", &c.name, st);
+                    }
+                    Err(e) if required => return Err(e),
+                    Err(e) => eprintln!("WARN[0000] optional dependency {d:?} failed: {e}"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_condition(&self, c: &Ctr, cond: &str) -> Result<()> {
+        if cond == "service_completed_successfully" {
+            let code = self.client.container_wait(&c.id, "not-running").await?;
+            if code != 0 {
+                return Err(RunError::Msg(format!(
+                    "service {:?} didn't complete successfully: exit {code}",
+                    c.service
+                )));
+            }
+            return Ok(());
+        }
+        self.progress.event("Container", &c.name, "Waiting");
+        loop {
+            let v = self.client.container_inspect(&c.id, false).await?;
+            let health = v["State"]["Health"]["Status"].as_str();
+            let running = v["State"]["Running"].as_bool().unwrap_or(false);
+            match health {
+                Some("healthy") => return Ok(()),
+                Some("unhealthy") => {
+                    return Err(RunError::Msg(format!(
+                        "dependency failed to start: container {} is unhealthy",
+                        c.name
+                    )))
+                }
+                None if cond == "service_healthy" => {
+                    return Err(RunError::Msg(format!(
+                        "container {} has no healthcheck configured",
+                        c.name
+                    )))
+                }
+                None if running => return Ok(()),
+                _ => {}
+            }
+            if !running && v["State"]["Status"].as_str() == Some("exited") {
+                return Err(RunError::Msg(format!(
+                    "dependency failed to start: container {} exited ({})",
+                    c.name,
+                    v["State"]["ExitCode"].as_i64().unwrap_or(0)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Attached `up`: stream every container's logs with compose's prefixes until they
+    /// all exit (or the first does, with `--abort-on-container-exit`), or Ctrl-C.
+    async fn attached(&self, all: &[Ctr], o: &UpOptions) -> Result<i32> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Option<i64>)>();
+        let width = all.iter().map(|c| c.short().len()).max().unwrap_or(0);
+        for (i, c) in all.iter().enumerate() {
+            let prefix = self.prefix(&c.short(), width, i);
+            self.spawn_log_pump(c, prefix, true, None, tx.clone());
+        }
+        drop(tx);
+        let mut exit_code = 0;
+        let mut finished = 0;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some((id, code)) = msg else { break };
+                    let Some(code) = code else { continue };
+                    finished += 1;
+                    let c = all.iter().find(|c| c.id == id);
+                    if let Some(c) = c {
+                        println!("{} exited with code {code}", c.short());
+                        if o.exit_code_from.as_deref() == Some(c.service.as_str()) {
+                            exit_code = code as i32;
+                        }
+                    }
+                    if o.abort_on_container_exit || o.exit_code_from.is_some() {
+                        if o.exit_code_from.is_none() {
+                            exit_code = code as i32;
+                        }
+                        eprintln!("Aborting on container exit...");
+                        self.stop_all(all, o.timeout).await;
+                        break;
+                    }
+                    if finished == all.len() {
+                        break;
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+                    self.stop_all(all, o.timeout).await;
+                    exit_code = 130;
+                    break;
+                }
+            }
+        }
+        if let Some(s) = &o.exit_code_from {
+            if let Some(c) = all.iter().find(|c| &c.service == s) {
+                let v = self.client.container_inspect(&c.id, false).await?;
+                exit_code = v["State"]["ExitCode"].as_i64().unwrap_or(0) as i32;
+            }
+        }
+        Ok(exit_code)
+    }
+
+    async fn stop_all(&self, all: &[Ctr], timeout: Option<i64>) {
+        for c in all.iter().rev() {
+            self.progress.event("Container", &c.name, "Stopping");
+            let _ = self.client.container_stop(&c.id, timeout, None).await;
+            self.progress.event("Container", &c.name, "Stopped");
+        }
+    }
+
+    fn prefix(&self, short: &str, width: usize, i: usize) -> String {
+        const COLORS: &[u8] = &[36, 33, 32, 35, 34, 96, 93, 92, 95, 94];
+        let padded = format!("{short:<width$}  | ");
+        if self.progress.tty {
+            format!("\x1b[{}m{padded}\x1b[0m", COLORS[i % COLORS.len()])
+        } else {
+            padded
+        }
+    }
+
+    /// Stream one container's logs as prefixed lines to stdout; when the stream ends
+    /// (the container stopped), report its exit code on `tx`.
+    fn spawn_log_pump(
+        &self,
+        c: &Ctr,
+        prefix: String,
+        follow: bool,
+        tail: Option<String>,
+        tx: tokio::sync::mpsc::UnboundedSender<(String, Option<i64>)>,
+    ) -> tokio::task::JoinHandle<()> {
+        let client = self.client.clone();
+        let id = c.id.clone();
+        tokio::spawn(async move {
+            let opts = LogsOptions {
+                follow,
+                tail,
+                ..LogsOptions::default()
+            };
+            if let Ok(mut resp) = client.container_logs(&id, &opts).await {
+                let multiplexed = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("multiplexed"));
+                let mut demux = berth_client::frame::Demuxer::new();
+                let mut pending = Vec::new();
+                while let Some(Ok(chunk)) = resp.chunk().await {
+                    if multiplexed {
+                        demux.push(&chunk);
+                        while let Ok(Some((_, payload))) = demux.next_frame() {
+                            pending.extend_from_slice(&payload);
+                        }
+                    } else {
+                        pending.extend_from_slice(&chunk);
+                    }
+                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=pos).collect();
+                        let text = String::from_utf8_lossy(&line);
+                        let mut out = std::io::stdout().lock();
+                        let _ = write!(out, "{prefix}{}", text.trim_end_matches('\r'));
+                        let _ = out.flush();
+                    }
+                }
+                if !pending.is_empty() {
+                    println!("{prefix}{}", String::from_utf8_lossy(&pending));
+                }
+            }
+            let code = if follow {
+                client.container_wait(&id, "not-running").await.ok()
+            } else {
+                None
+            };
+            let _ = tx.send((id, code.or(Some(0)).filter(|_| follow)));
+        })
+    }
+
+    /// `logs`.
+    pub async fn logs(
+        &self,
+        services: &[String],
+        follow: bool,
+        tail: Option<String>,
+        no_prefix: bool,
+    ) -> Result<()> {
+        let ctrs = self.service_containers(services, true).await?;
+        let width = ctrs.iter().map(|c| c.short().len()).max().unwrap_or(0);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut handles = Vec::new();
+        for (i, c) in ctrs.iter().enumerate() {
+            let prefix = if no_prefix {
+                String::new()
+            } else {
+                self.prefix(&c.short(), width, i)
+            };
+            handles.push(self.spawn_log_pump(c, prefix, follow, tail.clone(), tx.clone()));
+        }
+        drop(tx);
+        while rx.recv().await.is_some() {}
+        for h in handles {
+            let _ = h.await;
+        }
+        Ok(())
+    }
+
+    /// `down`.
+    pub async fn down(&self, o: &DownOptions) -> Result<()> {
+        let existing = self.containers(true, true).await?;
+        let order = self.start_order(&[], false)?;
+        // Reverse dependency order; orphans and one-off containers first.
+        let mut ordered: Vec<&Ctr> = existing
+            .iter()
+            .filter(|c| !order.contains(&c.service) || c.oneoff)
+            .filter(|c| c.oneoff || o.remove_orphans || self.project.disabled.contains(&c.service))
+            .collect();
+        for s in order.iter().rev() {
+            ordered.extend(existing.iter().filter(|c| &c.service == s && !c.oneoff));
+        }
+        let orphans = self.orphans(&existing);
+        if !o.remove_orphans && orphans.iter().any(|c| !c.oneoff) {
+            let names: Vec<&str> = orphans.iter().map(|c| c.name.as_str()).collect();
+            eprintln!("WARN[0000] Found orphan containers ([{}]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.", names.join(" "));
+        }
+        for c in ordered {
+            self.remove_container(c, o.timeout, false).await?;
+        }
+        for (key, def) in self.project.section("networks") {
+            if def
+                .get("external")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            let name = spec::network_name(self.project, &key);
+            if self.client.network_inspect(&name).await.is_err() {
+                continue;
+            }
+            self.progress.event("Network", &name, "Removing");
+            match self.client.network_remove(&name).await {
+                Ok(()) => self.progress.event("Network", &name, "Removed"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if o.volumes {
+            for (key, def) in self.project.section("volumes") {
+                if def
+                    .get("external")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                {
+                    continue;
+                }
+                let name = spec::volume_name(self.project, &key);
+                if self.client.volume_inspect(&name).await.is_err() {
+                    continue;
+                }
+                self.progress.event("Volume", &name, "Removing");
+                self.client.volume_remove(&name, true).await?;
+                self.progress.event("Volume", &name, "Removed");
+            }
+        }
+        if let Some(mode) = &o.rmi {
+            for (name, svc) in self.project.services() {
+                let built = svc.get("image").is_none();
+                if mode == "local" && !built {
+                    continue;
+                }
+                let image = spec::image_name(self.project, name, svc);
+                if self.client.image_remove(&image, false, false).await.is_ok() {
+                    self.progress.event("Image", &image, "Removed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `stop` / `start` / `restart` / `kill` / `pause` / `unpause` over services.
+    pub async fn lifecycle(
+        &self,
+        verb: &str,
+        services: &[String],
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
+        let mut order = self.start_order(services, true)?;
+        let reverse = matches!(verb, "stop" | "kill" | "pause");
+        if reverse {
+            order.reverse();
+        }
+        let ctrs = self.containers(true, false).await?;
+        for s in order {
+            if verb == "start" {
+                self.wait_dependencies(&s).await?;
+            }
+            for c in ctrs.iter().filter(|c| c.service == s) {
+                let (ing, ed) = match verb {
+                    "stop" => ("Stopping", "Stopped"),
+                    "start" => ("Starting", "Started"),
+                    "restart" => ("Restarting", "Started"),
+                    "kill" => ("Killing", "Killed"),
+                    "pause" => ("Pausing", "Paused"),
+                    _ => ("Unpausing", "Unpaused"),
+                };
+                let skip = match verb {
+                    "stop" | "kill" | "pause" => c.state != "running",
+                    "start" => c.state == "running",
+                    "unpause" => c.state != "paused",
+                    _ => false,
+                };
+                if skip {
+                    continue;
+                }
+                self.progress.event("Container", &c.name, ing);
+                match verb {
+                    "stop" => self.client.container_stop(&c.id, timeout, None).await?,
+                    "start" => self.client.container_start(&c.id).await?,
+                    "restart" => self.client.container_restart(&c.id, timeout, None).await?,
+                    "kill" => self.client.container_kill(&c.id, signal).await?,
+                    "pause" => self.client.container_pause(&c.id, true).await?,
+                    _ => self.client.container_pause(&c.id, false).await?,
+                }
+                self.progress.event("Container", &c.name, ed);
+            }
+        }
+        Ok(())
+    }
+
+    /// `rm`: stopped containers of the services (all with `stop`).
+    pub async fn rm(&self, services: &[String], stop: bool, volumes: bool) -> Result<()> {
+        let ctrs = self.service_containers(services, true).await?;
+        let victims: Vec<&Ctr> = ctrs
+            .iter()
+            .filter(|c| stop || c.state != "running")
+            .collect();
+        if victims.is_empty() {
+            eprintln!("No stopped containers");
+            return Ok(());
+        }
+        for c in victims {
+            self.remove_container(c, None, volumes).await?;
+        }
+        Ok(())
+    }
+
+    /// The first running container of `service` (or replica `index`).
+    pub async fn find(&self, service: &str, index: u32) -> Result<Ctr> {
+        let ctrs = self
+            .service_containers(&[service.to_string()], false)
+            .await?;
+        ctrs.into_iter()
+            .find(|c| c.number == index)
+            .ok_or_else(|| RunError::Msg(format!("service {service:?} is not running")))
+    }
+
+    /// `ps` rows: NAME IMAGE COMMAND SERVICE CREATED STATUS PORTS.
+    pub async fn ps(&self, services: &[String], all: bool) -> Result<Vec<Ctr>> {
+        self.service_containers(services, all).await
+    }
+}
+
+/// `repo:tag` split that leaves registry ports alone; the tag defaults to `latest`.
+pub fn split_tag(image: &str) -> (String, String) {
+    if let Some((r, d)) = image.split_once('@') {
+        return (r.to_string(), d.to_string());
+    }
+    match image.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        assert_eq!(split_tag("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(split_tag("a:1"), ("a".into(), "1".into()));
+        assert_eq!(
+            split_tag("reg:5000/a"),
+            ("reg:5000/a".into(), "latest".into())
+        );
+    }
+}
