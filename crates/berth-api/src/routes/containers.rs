@@ -208,6 +208,8 @@ pub async fn attach(
     mut req: Request,
 ) -> ApiResult<Response> {
     let tty = e.attach_precheck(&id)?;
+    let detach_keys = parse_detach_keys(q.get("detachKeys").unwrap_or(""))?;
+    let opts_stdin = q.bool("stdin");
     let opts = AttachOptions {
         stdin: q.bool("stdin"),
         stdout: q.bool("stdout"),
@@ -278,7 +280,12 @@ pub async fn attach(
             }
         }
         match attached.stream {
-            Some(stream) => splice(client, stream).await,
+            Some(stream) => {
+                let keys = if opts_stdin { Some(detach_keys) } else { None };
+                if splice_detachable(client, stream, keys).await {
+                    e.container_detached(&id);
+                }
+            }
             None => {
                 let _ = client.shutdown().await;
             }
@@ -299,16 +306,120 @@ pub async fn splice<C>(client: C, shim: tokio::net::UnixStream)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    splice_detachable(client, shim, None).await;
+}
+
+/// [`splice`] that also watches the client's bytes for the detach sequence (as dockerd's
+/// escape proxy does): on a match the attach ends, the container keeps running, and the
+/// sequence is not passed on. A partial match that breaks off is passed on whole.
+/// Returns whether the client detached.
+pub async fn splice_detachable<C>(
+    client: C,
+    shim: tokio::net::UnixStream,
+    detach_keys: Option<Vec<u8>>,
+) -> bool
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut sr, mut sw) = shim.into_split();
-    let to_shim = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        let _ = sw.shutdown().await;
+    // Not `into_split`: dropping its write half would half-close the shim stream, which
+    // reads as the end of stdin; a detach must close the connection without that.
+    let (mut sr, mut sw) = tokio::io::split(shim);
+    let mut to_shim = tokio::spawn(async move {
+        let Some(keys) = detach_keys.filter(|k| !k.is_empty()) else {
+            let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            let _ = sw.shutdown().await;
+            return false;
+        };
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut matched = 0usize;
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    if matched > 0 {
+                        let _ = sw.write_all(&keys[..matched]).await;
+                    }
+                    let _ = sw.shutdown().await;
+                    return false;
+                }
+                Ok(n) => n,
+            };
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                if b == keys[matched] {
+                    matched += 1;
+                    if matched == keys.len() {
+                        let _ = sw.write_all(&out).await;
+                        let _ = sw.flush().await;
+                        return true;
+                    }
+                    continue;
+                }
+                out.extend_from_slice(&keys[..matched]);
+                matched = 0;
+                if b == keys[0] {
+                    matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+            if sw.write_all(&out).await.is_err() {
+                return false;
+            }
+        }
     });
-    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    let detached = {
+        let out = tokio::io::copy(&mut sr, &mut cw);
+        tokio::pin!(out);
+        tokio::select! {
+            _ = &mut out => {
+                to_shim.abort();
+                false
+            }
+            r = &mut to_shim => {
+                let detached = r.unwrap_or(false);
+                if !detached {
+                    let _ = out.await;
+                }
+                detached
+            }
+        }
+    };
     let _ = cw.flush().await;
     let _ = cw.shutdown().await;
-    to_shim.abort();
+    detached
+}
+
+/// Docker's detach key syntax: comma-separated `ctrl-<x>` or single characters; empty
+/// means the default ctrl-p,ctrl-q.
+pub fn parse_detach_keys(spec: &str) -> ApiResult<Vec<u8>> {
+    let spec = if spec.is_empty() { "ctrl-p,ctrl-q" } else { spec };
+    let invalid = || ApiError::bad_request(format!("Invalid detach keys ({spec}) provided"));
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        let lower = key.to_ascii_lowercase();
+        if let Some(c) = lower.strip_prefix("ctrl-") {
+            let c = c.as_bytes();
+            if c.len() != 1 {
+                return Err(invalid());
+            }
+            out.push(match c[0] {
+                b'a'..=b'z' => c[0] - b'a' + 1,
+                b'@' => 0,
+                b'[' => 27,
+                b'\\' => 28,
+                b']' => 29,
+                b'^' => 30,
+                b'_' => 31,
+                _ => return Err(invalid()),
+            });
+        } else if key.len() == 1 {
+            out.push(key.as_bytes()[0]);
+        } else {
+            return Err(invalid());
+        }
+    }
+    Ok(out)
 }
 
 pub async fn prune(State(e): State<Engine>, q: Q) -> ApiResult<Json<Value>> {

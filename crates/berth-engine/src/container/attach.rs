@@ -116,4 +116,11 @@ impl Engine {
             stream: Some(stream),
         })
     }
+
+    /// A client left an attach with the detach keys: dockerd's `detach` event.
+    pub fn container_detached(&self, name: &str) {
+        if let Ok(h) = self.lookup(name) {
+            self.emit_container(&h, "detach", Default::default());
+        }
+    }
 }

@@ -5,8 +5,13 @@
 //! handle's `op` lock so two verbs on one container never interleave; the exit monitor does
 //! not take it (a `stop` holding the lock waits for the monitor to observe the exit).
 
+pub mod archive;
 pub mod attach;
+pub mod changes;
+pub mod commit;
 pub mod create;
+pub mod export;
+pub mod health;
 pub mod inspect;
 pub mod list;
 pub mod logs;
@@ -15,8 +20,10 @@ pub mod mounts;
 pub mod remove;
 pub mod spec;
 pub mod start;
+pub mod stats;
 pub mod state;
 pub mod stop;
+pub mod top;
 pub mod update;
 pub mod wait;
 

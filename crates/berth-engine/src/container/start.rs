@@ -189,6 +189,7 @@ impl Engine {
         self.persist(h)?;
         self.emit_container(h, "start", BTreeMap::new());
         self.spawn_monitor(h.clone(), client);
+        self.spawn_health(h.clone());
         Ok(())
     }
 

@@ -836,7 +836,9 @@ impl Shim {
             Mode::Attach { stdin: true, .. } => {
                 self.stdin.push(data);
                 self.stdin.flush();
-                if eof && self.cfg.stdin_once {
+                // As dockerd: an attach ending closes a TTY's stdin never (so detaching
+                // with the detach keys leaves the shell running), a pipe's with StdinOnce.
+                if eof && self.cfg.stdin_once && !self.cfg.terminal {
                     self.stdin.close();
                 }
             }
