@@ -148,12 +148,14 @@ impl ResolvedPull {
         for l in missing.iter().skip(MAX_CONCURRENT_DOWNLOADS) {
             progress(Progress::status(Some(&short_id(&l.digest)), "Waiting"));
         }
-        let mut downloads = futures_util::stream::iter(missing.iter().map(|l| {
-            let content = content.clone();
-            let repo = &self.repo;
-            async move { download(repo, &content, l, Some(progress)).await }
-        }))
-        .buffer_unordered(MAX_CONCURRENT_DOWNLOADS);
+        // collected first: a lazy `map` closure here makes the future's lifetimes too
+        // general for `tokio::spawn` callers (rust-lang/rust#102211)
+        let jobs: Vec<_> = missing
+            .iter()
+            .map(|l| download(&self.repo, &content, l, Some(progress)))
+            .collect();
+        let mut downloads =
+            futures_util::stream::iter(jobs).buffer_unordered(MAX_CONCURRENT_DOWNLOADS);
         while let Some(res) = downloads.next().await {
             res?;
         }

@@ -79,23 +79,20 @@ impl Client {
             progress(Progress::status(Some(&short_id(&l.diff_id)), "Waiting"));
         }
         let content = store.content();
-        let mut uploads = futures_util::stream::iter(layers.iter().map(|l| {
-            let repo = &repo;
-            let mount_from = &mount_from;
-            async move {
-                let path = content.blob_path(&l.blob)?;
-                push_blob(
-                    repo,
-                    &l.blob,
-                    path,
-                    l.blob_size,
-                    mount_from,
-                    Some((&short_id(&l.diff_id), progress)),
-                )
-                .await
-            }
-        }))
-        .buffer_unordered(MAX_CONCURRENT_UPLOADS);
+        // collected first: a lazy `map` closure here makes the future's lifetimes too
+        // general for `tokio::spawn` callers (rust-lang/rust#102211)
+        let mut jobs = Vec::with_capacity(layers.len());
+        for l in &layers {
+            jobs.push(push_blob(
+                &repo,
+                &l.blob,
+                content.blob_path(&l.blob)?,
+                l.blob_size,
+                &mount_from,
+                Some((short_id(&l.diff_id), progress)),
+            ));
+        }
+        let mut uploads = futures_util::stream::iter(jobs).buffer_unordered(MAX_CONCURRENT_UPLOADS);
         while let Some(res) = uploads.next().await {
             res?;
         }
@@ -158,10 +155,10 @@ async fn push_blob(
     path: PathBuf,
     size: u64,
     mount_from: &[String],
-    progress: Option<(&str, Sink<'_>)>,
+    progress: Option<(String, Sink<'_>)>,
 ) -> Result<()> {
     let say = |s: &str| {
-        if let Some((id, p)) = progress {
+        if let Some((id, p)) = &progress {
             p(Progress::status(Some(id), s));
         }
     };
@@ -195,7 +192,7 @@ async fn push_blob(
         tokio::select! {
             r = &mut put => break r,
             _ = tick.tick() => {
-                if let Some((id, p)) = progress {
+                if let Some((id, p)) = &progress {
                     let n = sent.load(Ordering::Relaxed);
                     if n > 0 {
                         p(Progress::bytes(id, "Pushing", n, size));
@@ -205,7 +202,7 @@ async fn push_blob(
         }
     };
     res?;
-    if let Some((id, p)) = progress {
+    if let Some((id, p)) = &progress {
         p(Progress::bytes(id, "Pushing", size, size));
     }
     say("Pushed");

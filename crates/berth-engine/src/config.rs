@@ -25,6 +25,11 @@ pub struct EngineConfig {
     pub default_shm_size: i64,
     pub dns: Vec<String>,
     pub debug: bool,
+    /// daemon.json `insecure-registries`: `host[:port]` or CIDR entries reached over
+    /// plain HTTP (or HTTPS without certificate checks).
+    pub insecure_registries: Vec<String>,
+    /// daemon.json `registry-mirrors`: Docker Hub mirrors tried before Hub on pulls.
+    pub registry_mirrors: Vec<String>,
     /// Linux bridge of the default `bridge` network (`--bridge`, daemon.json `bridge`).
     pub bridge: String,
     /// `--bip`: the default bridge's gateway address with prefix, e.g. `10.99.0.1/24`.
@@ -59,6 +64,8 @@ impl EngineConfig {
             default_shm_size: 64 * 1024 * 1024,
             dns: Vec::new(),
             debug: false,
+            insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
             bridge: "berth0".into(),
             bip: None,
             default_address_pools: Vec::new(),

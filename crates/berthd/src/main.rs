@@ -260,6 +260,12 @@ fn main() -> Result<()> {
     if let Some(d) = dj.dns {
         cfg.dns = d;
     }
+    if let Some(r) = dj.insecure_registries {
+        cfg.insecure_registries = r;
+    }
+    if let Some(m) = dj.registry_mirrors {
+        cfg.registry_mirrors = m;
+    }
     write_pidfile(&pidfile)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -30,7 +30,12 @@ fn json_stream(rx: mpsc::Receiver<Vec<u8>>) -> Response {
 }
 
 /// `POST /images/create`: import (`fromSrc=-`) or pull (`fromImage`).
-pub async fn create(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Response> {
+pub async fn create(
+    State(e): State<Engine>,
+    q: Q,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     if let Some(src) = q.get("fromSrc") {
         if src != "-" {
             return Err(ApiError::bad_request(format!(
@@ -67,17 +72,8 @@ pub async fn create(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Resp
         let _ = tx.send(json_line(&json!({"status": img.id}))).await;
         return Ok(json_stream(rx));
     }
-    if let Some(image) = q.get("fromImage") {
-        let name = match q.get("tag").filter(|t| !t.is_empty()) {
-            Some(t) if !image.contains('@') => format!("{image}:{t}"),
-            _ => image.to_string(),
-        };
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!(
-                "pull access denied for {name}: this berthd has no registry client yet; import or load the image instead"
-            ),
-        });
+    if q.get("fromImage").is_some() {
+        return super::distribution::pull(e, &q, &headers).await;
     }
     Err(ApiError::bad_request(
         "one of fromSrc or fromImage is required",
@@ -171,6 +167,7 @@ pub async fn by_name_post(
     State(e): State<Engine>,
     Path(rest): Path<String>,
     q: Q,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q.get("repo").filter(|r| !r.is_empty()).ok_or_else(|| {
@@ -180,13 +177,7 @@ pub async fn by_name_post(
         return Ok(empty(StatusCode::CREATED));
     }
     if let Some(name) = rest.strip_suffix("/push") {
-        e.images()
-            .get(name)
-            .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("push of {name}: this berthd has no registry client yet"),
-        });
+        return super::distribution::push(e, name, &q, &headers).await;
     }
     Err(ApiError::not_found(format!(
         "page not found: POST /images/{rest}"

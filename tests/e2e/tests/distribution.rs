@@ -1,0 +1,350 @@
+//! Pull, push and login end to end: the real docker CLI and `berth` against berthd, with
+//! `target/debug/berth-registry` (and Debian's `docker-registry` when installed) as the
+//! registry, and skopeo reading what berthd pushed.
+
+use berth_e2e::{bin, require, stdout, text, unique, Daemon};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A registry server child process on 127.0.0.1:<free port>, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn wait_listening(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("{what} exited early: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {port}");
+}
+
+fn write_htpasswd(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("htpasswd");
+    let h = bcrypt::hash("alicepw", 5).expect("bcrypt");
+    std::fs::write(&p, format!("alice:{h}\n")).expect("write htpasswd");
+    p
+}
+
+/// `berth-registry serve`; `auth` adds an htpasswd (alice/alicepw) and the token flow.
+fn berth_registry(auth: bool) -> Registry {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut cmd = Command::new(bin("berth-registry"));
+    cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(dir.path().join("data"));
+    if auth {
+        cmd.arg("--htpasswd")
+            .arg(write_htpasswd(dir.path()))
+            .arg("--token-auth");
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn berth-registry");
+    wait_listening(port, &mut child, "berth-registry");
+    Registry {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// Debian's `docker-registry` (distribution 2.8) with a filesystem root.
+fn distribution_registry() -> Registry {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn docker-registry");
+    wait_listening(port, &mut child, "docker-registry");
+    Registry {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn ok(o: Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed: {}", text(&o));
+    stdout(&o)
+}
+
+/// docker with a stdin (for `login --password-stdin`).
+fn docker_stdin(d: &Daemon, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn docker");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("docker output")
+}
+
+/// Push `busybox` as `name` with the docker CLI, remove every local copy, pull it back
+/// and run it.
+fn round_trip(d: &Daemon, name: &str) {
+    ok(d.docker(&["tag", "busybox", name]), "tag");
+    let out = ok(d.docker(&["push", name]), "push");
+    assert!(out.contains("The push refers to repository ["), "{out}");
+    assert!(out.contains(": Pushed"), "{out}");
+    assert!(out.contains("digest: sha256:"), "{out}");
+    let out = ok(d.docker(&["push", name]), "push again");
+    assert!(out.contains("Layer already exists"), "{out}");
+
+    let id = ok(
+        d.docker(&["image", "inspect", "-f", "{{.Id}}", name]),
+        "inspect",
+    );
+    // by id, forced: the pushed image also has repo digests now
+    ok(d.docker(&["rmi", "-f", id.trim()]), "rmi image");
+    let out = ok(d.docker(&["pull", name]), "pull");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    assert_eq!(
+        ok(
+            d.docker(&["image", "inspect", "-f", "{{.Id}}", name]),
+            "inspect pulled"
+        ),
+        id,
+        "same image after the round trip"
+    );
+    let digests = ok(
+        d.docker(&["image", "inspect", "-f", "{{json .RepoDigests}}", name]),
+        "digests",
+    );
+    assert!(digests.contains("@sha256:"), "{digests}");
+    let out = ok(d.docker(&["pull", name]), "pull again");
+    assert!(
+        out.contains(&format!("Status: Image is up to date for {name}")),
+        "{out}"
+    );
+    let out = ok(
+        d.docker(&["run", "--rm", name, "echo", "pulled-and-ran"]),
+        "run pulled image",
+    );
+    assert_eq!(out.trim(), "pulled-and-ran");
+    // put busybox back for the caller
+    ok(d.docker(&["tag", name, "busybox"]), "retag busybox");
+}
+
+#[test]
+fn docker_push_pull_against_berth_registry() {
+    let reg = berth_registry(false);
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = format!("127.0.0.1:{}/test/bb:1", reg.port);
+    round_trip(&d, &name);
+
+    // errors before the stream: docker's wording and a failing exit
+    let missing = format!("127.0.0.1:{}/test/bb:nope", reg.port);
+    let o = d.docker(&["pull", &missing]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(&format!(
+            "manifest for {missing} not found: manifest unknown"
+        )),
+        "{}",
+        text(&o)
+    );
+    let o = d.docker(&["push", &format!("127.0.0.1:{}/none/x:1", reg.port)]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("An image does not exist locally with the tag"),
+        "{}",
+        text(&o)
+    );
+
+    // berth's own CLI
+    let b = format!("127.0.0.1:{}/berth/bb:2", reg.port);
+    ok(d.berth(&["tag", "busybox", &b]), "berth tag");
+    let out = ok(d.berth(&["push", &b]), "berth push");
+    assert!(out.contains("2: digest: sha256:"), "{out}");
+    assert!(
+        out.contains("Mounted from test/bb") || out.contains("Layer already exists"),
+        "{out}"
+    );
+    ok(d.berth(&["rmi", &b]), "berth rmi");
+    let out = ok(d.berth(&["pull", &b]), "berth pull");
+    assert!(out.contains(&format!("Status: ")), "{out}");
+    ok(
+        d.berth(&["image", "inspect", &b]),
+        "pulled image is present",
+    );
+
+    // pull and push show up as events
+    let events = ok(
+        d.docker(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            "type=image",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}",
+        ]),
+        "events",
+    );
+    assert!(events.contains(&format!("push {name}")), "{events}");
+    assert!(events.contains(&format!("pull {name}")), "{events}");
+
+    // skopeo reads what berthd pushed
+    if require("skopeo") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = format!("oci:{}:copy", dir.path().join("layout").display());
+        let o = Command::new("skopeo")
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{name}"),
+                &dest,
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(o.status.success(), "skopeo copy: {}", text(&o));
+    }
+}
+
+#[test]
+fn docker_login_with_htpasswd_and_tokens() {
+    let reg = berth_registry(true);
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let server = format!("127.0.0.1:{}", reg.port);
+    let name = format!("{server}/private/bb:1");
+    ok(d.docker(&["tag", "busybox", &name]), "tag");
+
+    let o = d.docker(&["push", &name]);
+    assert!(
+        !o.status.success(),
+        "anonymous push must fail: {}",
+        text(&o)
+    );
+
+    let o = docker_stdin(
+        &d,
+        &["login", &server, "-u", "alice", "--password-stdin"],
+        "wrong\n",
+    );
+    assert!(!o.status.success(), "bad password accepted: {}", text(&o));
+    assert!(text(&o).contains("unauthorized"), "{}", text(&o));
+
+    let o = docker_stdin(
+        &d,
+        &["login", &server, "-u", "alice", "--password-stdin"],
+        "alicepw\n",
+    );
+    assert!(o.status.success(), "login: {}", text(&o));
+    assert!(stdout(&o).contains("Login Succeeded"), "{}", text(&o));
+
+    let out = ok(d.docker(&["push", &name]), "push after login");
+    assert!(out.contains("digest: sha256:"), "{out}");
+    ok(d.docker(&["rmi", &name]), "rmi");
+    let out = ok(d.docker(&["pull", &name]), "pull after login");
+    assert!(out.contains("Status: "), "{out}");
+
+    ok(d.docker(&["logout", &server]), "logout");
+    ok(d.docker(&["rmi", &name]), "rmi again");
+    let o = d.docker(&["pull", &name]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(&format!(
+            "pull access denied for {server}/private/bb, repository does not exist or may require 'docker login'"
+        )),
+        "{}",
+        text(&o)
+    );
+
+    // berth login stores credentials where berth push finds them
+    let cfg = tempfile::tempdir().expect("tempdir");
+    let berth = |args: &[&str], input: Option<&str>| {
+        let mut child = Command::new(bin("berth"))
+            .args(["-H", &d.host()])
+            .args(args)
+            .env("DOCKER_CONFIG", cfg.path())
+            .env("HOME", cfg.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth");
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(i) = input {
+            stdin.write_all(i.as_bytes()).expect("stdin");
+        }
+        drop(stdin);
+        child.wait_with_output().expect("berth output")
+    };
+    let o = berth(
+        &["login", &server, "-u", "alice", "--password-stdin"],
+        Some("alicepw\n"),
+    );
+    assert!(o.status.success(), "berth login: {}", text(&o));
+    let b = format!("{server}/private/berth:1");
+    ok(d.berth(&["tag", "busybox", &b]), "tag");
+    let o = berth(&["push", &b], None);
+    assert!(o.status.success(), "berth push: {}", text(&o));
+}
+
+#[test]
+fn docker_push_pull_against_distribution() {
+    if !require("docker-registry") {
+        return;
+    }
+    let reg = distribution_registry();
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = format!("127.0.0.1:{}/dist/{}:1", reg.port, unique("bb"));
+    round_trip(&d, &name);
+}
