@@ -553,7 +553,9 @@ impl EngineExecutor {
             state_dir: state_dir.clone(),
             runtime: cfg.runtime.clone().into(),
             runtime_root: cfg.runtime_root(),
-            log_path: PathBuf::new(),
+            // The shim always keeps a json log; the build's copy lives and dies with the
+            // step's work dir (the output itself goes to the progress stream).
+            log_path: work.join("run.log"),
             log_max_size: None,
             log_max_files: 1,
             terminal: false,

@@ -1,0 +1,355 @@
+//! Image builds through the real docker CLI (classic builder, DOCKER_BUILDKIT=0) and through
+//! `berth build`.
+
+use berth_e2e::*;
+use std::path::Path;
+
+fn ctx(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("berth-build-ctx-")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    for (name, data) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, data).expect("write");
+    }
+    d
+}
+
+fn path(d: &tempfile::TempDir) -> &str {
+    d.path().to_str().expect("utf8")
+}
+
+fn run_out(d: &Daemon, image: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", image];
+    args.extend_from_slice(cmd);
+    let o = d.docker(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    stdout(&o)
+}
+
+#[test]
+fn every_instruction_and_cache() {
+    let d = Daemon::start();
+    d.import_busybox("busybox:latest");
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM busybox\n\
+             ARG VERSION=1\n\
+             ENV GREETING=hello APP=/app\n\
+             LABEL org.example.v=\"$VERSION\"\n\
+             WORKDIR $APP\n\
+             COPY data.txt ./\n\
+             COPY --chmod=755 dir/ sub/\n\
+             ADD layer.tar /unpacked/\n\
+             RUN echo \"$GREETING from RUN $VERSION\" > run.txt && echo built-output\n\
+             RUN <<EOF\n\
+             echo heredoc > /app/heredoc.txt\n\
+             EOF\n\
+             COPY <<EOF /app/inline.txt\n\
+             inline $GREETING\n\
+             EOF\n\
+             EXPOSE 8080\n\
+             VOLUME /data\n\
+             USER 1000\n\
+             STOPSIGNAL SIGTERM\n\
+             HEALTHCHECK --interval=5s CMD true\n\
+             SHELL [\"/bin/sh\", \"-c\"]\n\
+             ONBUILD RUN echo child\n\
+             ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+             CMD [\"cat /app/run.txt\"]\n",
+        ),
+        ("data.txt", "data\n"),
+        ("dir/a", "a\n"),
+    ]);
+    // A tar archive ADD unpacks.
+    {
+        let f = std::fs::File::create(c.path().join("layer.tar")).expect("tar");
+        let mut b = tar_builder(f);
+        b.append("inside.txt", b"from tar\n");
+        b.finish();
+    }
+    let out = d.docker(&[
+        "build",
+        "-t",
+        "every:1",
+        "--build-arg",
+        "VERSION=2",
+        path(&c),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(s.contains("Step 1/20 : FROM busybox"), "{s}");
+    assert!(s.contains(" ---> Running in "), "{s}");
+    assert!(s.contains("built-output"), "{s}");
+    assert!(s.contains("Successfully built "), "{s}");
+    assert!(s.contains("Successfully tagged every:1"), "{s}");
+    assert_eq!(run_out(&d, "every:1", &[]), "hello from RUN 2\n");
+    let files = run_out(
+        &d,
+        "every:1",
+        &["cat data.txt sub/a /unpacked/inside.txt heredoc.txt inline.txt; stat -c %a sub/a; id -u; pwd"],
+    );
+    assert_eq!(
+        files,
+        "data\na\nfrom tar\nheredoc\ninline hello\n755\n1000\n/app\n"
+    );
+    let i = d.docker(&[
+        "inspect",
+        "-f",
+        "{{json .Config.ExposedPorts}} {{json .Config.Volumes}} {{.Config.StopSignal}} {{index .Config.Labels \"org.example.v\"}} {{json .Config.OnBuild}} {{json .Config.Healthcheck.Test}}",
+        "every:1",
+    ]);
+    assert!(i.status.success(), "{}", text(&i));
+    assert_eq!(
+        stdout(&i).trim(),
+        "{\"8080/tcp\":{}} {\"/data\":{}} SIGTERM 2 [\"RUN echo child\"] [\"CMD-SHELL\",\"true\"]"
+    );
+
+    // Rebuild: every step after FROM comes from the cache, same image.
+    let again = d.docker(&[
+        "build",
+        "-q",
+        "-t",
+        "every:2",
+        "--build-arg",
+        "VERSION=2",
+        path(&c),
+    ]);
+    assert!(again.status.success(), "{}", text(&again));
+    let id1 = d.docker(&["inspect", "-f", "{{.Id}}", "every:1"]);
+    assert_eq!(stdout(&again).trim(), stdout(&id1).trim());
+    let verbose = d.docker(&["build", "--build-arg", "VERSION=2", path(&c)]);
+    assert_eq!(
+        stdout(&verbose).matches(" ---> Using cache").count(),
+        19,
+        "{}",
+        text(&verbose)
+    );
+
+    // ONBUILD runs in a child image.
+    let child = ctx(&[("Dockerfile", "FROM every:1\nUSER 0\n")]);
+    let out = d.docker(&["build", "-t", "child", path(&child)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("# Executing 1 build trigger"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout(&out).contains("child\n"), "{}", text(&out));
+}
+
+/// A minimal tar writer over the `tar` command (the e2e crate has no tar dependency).
+struct TarBuilder {
+    dir: tempfile::TempDir,
+    out: std::fs::File,
+}
+
+fn tar_builder(out: std::fs::File) -> TarBuilder {
+    TarBuilder {
+        dir: tempfile::tempdir().expect("tmp"),
+        out,
+    }
+}
+
+impl TarBuilder {
+    fn append(&mut self, name: &str, data: &[u8]) {
+        std::fs::write(self.dir.path().join(name), data).expect("write");
+    }
+    fn finish(self) {
+        let o = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(self.dir.path())
+            .args(["-cf", "-", "."])
+            .stdout(self.out)
+            .status()
+            .expect("tar");
+        assert!(o.success());
+    }
+}
+
+#[test]
+fn multistage_target_and_copy_from() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let df = "FROM busybox AS broken\n\
+              RUN exit 9\n\
+              FROM busybox AS builder\n\
+              RUN echo artifact > /out.txt\n\
+              FROM scratch AS final\n\
+              COPY --from=builder /out.txt /out.txt\n\
+              COPY --from=builder /bin/busybox /bin/busybox\n\
+              ENTRYPOINT [\"/bin/busybox\", \"cat\", \"/out.txt\"]\n";
+    let c = ctx(&[("Dockerfile", df)]);
+    let out = d.docker(&["build", "-t", "ms", path(&c)]);
+    assert!(
+        out.status.success(),
+        "unneeded broken stage: {}",
+        text(&out)
+    );
+    assert!(!stdout(&out).contains("exit 9"), "{}", text(&out));
+    let run = d.docker(&["run", "--rm", "ms"]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(stdout(&run), "artifact\n");
+    // Distroless: no shell to exec into; docker's clear error, not a hang.
+    let name = unique("distroless");
+    let r = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--entrypoint",
+        "/bin/busybox",
+        "ms",
+        "sleep",
+        "30",
+    ]);
+    assert!(r.status.success(), "{}", text(&r));
+    // It fails promptly. (dockerd hijacks first and reports the runtime's "executable file
+    // not found" in the stream, exit 127; berthd's exec route still answers 500 before the
+    // upgrade, which the CLI shows as "unable to upgrade to tcp" with exit 1.)
+    let started = std::time::Instant::now();
+    let ex = d.docker(&["exec", &name, "sh"]);
+    assert!(!ex.status.success(), "{}", text(&ex));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let _ = d.docker(&["rm", "-f", &name]);
+
+    // --target builds the named stage only.
+    let out = d.docker(&["build", "--target", "builder", "-t", "ms:builder", path(&c)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        run_out(&d, "ms:builder", &["cat", "/out.txt"]),
+        "artifact\n"
+    );
+    // Targeting the broken stage reports the exit code and the line.
+    let out = d.docker(&["build", "--target", "broken", path(&c)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("The command '/bin/sh -c exit 9' returned a non-zero code: 9"),
+        "{e}"
+    );
+    assert!(e.contains("Dockerfile:2"), "{e}");
+}
+
+#[test]
+fn cache_follows_content_not_mtime() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let c = ctx(&[
+        ("Dockerfile", "FROM busybox\nCOPY f /f\nRUN cat /f\n"),
+        ("f", "one\n"),
+    ]);
+    let b = |c: &tempfile::TempDir| {
+        let o = d.docker(&["build", "-t", "cachetest", path(c)]);
+        assert!(o.status.success(), "{}", text(&o));
+        stdout(&o)
+    };
+    assert!(!b(&c).contains("Using cache"));
+    // Touch only: still cached.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(c.path().join("f"))
+        .expect("open");
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .expect("touch");
+    assert_eq!(b(&c).matches("Using cache").count(), 2);
+    // New content: COPY and RUN run again.
+    std::fs::write(c.path().join("f"), "two\n").expect("write");
+    let s = b(&c);
+    assert_eq!(s.matches("Using cache").count(), 0, "{s}");
+    assert!(s.contains("two"), "{s}");
+    // --no-cache
+    let o = d.docker(&["build", "--no-cache", path(&c)]);
+    assert!(!stdout(&o).contains("Using cache"), "{}", text(&o));
+    // builder prune empties the cache.
+    let p = d.docker(&["builder", "prune", "-f"]);
+    assert!(p.status.success(), "{}", text(&p));
+    assert!(!b(&c).contains("Using cache"));
+}
+
+#[test]
+fn dockerignore_args_and_errors() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let c = ctx(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nARG WHO=nobody\nCOPY . /ctx/\nRUN ls -a /ctx | sort | tr '\\n' ' ' && echo \"hi $WHO\"\n",
+        ),
+        (".dockerignore", "*.md\n!KEEP.md\nsecret/\n"),
+        ("a.md", "x"),
+        ("KEEP.md", "x"),
+        ("secret/key", "x"),
+        ("src/main.rs", "x"),
+    ]);
+    let o = d.docker(&["build", "--build-arg", "WHO=you", path(&c)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = stdout(&o);
+    assert!(s.contains("KEEP.md"), "{s}");
+    assert!(!s.contains("a.md"), "{s}");
+    assert!(!s.contains("secret"), "{s}");
+    assert!(s.contains("src"), "{s}");
+    assert!(s.contains("hi you"), "{s}");
+
+    let bad = ctx(&[("Dockerfile", "FROM busybox\nRUN true\nBOGUS x\n")]);
+    let o = d.docker(&["build", path(&bad)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("Dockerfile:3"), "{e}");
+    assert!(e.contains("unknown instruction: BOGUS"), "{e}");
+
+    let missing = ctx(&[("Dockerfile", "FROM busybox\nCOPY nope /x\n")]);
+    let o = d.docker(&["build", path(&missing)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("nope"), "{}", text(&o));
+}
+
+#[test]
+fn berth_build_cli() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let c = ctx(&[
+        (
+            "build.Dockerfile",
+            "FROM busybox AS one\nARG X=def\nRUN echo \"x=$X\" > /x\nFROM one AS two\nRUN false\n",
+        ),
+        ("Dockerfile", "FROM busybox\nRUN echo from-stdin-df\n"),
+    ]);
+    let df = c.path().join("build.Dockerfile");
+    let o = d.berth(&[
+        "build",
+        "-t",
+        "bb",
+        "-f",
+        df.to_str().expect("utf8"),
+        "--target",
+        "one",
+        "--build-arg",
+        "X=given",
+        "--no-cache",
+        path(&c),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(run_out(&d, "bb", &["cat", "/x"]), "x=given\n");
+    // Dockerfile from stdin.
+    let o = std::process::Command::new(bin("berth"))
+        .args([
+            "-H",
+            &d.host(),
+            "build",
+            "-t",
+            "fromstdin",
+            "-f",
+            "-",
+            path(&c),
+        ])
+        .stdin(std::fs::File::open(c.path().join("Dockerfile")).expect("df"))
+        .output()
+        .expect("berth");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("from-stdin-df"), "{}", text(&o));
+    assert!(Path::new(&bin("berth")).exists());
+}
