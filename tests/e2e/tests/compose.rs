@@ -234,6 +234,25 @@ fn config_and_run() {
     assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
 }
 
+#[test]
+fn attached_up_streams_logs_and_exit_code() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  a:\n    image: busybox\n    command: echo hello-a\n  b:\n    image: busybox\n    command: sh -c 'sleep 1; echo bye-b; exit 3'\n",
+    )
+    .expect("write");
+    let p = unique("att");
+    let out = compose(&d, dir.path(), &["-p", &p, "up", "--exit-code-from", "b"]);
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(all.contains("a-1  | hello-a"), "{all}");
+    assert!(all.contains("b-1  | bye-b"), "{all}");
+    ok(compose(&d, dir.path(), &["-p", &p, "down"]));
+}
+
 /// Debian's docker-compose 1.29 (Python) driving berthd through the Engine API.
 #[test]
 fn docker_compose_1_29_flow() {
