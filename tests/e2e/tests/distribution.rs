@@ -215,20 +215,30 @@ fn docker_push_pull_against_berth_registry() {
     );
     ok(d.berth(&["rmi", &b]), "berth rmi");
     let out = ok(d.berth(&["pull", &b]), "berth pull");
-    assert!(out.contains(&format!("Status: ")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {b}")),
+        "{out}"
+    );
     ok(
         d.berth(&["image", "inspect", &b]),
         "pulled image is present",
     );
 
-    // pull and push show up as events
+    // pull and push show up as events (`--until` a little ahead: `0s` is truncated to
+    // the second and can miss events of the current one)
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 2)
+    .to_string();
     let events = ok(
         d.docker(&[
             "events",
             "--since",
             "0",
             "--until",
-            "0s",
+            &until,
             "--filter",
             "type=image",
             "--format",
@@ -335,6 +345,13 @@ fn docker_login_with_htpasswd_and_tokens() {
     ok(d.berth(&["tag", "busybox", &b]), "tag");
     let o = berth(&["push", &b], None);
     assert!(o.status.success(), "berth push: {}", text(&o));
+    ok(d.berth(&["rmi", &b]), "rmi");
+    let o = berth(&["pull", &b], None);
+    assert!(
+        o.status.success(),
+        "berth pull with stored credentials: {}",
+        text(&o)
+    );
 }
 
 #[test]

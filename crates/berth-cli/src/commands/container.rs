@@ -57,7 +57,16 @@ pub async fn pull_image(
     quiet: bool,
 ) -> CliResult {
     let (repo, tag) = split_reference(image);
-    let mut s = c.image_pull(&repo, Some(&tag), platform, None).await?;
+    // credentials from `berth login`/`docker login`, sent as docker does
+    let registry = repo
+        .split('/')
+        .next()
+        .filter(|r| repo.contains('/') && (r.contains('.') || r.contains(':') || *r == "localhost"))
+        .unwrap_or("https://index.docker.io/v1/");
+    let auth = super::image::registry_auth(registry);
+    let mut s = c
+        .image_pull(&repo, Some(&tag), platform, Some(&auth))
+        .await?;
     while let Some(m) = s.next().await {
         let m = m?;
         if let Some(line) = super::image::progress_line(&m)? {
