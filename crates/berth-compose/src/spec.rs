@@ -621,7 +621,7 @@ mod tests {
     #[test]
     fn create_body_maps_the_service() {
         let (t, p) = project(
-            "services:\n  web:\n    image: busybox\n    command: httpd -f\n    environment: {A: '1'}\n    ports: ['127.0.0.1:8080:80']\n    volumes: [data:/srv, ./conf:/etc/conf:ro]\n    restart: on-failure:3\n    healthcheck: {test: [CMD, true], interval: 2s, retries: 5}\n    depends_on: {db: {condition: service_healthy}}\n    networks: {back: {aliases: [www]}}\n    mem_limit: 64m\n    cpus: 0.5\n    init: true\n  db:\n    image: db\n    networks: [back]\nnetworks:\n  back: {}\nvolumes:\n  data: {}\n",
+            "services:\n  web:\n    image: busybox\n    command: httpd -f\n    environment: {A: '1'}\n    ports: ['127.0.0.1:8080:80']\n    volumes: [data:/srv, ./conf:/etc/conf:ro]\n    restart: on-failure:3\n    healthcheck: {test: [CMD, \"true\"], interval: 2s, retries: 5}\n    depends_on: {db: {condition: service_healthy}}\n    networks: {back: {aliases: [www]}}\n    mem_limit: 64m\n    cpus: 0.5\n    init: true\n  db:\n    image: db\n    networks: [back]\nnetworks:\n  back: {}\nvolumes:\n  data: {}\n",
         );
         let svc = p.service("web").expect("web").clone();
         let b = create_body(&p, "web", &svc, 1, false).expect("body");
