@@ -13,6 +13,23 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// dockerd's wording for a failed exec, which the docker CLI prints; the runtime's own text
+/// is kept at the end.
+pub fn exec_error_message(runtime_msg: &str) -> String {
+    let prefix = "OCI runtime exec failed: exec failed: unable to start container process";
+    if let Some(rest) = runtime_msg.split("executable file `").nth(1) {
+        if let Some((bin, _)) = rest.split_once('`') {
+            let detail = if bin.contains('/') {
+                format!("exec: \"{bin}\": stat {bin}: no such file or directory")
+            } else {
+                format!("exec: \"{bin}\": executable file not found in $PATH")
+            };
+            return format!("{prefix}: {detail}: unknown");
+        }
+    }
+    format!("{prefix}: {runtime_msg}: unknown")
+}
+
 #[derive(Deserialize, Clone, Debug, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ExecConfig {
@@ -182,12 +199,12 @@ impl Engine {
             stderr: cfg.attach_stderr && !detach,
         };
         let stream = client.exec(spec).await.map_err(|err| {
-            let msg = err.to_string();
+            let msg = exec_error_message(&err.to_string());
             let code = crate::container::start::exit_code_for_start_error(&msg);
             let mut st = e.status.lock().expect("exec status lock");
             st.running = false;
             st.exit_code = Some(code);
-            Error::Internal(format!("OCI runtime exec failed: {msg}"))
+            Error::Internal(msg)
         })?;
         if let Ok(client) = ShimClient::connect(&self.config().container_state_dir(&h.id)).await {
             if let Ok(s) = client.exec_state(id).await {
@@ -230,8 +247,27 @@ impl Engine {
         }
     }
 
-    pub fn exec_inspect(&self, id: &str) -> Result<Value> {
+    /// Exec state as Docker reports it. While the exec is believed running the shim is asked,
+    /// so a client that inspects right after the stream closed sees the real exit code rather
+    /// than racing the exit monitor.
+    pub async fn exec_inspect(&self, id: &str) -> Result<Value> {
         let e = self.exec_handle(id)?;
+        let running = e.status.lock().expect("exec status lock").running;
+        if running {
+            let dir = self.config().container_state_dir(&e.container_id);
+            if let Ok(c) = ShimClient::connect(&dir).await {
+                if let Ok(s) = c.exec_state(id).await {
+                    let mut st = e.status.lock().expect("exec status lock");
+                    if !s.running && s.exit_code.is_some() {
+                        st.running = false;
+                        st.exit_code = s.exit_code;
+                    }
+                    if s.pid != 0 {
+                        st.pid = s.pid;
+                    }
+                }
+            }
+        }
         let st = e.status.lock().expect("exec status lock").clone();
         let cmd = e.config.cmd.clone().unwrap_or_default();
         Ok(json!({

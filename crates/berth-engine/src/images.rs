@@ -129,7 +129,23 @@ impl Engine {
         let mut out = Vec::new();
         if !by_id {
             let r = parse_ref(name)?;
-            let is_last = img.repo_tags.len() + img.repo_digests.len() <= 1;
+            let is_last_tag = img.repo_tags.len() <= 1;
+            // Digest references of the same repository go with its last tag (as dockerd does),
+            // so a pushed or pulled image does not linger under `repo@sha256:...`.
+            let same_repo_digests: Vec<String> = if is_last_tag {
+                img.repo_digests
+                    .iter()
+                    .filter(|d| {
+                        Reference::parse(d).map(|x| x.familiar_name()).ok()
+                            == Some(r.familiar_name())
+                    })
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let remaining = img.repo_tags.len() + img.repo_digests.len() - same_repo_digests.len();
+            let is_last = remaining <= 1;
             if is_last && !users.is_empty() && !force {
                 return Err(Error::Conflict(format!(
                     "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
@@ -141,6 +157,15 @@ impl Engine {
             out.push(json!({"Untagged": r.familiar()}));
             self.events()
                 .emit("image", "untag", &img.id, self.image_attrs(&r.familiar()));
+            if r.digest().is_none() {
+                for dgst in &same_repo_digests {
+                    if let Ok(dr) = Reference::parse(dgst) {
+                        if self.images().untag(&dr).is_ok() {
+                            out.push(json!({"Untagged": dgst}));
+                        }
+                    }
+                }
+            }
             if !is_last || !users.is_empty() {
                 return Ok(out);
             }
@@ -189,7 +214,6 @@ impl Engine {
 
     pub fn list_images(&self, all: bool, filters: &Filters, digests: bool) -> Result<Vec<Value>> {
         filters.validate(&["dangling", "label", "before", "since", "reference", "until"])?;
-        let _ = all;
         let dangling = filters.bool_value("dangling")?;
         let mut imgs = self.images().list()?;
         imgs.sort_by(|a, b| b.created.cmp(&a.created));
@@ -208,9 +232,19 @@ impl Engine {
                 *m.entry(h.snapshot().image).or_default() += 1;
                 m
             });
+        // Untagged images that are the parent of another image are build intermediates:
+        // dockerd lists them only with `all`.
+        let parents: HashSet<String> = imgs
+            .iter()
+            .map(|i| i.parent.clone())
+            .filter(|p| !p.is_empty())
+            .collect();
         let mut out = Vec::new();
         for img in imgs {
             let is_dangling = img.repo_tags.is_empty();
+            if !all && is_dangling && parents.contains(&img.id) {
+                continue;
+            }
             if dangling.is_some_and(|d| d != is_dangling) {
                 continue;
             }

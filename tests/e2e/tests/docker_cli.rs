@@ -182,3 +182,51 @@ fn save_load_tag_rmi() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(stdout(&out).trim(), "Untagged: busybox:latest");
 }
+
+#[test]
+fn exec_exit_codes_and_missing_binary() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("ex");
+    assert!(d
+        .docker(&["run", "-d", "--name", &name, "busybox", "sleep", "300"])
+        .status
+        .success());
+    for _ in 0..5 {
+        assert_eq!(d.docker(&["exec", &name, "false"]).status.code(), Some(1));
+    }
+    assert_eq!(
+        d.docker(&["exec", &name, "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    assert_eq!(
+        d.docker(&["exec", "-t", &name, "sh", "-c", "exit 8"])
+            .status
+            .code(),
+        Some(8)
+    );
+    let out = d.docker(&["exec", &name, "nope"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("executable file not found in $PATH")
+            || String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"),
+        "{}",
+        text(&out)
+    );
+    let out = d.docker(&[
+        "exec",
+        "-u",
+        "app",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=y",
+        &name,
+        "sh",
+        "-c",
+        "echo $(id -u) $(pwd) $X",
+    ]);
+    assert_eq!(stdout(&out), "1000 /tmp y\n", "{}", text(&out));
+}

@@ -15,7 +15,7 @@ use berth_engine::Engine;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub async fn create(
     State(e): State<Engine>,
@@ -63,11 +63,11 @@ pub async fn start(
         .headers()
         .get(header::UPGRADE)
         .is_some_and(|v| v.to_str().is_ok_and(|s| s.eq_ignore_ascii_case("tcp")));
-    let stream = e
-        .exec_start(&id, false)
-        .await?
-        .ok_or_else(|| ApiError::bad_request("exec produced no stream"))?;
     if !wants_upgrade {
+        let stream = e
+            .exec_start(&id, false)
+            .await?
+            .ok_or_else(|| ApiError::bad_request("exec produced no stream"))?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             let mut s = stream;
@@ -82,15 +82,38 @@ pub async fn start(
         resp.headers_mut().insert(header::CONTENT_TYPE, ctype);
         return Ok(resp);
     }
+    // Like dockerd: switch protocols first, then start the process; a runtime failure (a
+    // missing binary in a distroless image, say) is written into the stream and recorded as
+    // the exec's exit code (126/127), which the CLI reads back from exec inspect.
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = e.clone();
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(u) => {
-                splice(TokioIo::new(u), stream).await;
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(err) => {
+                tracing::debug!("exec upgrade failed: {err}");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(upgraded);
+        match engine.exec_start(&id, false).await {
+            Ok(Some(stream)) => {
+                splice(client, stream).await;
                 engine.exec_settle(&id).await;
             }
-            Err(err) => tracing::debug!("exec upgrade failed: {err}"),
+            Ok(None) => {
+                let _ = client.shutdown().await;
+            }
+            Err(err) => {
+                let msg = format!("{err}\r\n");
+                let bytes = if tty {
+                    msg.into_bytes()
+                } else {
+                    berth_engine::container::logs::frame(2, msg.as_bytes())
+                };
+                let _ = client.write_all(&bytes).await;
+                let _ = client.shutdown().await;
+            }
         }
     });
     let mut resp = Response::new(Body::empty());
@@ -103,7 +126,7 @@ pub async fn start(
 }
 
 pub async fn inspect(State(e): State<Engine>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(e.exec_inspect(&id)?))
+    Ok(Json(e.exec_inspect(&id).await?))
 }
 
 pub async fn resize(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
