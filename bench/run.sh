@@ -26,9 +26,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo '{}' >"$W/daemon.json"
 "$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
-  --cgroup-parent berth-bench --config-file /dev/null --log-level error >"$W/berthd.log" 2>&1 &
+  --cgroup-parent berth-bench --config-file "$W/daemon.json" --bridge berthbench0 --log-level error >"$W/berthd.log" 2>&1 &
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+[ -S "$SOCK" ] || { cat "$W/berthd.log"; exit 1; }
 B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
 
 # busybox rootfs from Debian's busybox-static

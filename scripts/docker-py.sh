@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 python3 -c 'import pytest, docker' 2>/dev/null || pip install -q pytest docker==7.1.0
 cargo build --workspace --bins -q
 W=$(mktemp -d /tmp/berth-dockerpy-XXXXXX)
-SOCK=$W/berth.sock
+SOCK=$W/berth.sock; echo "{}" >"$W/daemon.json"
 target/debug/berthd -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/pid" \
-  --cgroup-parent berth-dockerpy --config-file /dev/null --log-level warn >"$W/berthd.log" 2>&1 &
+  --cgroup-parent berth-dockerpy --config-file "$W/daemon.json" --bridge berthpy0 --log-level warn >"$W/berthd.log" 2>&1 &
 trap 'DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1; kill $(cat $W/pid) 2>/dev/null; sleep 0.5; grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf $W' EXIT
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 export DOCKER_HOST=unix://$SOCK DOCKER_CONFIG=$W/docker-config

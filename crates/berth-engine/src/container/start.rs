@@ -110,7 +110,9 @@ impl Engine {
         let cfg = self.config().clone();
         let state_dir = cfg.container_state_dir(&c.id);
         // Namespace, endpoints, ports, hosts and resolv.conf before the shim starts.
+        let t0 = std::time::Instant::now();
         let network = self.setup_container_network(c).await?;
+        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: network ready");
         let mut opts = super::spec::spec_options(c, &cfg, rootfs)?;
         opts.network = network;
         let spec = berth_runtime::spec::generate(&opts)
@@ -151,6 +153,7 @@ impl Engine {
             stdin_once: c.config.stdin_once,
         };
         let shim_bin = cfg.shim_binary.clone();
+        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
         tokio::task::spawn_blocking(move || berth_runtime::shim::spawn_shim(&shim_bin, &shim_cfg))
             .await
             .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
@@ -171,12 +174,14 @@ impl Engine {
                 .map_err(|e| Error::Internal(format!("attach: {e}")));
             let _ = p.reply.send(stream);
         }
+        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: shim created the container");
         if let Err(e) = client.start().await {
             let _ = client.kill(9, true).await;
             let _ = client.shutdown().await;
             return Err(Error::InvalidArgument(e.to_string()));
         }
         let pid = client.state().await.map(|s| s.pid as i64).unwrap_or(0);
+        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: running");
         h.update(|r| {
             r.state.status = Some(Status::Running);
             r.state.pid = pid;
