@@ -175,7 +175,15 @@ pub fn status_text(c: &Container) -> String {
     };
     match c.state.status() {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(&c.state.started_at)),
+        Status::Running => {
+            // Docker appends the health state: "(healthy)", "(health: starting)".
+            let health = match c.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)".to_string(),
+                Some(s) if !s.is_empty() => format!(" ({s})"),
+                _ => String::new(),
+            };
+            format!("Up {}{health}", ago(&c.state.started_at))
+        }
         Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",

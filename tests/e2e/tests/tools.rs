@@ -1,0 +1,584 @@
+//! Working with running containers through the real docker CLI: top, stats, cp (both
+//! ways, stopped containers, symlink escapes), diff, commit, export, health checks, an
+//! interactive `-it` session through a pty, detach keys and logs options.
+
+use berth_e2e::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", text(o));
+    stdout(o)
+}
+
+/// Runs `cmd` under `script` (a real pty) in the daemon's environment, feeding `input`
+/// chunks with pauses in between; returns (exit code, output).
+fn in_pty(d: &Daemon, cmd: &str, input: &[(&str, u64)]) -> (Option<i32>, String) {
+    let mut child = Command::new("script")
+        .args(["-qfec", cmd, "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for (data, pause_ms) in input {
+        std::thread::sleep(Duration::from_millis(*pause_ms));
+        let _ = stdin.write_all(data.as_bytes());
+        let _ = stdin.flush();
+    }
+    // keep stdin open a little so `script` does not hang up before the reply arrives
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("script output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn top_and_stats() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("top");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "-m",
+        "64m",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let top = ok(&d.docker(&["top", &name]));
+    assert!(top.starts_with("UID"), "{top}");
+    assert!(top.contains("sleep 1000"), "{top}");
+    assert_eq!(
+        top.lines().count(),
+        2,
+        "only the container's process: {top}"
+    );
+    let aux = ok(&d.docker(&["top", &name, "aux"]));
+    assert!(aux.contains("%CPU") && aux.contains("sleep 1000"), "{aux}");
+    let bad = d.docker(&["top", &name, "-q", "1"]);
+    assert!(!bad.status.success());
+    let st = ok(&d.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.MemPerc}}|{{.PIDs}}",
+        &name,
+    ]));
+    let f: Vec<&str> = st.trim().split('|').collect();
+    assert_eq!(f[0], name, "{st}");
+    assert!(f[1].ends_with('%') && !f[1].contains("--"), "{st}");
+    assert!(f[2].ends_with("/ 64MiB"), "{st}");
+    assert!(f[3].ends_with('%'), "{st}");
+    assert_eq!(f[4], "1", "{st}");
+    // a stopped container answers with zeros rather than an error
+    ok(&d.docker(&["stop", "-t", "0", &name]));
+    ok(&d.docker(&["stats", "--no-stream", &name]));
+}
+
+#[test]
+fn cp_both_ways_and_symlink_escapes() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("cp");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    ok(&d.docker(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo hello > /data/sub/f && ln -s / /data/root && ln -s ../../../../.. /data/dots && ln -s /etc/passwd /data/pw",
+    ]));
+    let host = d.dir.path().join("cp-host");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    // container -> host, a directory (the CLI itself refuses to write escaping links, so
+    // take the subdirectory and the symlinks separately)
+    let dst = host.join("sub");
+    ok(&d.docker(&[
+        "cp",
+        &format!("{name}:/data/sub"),
+        dst.to_str().expect("utf8"),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(dst.join("f")).expect("f"),
+        "hello\n"
+    );
+    // a link is copied as a link, its absolute target byte for byte
+    let pw = host.join("pw");
+    ok(&d.docker(&[
+        "cp",
+        &format!("{name}:/data/pw"),
+        pw.to_str().expect("utf8"),
+    ]));
+    assert_eq!(
+        std::fs::read_link(&pw).expect("link"),
+        std::path::Path::new("/etc/passwd")
+    );
+    // reading through links resolves inside the container: its passwd, not the host's
+    let through = host.join("passwd");
+    for src in [
+        "/data/root/etc/passwd",
+        "/data/dots/etc/passwd",
+        "/../../../etc/passwd",
+    ] {
+        let _ = std::fs::remove_file(&through);
+        ok(&d.docker(&[
+            "cp",
+            &format!("{name}:{src}"),
+            through.to_str().expect("utf8"),
+        ]));
+        let got = std::fs::read_to_string(&through).expect("passwd");
+        assert!(
+            got.contains("app:x:1000"),
+            "{src} read the host's file: {got}"
+        );
+    }
+    // host -> container through escaping links: lands in the container, never on the host
+    let marker = unique("berth-escape");
+    let src = host.join(&marker);
+    std::fs::write(&src, "escape").expect("write");
+    for dst in ["/data/root/tmp/", "/data/dots/tmp/", "/../../tmp/"] {
+        ok(&d.docker(&["cp", src.to_str().expect("utf8"), &format!("{name}:{dst}")]));
+        assert!(
+            !std::path::Path::new("/tmp").join(&marker).exists(),
+            "escaped via {dst}"
+        );
+    }
+    let ls = ok(&d.docker(&["exec", &name, "cat", &format!("/tmp/{marker}")]));
+    assert_eq!(ls, "escape");
+    // a directory into the container
+    ok(&d.docker(&["cp", dst.to_str().expect("utf8"), &format!("{name}:/srv")]));
+    assert_eq!(ok(&d.docker(&["exec", &name, "cat", "/srv/f"])), "hello\n");
+    // missing paths: docker's wording
+    let miss = d.docker(&["cp", &format!("{name}:/nope"), host.to_str().expect("utf8")]);
+    assert!(!miss.status.success());
+    assert!(
+        String::from_utf8_lossy(&miss.stderr)
+            .contains("Could not find the file /nope in container"),
+        "{}",
+        text(&miss)
+    );
+    // stopped containers work too, and leave nothing mounted
+    ok(&d.docker(&["stop", "-t", "0", &name]));
+    ok(&d.docker(&[
+        "cp",
+        src.to_str().expect("utf8"),
+        &format!("{name}:/etc/stopped"),
+    ]));
+    let back = host.join("stopped");
+    ok(&d.docker(&[
+        "cp",
+        &format!("{name}:/etc/stopped"),
+        back.to_str().expect("utf8"),
+    ]));
+    assert_eq!(std::fs::read_to_string(&back).expect("back"), "escape");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let root = d.dir.path().to_string_lossy().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&root)),
+        "a mount was left behind"
+    );
+}
+
+#[test]
+fn diff_commit_export() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("diff");
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /new && echo x > /new/f && rm /bin/vi && echo y > /etc/motd",
+    ]));
+    let diff = ok(&d.docker(&["diff", &name]));
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "C /bin",
+            "D /bin/vi",
+            "C /etc",
+            "A /etc/motd",
+            "A /new",
+            "A /new/f"
+        ],
+        "{diff}"
+    );
+    let repo = unique("committed");
+    let id = ok(&d.docker(&[
+        "commit",
+        "--change",
+        r#"CMD ["echo","x"]"#,
+        "-m",
+        "a message",
+        &name,
+        &format!("{repo}:v1"),
+    ]));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let run = ok(&d.docker(&["run", "--rm", "--network", "none", &format!("{repo}:v1")]));
+    assert_eq!(run, "x\n");
+    let run = ok(&d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &format!("{repo}:v1"),
+        "cat",
+        "/new/f",
+    ]));
+    assert_eq!(run, "x\n");
+    let hist = ok(&d.docker(&["history", "--format", "{{.Comment}}", &format!("{repo}:v1")]));
+    assert!(hist.contains("a message"), "{hist}");
+    // export: the merged filesystem, relative names
+    let out = Command::new("sh")
+        .args(["-c", &format!("docker export {name} | tar -t")])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .output()
+        .expect("export");
+    let list = ok(&out);
+    assert!(list.lines().any(|l| l == "bin/busybox"), "{list}");
+    assert!(list.lines().any(|l| l == "new/f"), "{list}");
+    assert!(
+        !list.lines().any(|l| l == "bin/vi"),
+        "deleted file exported"
+    );
+    // a running container commits (paused meanwhile) too
+    let live = unique("live");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &live,
+        "busybox",
+        "sh",
+        "-c",
+        "echo z > /z; sleep 1000",
+    ]));
+    wait_for("the file", || {
+        d.docker(&["exec", &live, "test", "-e", "/z"])
+            .status
+            .success()
+    });
+    ok(&d.docker(&["commit", &live, &format!("{repo}:live")]));
+    let st = ok(&d.docker(&["inspect", "-f", "{{.State.Status}}", &live]));
+    assert_eq!(st.trim(), "running");
+    let run = ok(&d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &format!("{repo}:live"),
+        "cat",
+        "/z",
+    ]));
+    assert_eq!(run, "z\n");
+}
+
+#[test]
+fn healthcheck_transitions() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("health");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "--health-timeout",
+        "2s",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let status = |d: &Daemon| {
+        stdout(&d.docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]))
+            .trim()
+            .to_string()
+    };
+    wait_for("unhealthy", || status(&d) == "unhealthy");
+    ok(&d.docker(&["exec", &name, "touch", "/tmp/ok"]));
+    wait_for("healthy", || status(&d) == "healthy");
+    let ps = ok(&d.docker(&[
+        "ps",
+        "--format",
+        "{{.Status}}",
+        "--filter",
+        &format!("name={name}"),
+    ]));
+    assert!(ps.contains("(healthy)"), "{ps}");
+    let filtered = ok(&d.docker(&["ps", "-q", "--filter", "health=healthy"]));
+    assert_eq!(filtered.lines().count(), 1, "{filtered}");
+    let log = ok(&d.docker(&["inspect", "-f", "{{json .State.Health}}", &name]));
+    let v: serde_json::Value = serde_json::from_str(&log).expect("health json");
+    let entries = v["Log"].as_array().expect("log");
+    assert!(entries.len() <= 5 && !entries.is_empty(), "{log}");
+    assert_eq!(entries.last().expect("last")["Output"], "fine\n");
+    assert_eq!(v["FailingStreak"], 0);
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = ok(&d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={name}"),
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert!(ev.lines().any(|l| l == "health_status: healthy"), "{ev}");
+    assert!(ev.lines().any(|l| l == "health_status: unhealthy"), "{ev}");
+    // a timeout is recorded with exit code -1
+    let slow = unique("slow");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &slow,
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    wait_for("unhealthy by timeout", || {
+        stdout(&d.docker(&["inspect", "-f", "{{.State.Health.Status}}", &slow])).trim()
+            == "unhealthy"
+    });
+    let log = ok(&d.docker(&["inspect", "-f", "{{json .State.Health.Log}}", &slow]));
+    assert!(
+        log.contains("\"ExitCode\":-1") && log.contains("exceeded timeout"),
+        "{log}"
+    );
+    // --no-healthcheck and NONE disable the image's check
+    let none = unique("none");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &none,
+        "--no-healthcheck",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let h = ok(&d.docker(&["inspect", "-f", "{{json .State.Health}}", &none]));
+    assert_eq!(h.trim(), "null");
+}
+
+#[test]
+fn interactive_tty_session() {
+    if !require("script") {
+        return;
+    }
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let (code, out) = in_pty(
+        &d,
+        "docker run -it --rm --network none busybox sh",
+        &[("echo hi$((1+2)); exit 7\r", 1500)],
+    );
+    assert!(out.contains("hi3"), "{out}");
+    assert_eq!(code, Some(7), "{out}");
+}
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    if !require("script") {
+        return;
+    }
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("detach");
+    ok(&d.docker(&[
+        "run",
+        "-dit",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "busybox",
+        "sh",
+    ]));
+    let (_, out) = in_pty(
+        &d,
+        &format!("docker attach {name}"),
+        &[("echo before\r", 1000), ("\x10\x11", 500)],
+    );
+    assert!(out.contains("before"), "{out}");
+    let st = ok(&d.docker(&["inspect", "-f", "{{.State.Status}}", &name]));
+    assert_eq!(st.trim(), "running", "{out}");
+    // custom keys, then leave by exiting the shell
+    let (code, out) = in_pty(
+        &d,
+        &format!("docker attach --detach-keys ctrl-x {name}"),
+        &[("echo again\r", 1000), ("exit 3\r", 300)],
+    );
+    assert!(out.contains("again"), "{out}");
+    assert_eq!(code, Some(3), "{out}");
+    // the daemon side of the escape: a raw attach (as a non-TTY client sends it)
+    let id = unique("raw");
+    ok(&d.docker(&[
+        "run",
+        "-di",
+        "--network",
+        "none",
+        "--name",
+        &id,
+        "busybox",
+        "sh",
+    ]));
+    let sock = d.socket.clone();
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    write!(
+        s,
+        "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,b HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    )
+    .expect("request");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut s, &mut buf).expect("101");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    s.write_all(b"\x01b").expect("keys");
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut rest).expect("closed by the daemon");
+    let st = ok(&d.docker(&["inspect", "-f", "{{.State.Status}}", &id]));
+    assert_eq!(st.trim(), "running");
+}
+
+#[test]
+fn logs_options() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("logs");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done; sleep 2; echo late; sleep 1000",
+    ]));
+    wait_for("first lines", || {
+        stdout(&d.docker(&["logs", &name])).contains("line5")
+    });
+    let tail = ok(&d.docker(&["logs", "--tail", "2", &name]));
+    assert_eq!(tail, "line4\nline5\n");
+    let ts = ok(&d.docker(&["logs", "-t", "--tail", "1", &name]));
+    let (stamp, line) = ts.trim().split_once(' ').expect("timestamp");
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{ts}");
+    assert_eq!(line, "line5");
+    // -f streams what comes later
+    let mut child = Command::new("docker")
+        .args(["logs", "-f", &name])
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&got).contains("late") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = reader.join().expect("reader");
+    assert!(got.contains("late"), "{got}");
+    let since = ok(&d.docker(&["logs", "--since", "2099-01-01T00:00:00Z", &name]));
+    assert_eq!(since, "");
+}
