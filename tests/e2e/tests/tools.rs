@@ -104,6 +104,11 @@ fn top_and_stats() {
     assert!(f[2].ends_with("/ 64MiB"), "{st}");
     assert!(f[3].ends_with('%'), "{st}");
     assert_eq!(f[4], "1", "{st}");
+    // and through berth's own CLI
+    let top = ok(&d.berth(&["top", &name]));
+    assert!(top.contains("sleep 1000"), "{top}");
+    let st = ok(&d.berth(&["stats", "--no-stream", &name]));
+    assert!(st.contains(&name) && st.contains("64MiB"), "{st}");
     // a stopped container answers with zeros rather than an error
     ok(&d.docker(&["stop", "-t", "0", &name]));
     ok(&d.docker(&["stats", "--no-stream", &name]));
@@ -581,4 +586,69 @@ fn logs_options() {
     assert!(got.contains("late"), "{got}");
     let since = ok(&d.docker(&["logs", "--since", "2099-01-01T00:00:00Z", &name]));
     assert_eq!(since, "");
+}
+
+#[test]
+fn system_df_and_container_prune_filters() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let keep = unique("keep");
+    let drop = unique("drop");
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &keep,
+        "--label",
+        "keep=1",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 4096 /dev/zero > /blob",
+    ]));
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &drop,
+        "busybox",
+        "true",
+    ]));
+    let df = ok(&d.docker(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}|{{.TotalCount}}|{{.Size}}",
+    ]));
+    let images = df
+        .lines()
+        .find(|l| l.starts_with("Images|"))
+        .expect("images row");
+    assert!(
+        images.starts_with("Images|1|") && !images.ends_with("|0B"),
+        "{df}"
+    );
+    let containers = df
+        .lines()
+        .find(|l| l.starts_with("Containers|"))
+        .expect("containers row");
+    assert!(
+        containers.starts_with("Containers|2|") && containers.contains("kB"),
+        "{df}"
+    );
+    let pruned = ok(&d.docker(&["container", "prune", "-f", "--filter", "label!=keep=1"]));
+    assert!(pruned.contains("Deleted Containers"), "{pruned}");
+    let left = ok(&d.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert_eq!(left.trim(), keep, "{pruned}");
+    let none = ok(&d.docker(&[
+        "container",
+        "prune",
+        "-f",
+        "--filter",
+        "until=2000-01-01T00:00:00Z",
+    ]));
+    assert!(!none.contains(&keep), "{none}");
+    assert_eq!(ok(&d.docker(&["ps", "-aq"])).lines().count(), 1);
 }
