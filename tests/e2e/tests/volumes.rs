@@ -361,7 +361,7 @@ fn binds_tmpfs_and_read_only_rootfs() {
         text(&out)
     );
     // Invalid specs are refused at create with a 400 naming the problem.
-    let out = d.docker(&["create", "-v", "/a:/b:bogus", "busybox"]);
+    let out = d.docker(&["create", "-v", "/a:/b:bogus", "busybox", "true"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("invalid mode: bogus"), "{}", text(&out));
 }
