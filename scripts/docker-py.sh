@@ -7,7 +7,7 @@
 set -euo pipefail
 SRC=${1:?usage: $0 DOCKER_PY_CHECKOUT [pytest args]}; shift
 cd "$(dirname "$0")/.."
-python3 -c 'import pytest, docker' 2>/dev/null || pip install -q pytest docker==7.1.0
+python3 -c 'import pytest, docker, paramiko, websocket' 2>/dev/null || pip install -q pytest pytest-timeout paramiko websocket-client docker==7.1.0
 cargo build --workspace --bins -q
 W=$(mktemp -d /tmp/berth-dockerpy-XXXXXX)
 SOCK=$W/berth.sock; echo "{}" >"$W/daemon.json"
