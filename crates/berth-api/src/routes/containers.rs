@@ -393,7 +393,11 @@ where
 /// Docker's detach key syntax: comma-separated `ctrl-<x>` or single characters; empty
 /// means the default ctrl-p,ctrl-q.
 pub fn parse_detach_keys(spec: &str) -> ApiResult<Vec<u8>> {
-    let spec = if spec.is_empty() { "ctrl-p,ctrl-q" } else { spec };
+    let spec = if spec.is_empty() {
+        "ctrl-p,ctrl-q"
+    } else {
+        spec
+    };
     let invalid = || ApiError::bad_request(format!("Invalid detach keys ({spec}) provided"));
     let mut out = Vec::new();
     for key in spec.split(',') {
