@@ -20,6 +20,6 @@ R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp"
 cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$R/etc/passwd"; printf 'root:x:0:\n' >"$R/etc/group"
 tar -C "$R" -cf "$W/bb.tar" .
-for t in alpine:3.10 busybox:latest busybox:buildroot-2014.02; do docker import -c 'CMD ["/bin/sh"]' "$W/bb.tar" "$t" >/dev/null; done
+for t in alpine:3.10 alpine:latest busybox:latest busybox:buildroot-2014.02; do docker import -c 'CMD ["/bin/sh"]' "$W/bb.tar" "$t" >/dev/null; done
 cd "$SRC"
 python3 -m pytest -q -p no:cacheprovider "${@:-tests/integration}" || true
