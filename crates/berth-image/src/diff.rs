@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -82,6 +82,35 @@ fn is_opaque(path: &Path) -> bool {
     matches!(rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut buf[..]), Ok(1) if buf[0] == b'y')
 }
 
+/// Appends a symlink entry whose target is stored byte for byte. The tar crate's
+/// `append_link` rebuilds link names from path components, which turns `/etc` into
+/// `//etc` and drops `./` and doubled slashes; a layer must give back exactly the link
+/// the container made. Targets over 100 bytes get a GNU `././@LongLink` (`K`) entry
+/// written here, since the crate would normalise those too when they shrink under 100.
+fn append_symlink<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    rel: &str,
+    target: &[u8],
+) -> io::Result<()> {
+    const NAME_FIELD: usize = 100;
+    if target.len() > NAME_FIELD {
+        let mut long = tar::Header::new_gnu();
+        long.set_entry_type(tar::EntryType::GNULongLink);
+        long.set_mode(0o644);
+        long.set_size(target.len() as u64 + 1);
+        let gnu = long
+            .as_gnu_mut()
+            .expect("a header made by new_gnu is a gnu header");
+        let name = b"././@LongLink";
+        gnu.name[..name.len()].copy_from_slice(name);
+        long.set_cksum();
+        b.append(&long, target.chain(&[0u8][..]))?;
+    }
+    h.set_link_name_literal(&target[..target.len().min(NAME_FIELD)])?;
+    b.append_data(h, rel, io::empty())
+}
+
 fn walk<W: Write>(
     b: &mut tar::Builder<W>,
     dir: &Path,
@@ -143,7 +172,7 @@ fn walk<W: Write>(
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(rd(&path))?;
             let mut h = header(&md, tar::EntryType::Symlink, 0);
-            b.append_link(&mut h, &rel, &target)
+            append_symlink(b, &mut h, &rel, target.as_os_str().as_encoded_bytes())
                 .map_err(DiffError::Write)?;
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
             let kind = if ft.is_char_device() {
@@ -165,4 +194,53 @@ fn walk<W: Write>(
         // sockets have no tar representation; docker skips them too
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link_targets(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut ar = tar::Archive::new(io::Cursor::new(tar));
+        for e in ar.entries().expect("entries") {
+            let e = e.expect("entry");
+            if e.header().entry_type() == tar::EntryType::Symlink {
+                let name = e.path().expect("path").display().to_string();
+                let raw = e.link_name_bytes().expect("link name").into_owned();
+                out.push((name, raw));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn symlink_targets_are_stored_exactly() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let upper = t.path();
+        let long = format!("/{}/./x", "d".repeat(120));
+        for (name, target) in [
+            ("abs", "/etc"),
+            ("root", "/"),
+            ("dot", "./a//b/"),
+            ("rel", "../lib"),
+            ("long", long.as_str()),
+        ] {
+            std::os::unix::fs::symlink(target, upper.join(name)).expect("symlink");
+        }
+        let mut out = Vec::new();
+        write_diff(upper, &mut out).expect("diff");
+        let got = link_targets(&out);
+        let want: Vec<(String, Vec<u8>)> = [
+            ("abs", "/etc"),
+            ("dot", "./a//b/"),
+            ("long", long.as_str()),
+            ("rel", "../lib"),
+            ("root", "/"),
+        ]
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.as_bytes().to_vec()))
+        .collect();
+        assert_eq!(got, want);
+    }
 }
