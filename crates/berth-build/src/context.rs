@@ -669,12 +669,8 @@ fn decompressor(path: &Path, kind: Archive) -> Result<Box<dyn Read>, ContextErro
         Archive::Zstd => {
             Box::new(zstd::stream::read::Decoder::new(f).map_err(io_err("open", path))?)
         }
-        Archive::Bzip2 | Archive::Xz => {
-            return Err(ContextError::Archive {
-                path: path.to_path_buf(),
-                detail: format!("{kind:?} decompression is not built into this berthd"),
-            })
-        }
+        Archive::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(f)),
+        Archive::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(f)),
     })
 }
 
@@ -856,5 +852,49 @@ mod tests {
         assert!(!d.path().join("secret").exists());
         assert!(d.path().join("src/main.rs").exists());
         assert!(d.path().join("Dockerfile").exists());
+    }
+
+    fn small_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "dir/f.txt", &b"abc"[..])
+            .expect("append");
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn bzip2_and_xz_archives_unpack() {
+        use std::io::Write as _;
+        let tar = small_tar();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(&tar).expect("bzip2");
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(&tar).expect("xz");
+        for (name, data, kind) in [
+            ("a.tar.bz2", bz.finish().expect("bzip2"), Archive::Bzip2),
+            ("a.tar.xz", xz.finish().expect("xz"), Archive::Xz),
+        ] {
+            let d = tempfile::tempdir().expect("tmp");
+            let src = d.path().join(name);
+            fs::write(&src, &data).expect("write");
+            assert_eq!(archive_kind(&src).expect("kind"), Some(kind), "{name}");
+            let root = d.path().join("root");
+            fs::create_dir(&root).expect("mkdir");
+            unpack_archive(&src, kind, &root, "/out").expect("unpack");
+            assert_eq!(
+                fs::read_to_string(root.join("out/dir/f.txt")).expect("read"),
+                "abc"
+            );
+        }
+        // Compressed bytes that are not a tar are copied, not unpacked.
+        let d = tempfile::tempdir().expect("tmp");
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(b"plain text").expect("bzip2");
+        let src = d.path().join("t.bz2");
+        fs::write(&src, bz.finish().expect("bzip2")).expect("write");
+        assert_eq!(archive_kind(&src).expect("kind"), None);
     }
 }
