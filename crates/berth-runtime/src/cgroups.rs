@@ -70,6 +70,92 @@ pub struct CgroupStats {
     pub pids_limit: Option<u64>,
     pub blkio_read_bytes: u64,
     pub blkio_write_bytes: u64,
+    /// CFS bandwidth: enforcement periods, periods throttled, time throttled (ns).
+    #[serde(default)]
+    pub cpu_periods: u64,
+    #[serde(default)]
+    pub cpu_throttled_periods: u64,
+    #[serde(default)]
+    pub cpu_throttled_time: u64,
+    /// Bytes per device and operation (Docker's `io_service_bytes_recursive`).
+    #[serde(default)]
+    pub blkio_service_bytes: Vec<BlkioEntry>,
+    /// Operations per device and operation (Docker's `io_serviced_recursive`).
+    #[serde(default)]
+    pub blkio_serviced: Vec<BlkioEntry>,
+}
+
+/// One per-device blkio counter, as Docker's `BlkioStatEntry`. v1 keeps the kernel's
+/// operation names (`Read`, `Write`, `Sync`, `Async`, `Discard`, `Total`); v2 has only
+/// `read` and `write`, which is what dockerd reports there too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlkioEntry {
+    pub major: u64,
+    pub minor: u64,
+    pub op: String,
+    pub value: u64,
+}
+
+/// Parses a v1 `blkio.*` file: `MAJ:MIN Op value` lines (the closing `Total n` line,
+/// which has no device, is skipped as dockerd's libcontainer does).
+pub fn parse_blkio_v1(text: &str) -> Vec<BlkioEntry> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [dev, op, v] = f.as_slice() else {
+            continue;
+        };
+        let Some((maj, min)) = dev.split_once(':') else {
+            continue;
+        };
+        let (Ok(major), Ok(minor), Ok(value)) = (maj.parse(), min.parse(), v.parse()) else {
+            continue;
+        };
+        out.push(BlkioEntry {
+            major,
+            minor,
+            op: op.to_string(),
+            value,
+        });
+    }
+    out
+}
+
+/// Parses v2 `io.stat` (`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=..` lines) into service
+/// bytes and serviced operations.
+pub fn parse_io_stat_v2(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
+    let (mut bytes, mut ios) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let Some((maj, min)) = f.next().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (maj.parse::<u64>(), min.parse::<u64>()) else {
+            continue;
+        };
+        for kv in f {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let Ok(value) = v.parse::<u64>() else {
+                continue;
+            };
+            let (list, op) = match k {
+                "rbytes" => (&mut bytes, "read"),
+                "wbytes" => (&mut bytes, "write"),
+                "rios" => (&mut ios, "read"),
+                "wios" => (&mut ios, "write"),
+                _ => continue,
+            };
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.to_string(),
+                value,
+            });
+        }
+    }
+    (bytes, ios)
 }
 
 /// The cgroup mounts of a host (or of a fake tree in tests).
@@ -171,6 +257,9 @@ impl CgroupFs {
                 });
             }
             let cpu = read_kv(&dir.join("cpu.stat"))?;
+            s.cpu_periods = cpu.get("nr_periods").copied().unwrap_or(0);
+            s.cpu_throttled_periods = cpu.get("nr_throttled").copied().unwrap_or(0);
+            s.cpu_throttled_time = cpu.get("throttled_usec").copied().unwrap_or(0) * 1000;
             s.cpu_total = cpu.get("usage_usec").copied().unwrap_or(0) * 1000;
             s.cpu_user = cpu.get("user_usec").copied().unwrap_or(0) * 1000;
             s.cpu_kernel = cpu.get("system_usec").copied().unwrap_or(0) * 1000;
@@ -180,7 +269,9 @@ impl CgroupFs {
             s.memory_stats = read_kv(&dir.join("memory.stat"))?;
             s.pids_current = read_u64_opt(&dir.join("pids.current"))?.unwrap_or(0);
             s.pids_limit = read_u64_opt(&dir.join("pids.max"))?;
-            for line in read_opt(&dir.join("io.stat"))?.unwrap_or_default().lines() {
+            let io_stat = read_opt(&dir.join("io.stat"))?.unwrap_or_default();
+            (s.blkio_service_bytes, s.blkio_serviced) = parse_io_stat_v2(&io_stat);
+            for line in io_stat.lines() {
                 for kv in line.split_whitespace().skip(1) {
                     match kv.split_once('=') {
                         Some(("rbytes", v)) => s.blkio_read_bytes += v.parse().unwrap_or(0),
@@ -205,6 +296,12 @@ impl CgroupFs {
                 s.cpu_user = st.get("user").copied().unwrap_or(0) * tick;
                 s.cpu_kernel = st.get("system").copied().unwrap_or(0) * tick;
             }
+            if let Some(dir) = self.v1_dir("cpu", cgroups_path).filter(|d| d.is_dir()) {
+                let st = read_kv(&dir.join("cpu.stat"))?;
+                s.cpu_periods = st.get("nr_periods").copied().unwrap_or(0);
+                s.cpu_throttled_periods = st.get("nr_throttled").copied().unwrap_or(0);
+                s.cpu_throttled_time = st.get("throttled_time").copied().unwrap_or(0);
+            }
             if let Some(dir) = self.v1_dir("memory", cgroups_path).filter(|d| d.is_dir()) {
                 found = true;
                 s.memory_usage = read_u64_opt(&dir.join("memory.usage_in_bytes"))?.unwrap_or(0);
@@ -221,7 +318,12 @@ impl CgroupFs {
             }
             if let Some(dir) = self.v1_dir("blkio", cgroups_path).filter(|d| d.is_dir()) {
                 let path = dir.join("blkio.throttle.io_service_bytes");
-                for line in read_opt(&path)?.unwrap_or_default().lines() {
+                let text = read_opt(&path)?.unwrap_or_default();
+                s.blkio_service_bytes = parse_blkio_v1(&text);
+                s.blkio_serviced = parse_blkio_v1(
+                    &read_opt(&dir.join("blkio.throttle.io_serviced"))?.unwrap_or_default(),
+                );
+                for line in text.lines() {
                     let f: Vec<&str> = line.split_whitespace().collect();
                     if let [_, op, v] = f.as_slice() {
                         match *op {
@@ -713,7 +815,32 @@ mod tests {
             "8:0 Read 100\n8:0 Write 50\n8:0 Total 150\nTotal 150\n",
         )
         .expect("w");
+        fs::write(
+            p("cpu", "cpu.stat"),
+            "nr_periods 40\nnr_throttled 7\nthrottled_time 123456\n",
+        )
+        .expect("w");
+        fs::write(
+            p("blkio", "blkio.throttle.io_serviced"),
+            "8:0 Read 4\n8:0 Write 2\nTotal 6\n",
+        )
+        .expect("w");
         let s = f.stats(cg).expect("stats");
+        assert_eq!(
+            (s.cpu_periods, s.cpu_throttled_periods, s.cpu_throttled_time),
+            (40, 7, 123456)
+        );
+        let entry = |op: &str, value| BlkioEntry {
+            major: 8,
+            minor: 0,
+            op: op.into(),
+            value,
+        };
+        assert_eq!(
+            s.blkio_service_bytes,
+            vec![entry("Read", 100), entry("Write", 50), entry("Total", 150)]
+        );
+        assert_eq!(s.blkio_serviced, vec![entry("Read", 4), entry("Write", 2)]);
         assert_eq!(s.cpu_total, 5000);
         assert_eq!(s.cpu_percpu, vec![2000, 3000]);
         assert_eq!(s.online_cpus, 2);
@@ -763,7 +890,7 @@ mod tests {
         fs::create_dir_all(&dir).expect("mkdir");
         fs::write(
             dir.join("cpu.stat"),
-            "usage_usec 7\nuser_usec 3\nsystem_usec 4\n",
+            "usage_usec 7\nuser_usec 3\nsystem_usec 4\nnr_periods 9\nnr_throttled 2\nthrottled_usec 5\n",
         )
         .expect("w");
         fs::write(dir.join("memory.current"), "8192\n").expect("w");
@@ -780,6 +907,18 @@ mod tests {
         assert_eq!((s.memory_usage, s.memory_limit), (8192, u64::MAX));
         assert_eq!((s.pids_current, s.pids_limit), (1, Some(50)));
         assert_eq!((s.blkio_read_bytes, s.blkio_write_bytes), (10, 20));
+        assert_eq!(
+            (s.cpu_periods, s.cpu_throttled_periods, s.cpu_throttled_time),
+            (9, 2, 5000)
+        );
+        let e = |op: &str, value| BlkioEntry {
+            major: 8,
+            minor: 0,
+            op: op.into(),
+            value,
+        };
+        assert_eq!(s.blkio_service_bytes, vec![e("read", 10), e("write", 20)]);
+        assert_eq!(s.blkio_serviced, vec![e("read", 1), e("write", 2)]);
         let r = Resources {
             memory: Some(100),
             memory_swap: Some(300),
