@@ -110,6 +110,9 @@ impl EndpointSettings {
         self.gateway.clear();
         self.ip_address.clear();
         self.ip_prefix_len = 0;
+        self.ipv6_gateway.clear();
+        self.global_ipv6_address.clear();
+        self.global_ipv6_prefix_len = 0;
         self.dns_names = None;
         if self
             .ipam_config
@@ -117,6 +120,16 @@ impl EndpointSettings {
             .is_none_or(|c| c.ipv4_address.is_empty())
         {
             self.mac_address.clear();
+        }
+    }
+
+    fn requested_ip6(&self) -> Result<Option<std::net::Ipv6Addr>> {
+        match self.ipam_config.as_ref().map(|c| c.ipv6_address.as_str()) {
+            None | Some("") => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::InvalidArgument(format!("invalid IPv6 address: {s}"))),
         }
     }
 
@@ -219,7 +232,7 @@ impl NetSys for NoFirewall {
     async fn add_address(
         &self,
         link: &str,
-        address: ipnet::Ipv4Net,
+        address: ipnet::IpNet,
     ) -> std::result::Result<(), berth_network::sys::SysError> {
         self.0.add_address(link, address).await
     }
@@ -297,7 +310,7 @@ impl NetSys for NoFirewall {
     fn reserve_port(
         &self,
         proto: Protocol,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         port: u16,
     ) -> std::result::Result<berth_network::sys::PortReservation, berth_network::sys::SysError>
     {
@@ -566,7 +579,11 @@ fn network_json(n: &NetworkConfig, containers: Value) -> Value {
         pools.push(p);
     }
     if let Some(s6) = n.subnet6 {
-        pools.push(json!({"Subnet": s6.to_string()}));
+        let mut p = json!({"Subnet": s6.to_string()});
+        if let Some(gw6) = n.gateway6 {
+            p["Gateway"] = json!(gw6.to_string());
+        }
+        pools.push(p);
     }
     let scope = "local";
     json!({
@@ -583,7 +600,7 @@ fn network_json(n: &NetworkConfig, containers: Value) -> Value {
             "Config": pools,
         },
         "Internal": n.internal,
-        "Attachable": false,
+        "Attachable": n.attachable,
         "Ingress": false,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
@@ -835,6 +852,17 @@ impl Engine {
                 netns: netns.to_path_buf(),
                 ifname: None,
                 ipv4: s.requested_ip()?,
+                ipv6: s.requested_ip6()?,
+                // Like docker, `--dns` servers become the embedded resolver's upstreams
+                // for this container (its resolv.conf names 127.0.0.11).
+                dns_servers: c
+                    .host_config
+                    .dns
+                    .iter()
+                    .flatten()
+                    .filter_map(|d| d.parse::<IpAddr>().ok())
+                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    .collect(),
                 aliases: aliases.clone(),
                 dns_names: dns_names[..2].to_vec(),
                 port_bindings: bindings,
@@ -858,6 +886,9 @@ impl Engine {
         s.ip_address = ep.ip.map(|i| i.to_string()).unwrap_or_default();
         s.ip_prefix_len = ep.prefix_len;
         s.gateway = ep.gateway.map(|g| g.to_string()).unwrap_or_default();
+        s.global_ipv6_address = ep.ipv6.map(|i| i.to_string()).unwrap_or_default();
+        s.global_ipv6_prefix_len = ep.prefix_len6;
+        s.ipv6_gateway = ep.gateway6.map(|g| g.to_string()).unwrap_or_default();
         s.mac_address = ep.mac.as_ref().map(format_mac).unwrap_or_default();
         s.dns_names = cfg.has_dns().then_some(dns_names);
         Ok(s)
@@ -1055,11 +1086,11 @@ impl Engine {
             "SecondaryIPv6Addresses": Value::Null,
             "EndpointID": default.endpoint_id,
             "Gateway": default.gateway,
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "GlobalIPv6Address": default.global_ipv6_address,
+            "GlobalIPv6PrefixLen": default.global_ipv6_prefix_len,
             "IPAddress": default.ip_address,
             "IPPrefixLen": default.ip_prefix_len,
-            "IPv6Gateway": "",
+            "IPv6Gateway": default.ipv6_gateway,
             "MacAddress": default.mac_address,
             "Networks": rec.networks,
         })
@@ -1183,6 +1214,7 @@ impl Engine {
             driver: Some(driver),
             internal: body.internal,
             enable_ipv6: body.enable_ipv6.unwrap_or(false),
+            attachable: body.attachable,
             options: body.options.clone().unwrap_or_default(),
             labels: body.labels.clone().unwrap_or_default(),
             ..Default::default()
@@ -1196,9 +1228,19 @@ impl Engine {
             }
             for pool in ipam.config.iter().flatten() {
                 if pool.subnet.contains(':') {
+                    if req.subnet6.is_some() {
+                        return Err(Error::InvalidArgument(
+                            "berth supports one IPv6 pool per network".into(),
+                        ));
+                    }
                     req.subnet6 = Some(pool.subnet.parse().map_err(|_| {
                         Error::InvalidArgument(format!("invalid subnet {}", pool.subnet))
                     })?);
+                    if !pool.gateway.is_empty() {
+                        req.gateway6 = Some(pool.gateway.parse().map_err(|_| {
+                            Error::InvalidArgument(format!("invalid gateway {}", pool.gateway))
+                        })?);
+                    }
                     continue;
                 }
                 if req.subnet.is_some() {
@@ -1245,7 +1287,7 @@ impl Engine {
                     "EndpointID": ep.endpoint_id,
                     "MacAddress": ep.mac.as_ref().map(format_mac).unwrap_or_default(),
                     "IPv4Address": ep.ip.map(|ip| format!("{ip}/{}", ep.prefix_len)).unwrap_or_default(),
-                    "IPv6Address": "",
+                    "IPv6Address": ep.ipv6.map(|ip| format!("{ip}/{}", ep.prefix_len6)).unwrap_or_default(),
                 }),
             );
         }
@@ -1376,8 +1418,21 @@ impl Engine {
         {
             let netns = PathBuf::from(&rec.sandbox_key);
             let mut ports = BTreeMap::new();
-            self.attach_endpoint(&c, &n, &netns, s, Vec::new(), &mut ports)
-                .await?
+            let s = self
+                .attach_endpoint(&c, &n, &netns, s, Vec::new(), &mut ports)
+                .await?;
+            let lines = hosts_lines(&c, &s);
+            if let Err(e) = edit_hosts_in_place(&c.hosts_path, |old| {
+                let mut out = old.to_string();
+                for l in &lines {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+                out
+            }) {
+                tracing::warn!(container = %c.id, "update /etc/hosts on connect: {e}");
+            }
+            s
         } else {
             s
         };
@@ -1433,7 +1488,19 @@ impl Engine {
             )));
         }
         self.net().manager.disconnect(&n.id, &c.id).await?;
-        rec.networks.remove(&n.name);
+        if let Some(s) = rec.networks.remove(&n.name) {
+            let gone = hosts_lines(&c, &s);
+            if !gone.is_empty() && matches!(c.state.status(), Status::Running | Status::Paused) {
+                if let Err(e) = edit_hosts_in_place(&c.hosts_path, |old| {
+                    old.lines()
+                        .filter(|l| !gone.iter().any(|g| g == l))
+                        .map(|l| format!("{l}\n"))
+                        .collect()
+                }) {
+                    tracing::warn!(container = %c.id, "update /etc/hosts on disconnect: {e}");
+                }
+            }
+        }
         if rec.primary == n.name {
             // Published ports went with the primary endpoint.
             rec.ports.clear();
@@ -1448,9 +1515,50 @@ impl Engine {
     }
 }
 
+/// The `/etc/hosts` lines a hot-plugged endpoint adds: its addresses for the container's
+/// host name, as docker's sandbox does on connect.
+fn hosts_lines(c: &Container, s: &EndpointSettings) -> Vec<String> {
+    let host = &c.config.hostname;
+    let names = if c.config.domainname.is_empty() {
+        host.clone()
+    } else {
+        format!("{host}.{} {host}", c.config.domainname)
+    };
+    [&s.ip_address, &s.global_ipv6_address]
+        .into_iter()
+        .filter(|ip| !ip.is_empty())
+        .map(|ip| format!("{ip}\t{names}"))
+        .collect()
+}
+
+/// Rewrites a running container's `/etc/hosts` in place: it is bind-mounted into the
+/// container, so replacing the file (a new inode) would not be seen inside.
+fn edit_hosts_in_place(path: &Path, edit: impl FnOnce(&str) -> String) -> Result<()> {
+    use std::io::Write as _;
+    let old = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let new = edit(&old);
+    if new == old {
+        return Ok(());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    f.write_all(new.as_bytes())
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
 /// docker's rules for endpoint options: aliases and a fixed address need a user network.
 fn validate_endpoint(n: &NetworkConfig, s: &EndpointSettings) -> Result<()> {
     s.requested_ip()?;
+    if s.requested_ip6()?.is_some() && !n.enable_ipv6 {
+        return Err(Error::InvalidArgument(format!(
+            "user specified IP address is supported only when connecting to networks with user configured subnets: network {} has no IPv6",
+            n.name
+        )));
+    }
     if n.is_default_bridge || !n.is_bridge() {
         if s.aliases.as_ref().is_some_and(|a| !a.is_empty()) {
             return Err(Error::InvalidArgument(
@@ -1595,10 +1703,12 @@ mod tests {
             bridge_name: "berth0".into(),
             enable_ipv6: false,
             subnet6: None,
+            gateway6: None,
             options: BTreeMap::new(),
             labels: BTreeMap::new(),
             is_default_bridge: true,
             created: String::new(),
+            attachable: false,
         };
         let aliased = EndpointSettings {
             aliases: Some(vec!["a".into()]),

@@ -9,20 +9,22 @@
 //!
 //! Answers: A records for the names (container name, short id, aliases, also
 //! `<name>.<network>`) of endpoints on the networks the asking namespace is attached to,
-//! and nothing from any other network; AAAA and other types for those names are empty
-//! NOERROR answers (IPv4 only). Everything else is forwarded to the upstream resolvers
-//! (from /etc/resolv.conf). The forwarding happens from the daemon's namespace, so even a
+//! and nothing from any other network; AAAA records for those of the endpoints that have
+//! an IPv6 address; other types (and AAAA without one) are empty NOERROR answers.
+//! Everything else is forwarded to the upstream resolvers: the namespace's own (a
+//! container's `--dns` servers, as docker does) or else the daemon's (from
+//! /etc/resolv.conf). The forwarding happens from the daemon's namespace, so even a
 //! loopback resolver of the host (127.0.0.53) works; with no upstream, or on internal-only
 //! namespaces, the answer is SERVFAIL.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -71,6 +73,7 @@ pub fn read_resolv_conf(path: &Path) -> Result<Vec<SocketAddr>, DnsError> {
 struct EndpointRecord {
     names: Vec<String>,
     ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +93,8 @@ struct Table {
 struct Inner {
     table: RwLock<Table>,
     upstreams: Vec<SocketAddr>,
+    /// netns → its own upstreams (`--dns`), replacing `upstreams` for that namespace.
+    netns_upstreams: Mutex<HashMap<PathBuf, Vec<SocketAddr>>>,
     listeners: Mutex<HashMap<PathBuf, Vec<JoinHandle<()>>>>,
 }
 
@@ -109,6 +114,7 @@ impl DnsServer {
             inner: Arc::new(Inner {
                 table: RwLock::default(),
                 upstreams,
+                netns_upstreams: Mutex::default(),
                 listeners: Mutex::default(),
             }),
         }
@@ -133,6 +139,7 @@ impl DnsServer {
         netns: &Path,
         names: &[String],
         ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
     ) {
         let mut t = self.table_write();
         let net = t.networks.entry(network_id.to_string()).or_default();
@@ -147,6 +154,7 @@ impl DnsServer {
                     .filter(|n| !n.is_empty())
                     .collect(),
                 ip,
+                ip6,
             },
         );
         t.attached
@@ -178,14 +186,54 @@ impl DnsServer {
         still
     }
 
-    /// The addresses `name` resolves to for a container in `netns`.
+    /// Sets the upstream resolvers of one namespace (empty: the daemon's).
+    pub fn set_upstreams(&self, netns: &Path, upstreams: Vec<SocketAddr>) {
+        let mut map = self
+            .inner
+            .netns_upstreams
+            .lock()
+            .expect("dns upstreams lock poisoned");
+        if upstreams.is_empty() {
+            map.remove(netns);
+        } else {
+            map.insert(netns.to_path_buf(), upstreams);
+        }
+    }
+
+    fn upstreams_for(&self, netns: &Path) -> Vec<SocketAddr> {
+        self.inner
+            .netns_upstreams
+            .lock()
+            .expect("dns upstreams lock poisoned")
+            .get(netns)
+            .cloned()
+            .unwrap_or_else(|| self.inner.upstreams.clone())
+    }
+
+    /// The IPv4 addresses `name` resolves to for a container in `netns`.
     pub fn resolve(&self, netns: &Path, name: &str) -> Vec<Ipv4Addr> {
+        self.lookup(netns, name).into_iter().map(|r| r.ip).collect()
+    }
+
+    /// The IPv6 addresses `name` resolves to for a container in `netns`.
+    pub fn resolve6(&self, netns: &Path, name: &str) -> Vec<Ipv6Addr> {
+        let mut out = Vec::new();
+        for ip6 in self.lookup(netns, name).into_iter().filter_map(|r| r.ip6) {
+            if !out.contains(&ip6) {
+                out.push(ip6);
+            }
+        }
+        out
+    }
+
+    /// The records `name` names for a container in `netns`, one per distinct IPv4 address.
+    fn lookup(&self, netns: &Path, name: &str) -> Vec<EndpointRecord> {
         let name = normalize(name);
         let t = self.table_read();
         let Some(nets) = t.attached.get(netns) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
+        let mut out: Vec<EndpointRecord> = Vec::new();
         for id in nets {
             let Some(net) = t.networks.get(id) else {
                 continue;
@@ -196,8 +244,10 @@ impl DnsServer {
                 .and_then(|n| n.strip_suffix('.'))
                 .unwrap_or(&name);
             for ep in net.endpoints.values() {
-                if ep.names.iter().any(|n| n == &name || n == local) && !out.contains(&ep.ip) {
-                    out.push(ep.ip);
+                if ep.names.iter().any(|n| n == &name || n == local)
+                    && !out.iter().any(|r| r.ip == ep.ip)
+                {
+                    out.push(ep.clone());
                 }
             }
         }
@@ -227,23 +277,28 @@ impl DnsServer {
         };
         if msg.metadata.op_code == OpCode::Query {
             let name = q.name().to_ascii();
-            let ips = self.resolve(netns, &name);
-            if !ips.is_empty() {
+            let found = self.lookup(netns, &name);
+            if !found.is_empty() {
                 let mut resp = Message::response(id, OpCode::Query);
                 resp.metadata.recursion_desired = msg.metadata.recursion_desired;
                 resp.metadata.recursion_available = true;
                 resp.metadata.authoritative = true;
                 resp.add_query(q.clone());
-                if q.query_type() == RecordType::A {
-                    for ip in ips {
-                        resp.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+                for r in &found {
+                    let data = match q.query_type() {
+                        RecordType::A => Some(RData::A(A(r.ip))),
+                        RecordType::AAAA => r.ip6.map(|ip6| RData::AAAA(AAAA(ip6))),
+                        _ => None,
+                    };
+                    if let Some(data) = data {
+                        resp.add_answer(Record::from_rdata(q.name().clone(), TTL, data));
                     }
                 }
                 return resp.to_vec().ok();
             }
         }
         if self.may_forward(netns) {
-            for upstream in &self.inner.upstreams {
+            for upstream in &self.upstreams_for(netns) {
                 let reply = if tcp {
                     forward_tcp(*upstream, query).await
                 } else {
@@ -320,8 +375,9 @@ impl DnsServer {
         }
     }
 
-    /// Stops serving `netns` (closing its sockets).
+    /// Stops serving `netns` (closing its sockets) and forgets its upstreams.
     pub fn stop(&self, netns: &Path) {
+        self.set_upstreams(netns, Vec::new());
         let tasks = self
             .inner
             .listeners
@@ -471,6 +527,7 @@ mod tests {
             ns1,
             &["web".into(), "abc123".into()],
             Ipv4Addr::new(10, 0, 0, 2),
+            Some("fd00:1::2".parse().unwrap()),
         );
         s.register(
             "n1",
@@ -480,6 +537,7 @@ mod tests {
             ns2,
             &["Db".into(), "alias1".into()],
             Ipv4Addr::new(10, 0, 0, 3),
+            None,
         );
         s.register(
             "n2",
@@ -489,6 +547,7 @@ mod tests {
             ns3,
             &["secret".into()],
             Ipv4Addr::new(10, 1, 0, 2),
+            None,
         );
         s
     }
@@ -533,6 +592,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(a_records(&reply), (ResponseCode::NoError, vec![]));
+        // web has an IPv6 address: AAAA answers it, A still answers the IPv4 one.
+        let reply = s
+            .answer(ns1, &query("web.", RecordType::AAAA), false)
+            .await
+            .unwrap();
+        let m = Message::from_vec(&reply).unwrap();
+        let v6: Vec<Ipv6Addr> = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(v6, vec!["fd00:1::2".parse::<Ipv6Addr>().unwrap()]);
+        assert_eq!(s.resolve6(ns1, "web"), v6);
     }
 
     #[tokio::test]
@@ -572,8 +647,10 @@ mod tests {
             r.add_query(question);
             upstream.send_to(&r.to_vec().unwrap(), peer).await.unwrap();
         });
-        let s = DnsServer::new(vec![addr]);
+        // The daemon has no upstream; the namespace's own (`--dns`) is used.
+        let s = DnsServer::new(Vec::new());
         let ns = Path::new("/run/nsx");
+        s.set_upstreams(ns, vec![addr]);
         s.register(
             "n",
             "net",
@@ -582,6 +659,7 @@ mod tests {
             ns,
             &["me".into()],
             Ipv4Addr::new(10, 0, 0, 2),
+            Some("fd00:1::2".parse().unwrap()),
         );
         let reply = s
             .answer(ns, &query("example.org.", RecordType::A), false)
@@ -601,6 +679,7 @@ mod tests {
             ns,
             &["me".into()],
             Ipv4Addr::new(10, 0, 0, 2),
+            Some("fd00:1::2".parse().unwrap()),
         );
         let reply = s
             .answer(ns, &query("example.org.", RecordType::A), false)

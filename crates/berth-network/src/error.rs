@@ -52,9 +52,13 @@ impl Error {
             Error::Predefined(_) | Error::ActiveEndpoints { .. } => ErrorKind::Forbidden,
             Error::Invalid(_) => ErrorKind::InvalidArgument,
             Error::Ipam(e) => match e {
-                IpamError::PoolOverlap(_) => ErrorKind::Forbidden,
-                IpamError::AddressInUse { .. } => ErrorKind::Conflict,
-                IpamError::NoAvailablePool | IpamError::Exhausted(_) => ErrorKind::Internal,
+                IpamError::PoolOverlap(_) | IpamError::PoolOverlap6(_) => ErrorKind::Forbidden,
+                IpamError::AddressInUse { .. } | IpamError::AddressInUse6 { .. } => {
+                    ErrorKind::Conflict
+                }
+                IpamError::NoAvailablePool | IpamError::Exhausted(_) | IpamError::Exhausted6(_) => {
+                    ErrorKind::Internal
+                }
                 _ => ErrorKind::InvalidArgument,
             },
             Error::Sys(SysError::PortAllocated { .. }) => ErrorKind::Conflict,

@@ -6,11 +6,17 @@
 //! allocation walks forward from the last address handed out, like docker's bitmap
 //! allocator, so a just-released address is not reused at once (a stale ARP entry or DNS
 //! answer then hits nobody rather than the wrong container).
+//!
+//! IPv6 is simpler on purpose: a network's IPv6 subnet is given or a random ULA /64
+//! (RFC 4193: collisions are improbable, and there is no pool to exhaust), and endpoint
+//! addresses are derived from the endpoints already on the network, lowest free first,
+//! so nothing beyond the endpoints themselves needs persisting.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::types::Pool;
@@ -39,6 +45,94 @@ pub enum IpamError {
     AddressInUse { ip: Ipv4Addr, owner: String },
     #[error("no available addresses on network with subnet {0}")]
     Exhausted(Ipv4Net),
+    #[error("invalid pool request: Pool overlaps with other one on this address space ({0})")]
+    PoolOverlap6(Ipv6Net),
+    #[error("invalid IPv6 subnet {0}: berth needs a prefix of /64 to /120")]
+    BadSubnet6(Ipv6Net),
+    #[error(
+        "invalid address {ip}: it does not belong to any of this network's subnets ({subnet})"
+    )]
+    AddressOutsideSubnet6 { ip: Ipv6Addr, subnet: Ipv6Net },
+    #[error("address already in use: {ip} (held by endpoint {owner})")]
+    AddressInUse6 { ip: Ipv6Addr, owner: String },
+    #[error("no available addresses on network with subnet {0}")]
+    Exhausted6(Ipv6Net),
+}
+
+/// A random unique local /64 (`fdXX:XXXX:XXXX:YYYY::/64`) overlapping none of `taken`.
+pub fn random_ula_subnet(taken: &[Ipv6Net]) -> Ipv6Net {
+    let mut rng = rand::rng();
+    loop {
+        let mut octets = [0u8; 16];
+        octets[0] = 0xfd;
+        rng.fill(&mut octets[1..8]);
+        let net = Ipv6Net::new(Ipv6Addr::from(octets), 64).expect("64 is a valid prefix");
+        if !taken.iter().any(|t| overlaps6(t, &net)) {
+            return net;
+        }
+    }
+}
+
+/// Whether two IPv6 subnets share any address.
+pub fn overlaps6(a: &Ipv6Net, b: &Ipv6Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Checks an IPv6 subnet and returns it with its gateway (`gateway`, or the first host).
+pub fn subnet6_with_gateway(
+    subnet: Ipv6Net,
+    gateway: Option<Ipv6Addr>,
+) -> Result<(Ipv6Net, Ipv6Addr), IpamError> {
+    let subnet = subnet.trunc();
+    if !(64..=120).contains(&subnet.prefix_len()) {
+        return Err(IpamError::BadSubnet6(subnet));
+    }
+    let gw = gateway.unwrap_or_else(|| offset6(subnet, 1));
+    if !subnet.contains(&gw) || gw == subnet.network() {
+        return Err(IpamError::AddressOutsideSubnet6 { ip: gw, subnet });
+    }
+    Ok((subnet, gw))
+}
+
+fn offset6(subnet: Ipv6Net, n: u128) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(subnet.network()).wrapping_add(n))
+}
+
+/// An IPv6 address for an endpoint: `requested` when it is free and inside the subnet,
+/// otherwise the lowest address that is neither the subnet's first (the anycast router
+/// address), the gateway nor in `used` (address, owner).
+pub fn allocate6(
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    used: &[(Ipv6Addr, String)],
+    requested: Option<Ipv6Addr>,
+) -> Result<Ipv6Addr, IpamError> {
+    if let Some(ip) = requested {
+        if !subnet.contains(&ip) || ip == subnet.network() {
+            return Err(IpamError::AddressOutsideSubnet6 { ip, subnet });
+        }
+        if let Some((_, owner)) = used.iter().find(|(u, _)| *u == ip) {
+            return Err(IpamError::AddressInUse6 {
+                ip,
+                owner: owner.clone(),
+            });
+        }
+        if ip == gateway {
+            return Err(IpamError::AddressInUse6 {
+                ip,
+                owner: "gateway".into(),
+            });
+        }
+        return Ok(ip);
+    }
+    let hosts = 1u128 << (128 - u32::from(subnet.prefix_len()));
+    // A scan bounded by the endpoints present: one of the first `used + 2` candidates is
+    // free (pigeonhole), so this never walks a /64.
+    let bound = (used.len() as u128 + 3).min(hosts);
+    (1..bound)
+        .map(|n| offset6(subnet, n))
+        .find(|ip| *ip != gateway && !used.iter().any(|(u, _)| u == ip))
+        .ok_or(IpamError::Exhausted6(subnet))
 }
 
 /// Whether two subnets share any address.
@@ -217,6 +311,40 @@ impl AddressPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_subnets_and_addresses() {
+        let a = random_ula_subnet(&[]);
+        assert_eq!(a.prefix_len(), 64);
+        assert_eq!(a.network().octets()[0], 0xfd);
+        assert!(random_ula_subnet(&[a]) != a);
+        let net: Ipv6Net = "fd00:42::/64".parse().unwrap();
+        let (net, gw) = subnet6_with_gateway(net, None).unwrap();
+        assert_eq!(gw, "fd00:42::1".parse::<Ipv6Addr>().unwrap());
+        assert!(subnet6_with_gateway("fd00::/48".parse().unwrap(), None).is_err());
+        assert!(subnet6_with_gateway(net, Some("fd00:43::1".parse().unwrap())).is_err());
+        let used = vec![("fd00:42::2".parse().unwrap(), "e1".to_string())];
+        assert_eq!(
+            allocate6(net, gw, &used, None).unwrap(),
+            "fd00:42::3".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            allocate6(net, gw, &[], None).unwrap(),
+            "fd00:42::2".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(matches!(
+            allocate6(net, gw, &used, Some("fd00:42::2".parse().unwrap())),
+            Err(IpamError::AddressInUse6 { .. })
+        ));
+        assert!(matches!(
+            allocate6(net, gw, &used, Some("fd00:99::2".parse().unwrap())),
+            Err(IpamError::AddressOutsideSubnet6 { .. })
+        ));
+        assert_eq!(
+            allocate6(net, gw, &used, Some("fd00:42::99".parse().unwrap())).unwrap(),
+            "fd00:42::99".parse::<Ipv6Addr>().unwrap()
+        );
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()

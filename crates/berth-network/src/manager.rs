@@ -9,11 +9,11 @@
 //! take only a short synchronous lock and never wait for an operation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::Rng;
 
 use crate::dns::{read_resolv_conf, DnsServer};
@@ -228,10 +228,12 @@ impl NetworkManager {
                     bridge_name: String::new(),
                     enable_ipv6: false,
                     subnet6: None,
+                    gateway6: None,
                     options: BTreeMap::new(),
                     labels: BTreeMap::new(),
                     is_default_bridge: false,
                     created: now_rfc3339(),
+                    attachable: false,
                 };
                 self.put(NetworkState {
                     config: cfg,
@@ -294,10 +296,12 @@ impl NetworkManager {
                     bridge_name: self.inner.cfg.default_bridge.clone(),
                     enable_ipv6: false,
                     subnet6: None,
+                    gateway6: None,
                     options,
                     labels: BTreeMap::new(),
                     is_default_bridge: true,
                     created: now_rfc3339(),
+                    attachable: false,
                 };
                 let st = NetworkState {
                     config: cfg,
@@ -378,6 +382,28 @@ impl NetworkManager {
                 network: other.config.name.clone(),
             });
         }
+        let (subnet6, gateway6) = if req.enable_ipv6 {
+            let taken6: Vec<Ipv6Net> = self
+                .nets()
+                .values()
+                .filter(|s| s.config.enable_ipv6)
+                .filter_map(|s| s.config.subnet6)
+                .collect();
+            let wanted = match req.subnet6 {
+                Some(s6) => {
+                    if taken6.iter().any(|o| ipam::overlaps6(o, &s6)) {
+                        return Err(ipam::IpamError::PoolOverlap6(s6.trunc()).into());
+                    }
+                    s6
+                }
+                None => ipam::random_ula_subnet(&taken6),
+            };
+            let (s6, gw6) = ipam::subnet6_with_gateway(wanted, req.gateway6)?;
+            (Some(s6), Some(gw6))
+        } else {
+            // Recorded for the API only, as docker does without EnableIPv6.
+            (req.subnet6, None)
+        };
         let cfg = NetworkConfig {
             name: req.name,
             id,
@@ -388,11 +414,13 @@ impl NetworkManager {
             internal: req.internal,
             bridge_name,
             enable_ipv6: req.enable_ipv6,
-            subnet6: req.subnet6,
+            subnet6,
+            gateway6,
             options: req.options,
             labels: req.labels,
             is_default_bridge: false,
             created: now_rfc3339(),
+            attachable: req.attachable,
         };
         self.put(NetworkState {
             config: cfg.clone(),
@@ -454,8 +482,17 @@ impl NetworkManager {
         sys.ensure_bridge(&cfg.bridge_name, cfg.mtu()).await?;
         let addr = Ipv4Net::new(gw, subnet.prefix_len())
             .map_err(|_| Error::Invalid(format!("bad prefix for {subnet}")))?;
-        sys.add_address(&cfg.bridge_name, addr).await?;
+        sys.add_address(&cfg.bridge_name, IpNet::V4(addr)).await?;
         sys.write_sysctl("net/ipv4/ip_forward", "1").await?;
+        if let Some((s6, gw6)) = v6_of(cfg) {
+            let addr6 = Ipv6Net::new(gw6, s6.prefix_len())
+                .map_err(|_| Error::Invalid(format!("bad prefix for {s6}")))?;
+            sys.add_address(&cfg.bridge_name, IpNet::V6(addr6)).await?;
+            // What dockerd does for IPv6 networks too; without it nothing is routed
+            // between the bridge and the host's other interfaces.
+            sys.write_sysctl("net/ipv6/conf/all/forwarding", "1")
+                .await?;
+        }
         // Published ports reached through 127.0.0.1 are DNATed into the bridge; the kernel
         // drops loopback-sourced packets on a non-loopback device unless this is set.
         sys.write_sysctl(
@@ -538,11 +575,14 @@ impl NetworkManager {
             .iptables_legacy(&["-S".into(), "FORWARD".into()])
             .await?
         {
+            // `iptables -S` prints the comment quoted (`--comment "berth:..."`); our tags
+            // have no spaces, so dropping the quotes gives back the argv that made it.
+            let unquote = |w: &str| w.trim_matches('"').to_string();
             for line in rules
                 .lines()
-                .filter(|l| l.split_whitespace().any(|w| w == tag))
+                .filter(|l| l.split_whitespace().any(|w| unquote(w) == tag))
             {
-                let mut args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+                let mut args: Vec<String> = line.split_whitespace().map(unquote).collect();
                 if args.first().map(String::as_str) == Some("-A") {
                     args[0] = "-D".into();
                     sys.iptables_legacy(&args).await?;
@@ -563,6 +603,7 @@ impl NetworkManager {
             fw.bridges.push(BridgeRules {
                 bridge: st.config.bridge_name.clone(),
                 subnet,
+                subnet6: v6_of(&st.config).map(|(s6, _)| s6),
                 internal: st.config.internal,
             });
             if st.config.internal {
@@ -570,17 +611,22 @@ impl NetworkManager {
             }
             for ep in st.endpoints.values() {
                 for b in &ep.port_bindings {
-                    let host_ip = match b.host_ip {
-                        Some(IpAddr::V4(ip)) if !ip.is_unspecified() => Some(ip),
-                        _ => None,
-                    };
-                    fw.publish.push(PublishRule {
-                        proto: b.proto,
-                        host_ip,
-                        host_port: b.host_port,
-                        dest_ip: ep.ip,
-                        dest_port: b.container_port,
-                    });
+                    let host_ip = b.host_ip.filter(|ip| !ip.is_unspecified());
+                    // An unspecified host address publishes on both families (like
+                    // docker's 0.0.0.0 plus [::]); a specific one on its own family.
+                    let dests = [Some(IpAddr::V4(ep.ip)), ep.ip6.map(IpAddr::V6)];
+                    for dest_ip in dests.into_iter().flatten() {
+                        if host_ip.is_some_and(|h| h.is_ipv4() != dest_ip.is_ipv4()) {
+                            continue;
+                        }
+                        fw.publish.push(PublishRule {
+                            proto: b.proto,
+                            host_ip,
+                            host_port: b.host_port,
+                            dest_ip,
+                            dest_port: b.container_port,
+                        });
+                    }
                 }
             }
         }
@@ -637,6 +683,8 @@ impl NetworkManager {
                 gateway: None,
                 mac: None,
                 ipv6: None,
+                prefix_len6: 0,
+                gateway6: None,
                 host_ports: Vec::new(),
                 default_route: false,
             });
@@ -664,6 +712,23 @@ impl NetworkManager {
         let mut pool = st.ipam.clone().ok_or_else(|| {
             Error::Invalid(format!("network {} has no address pool", st.config.name))
         })?;
+        let ip6 = match v6_of(&st.config) {
+            Some((s6, gw6)) => {
+                let used: Vec<(Ipv6Addr, String)> = st
+                    .endpoints
+                    .values()
+                    .filter_map(|e| e.ip6.map(|ip| (ip, e.endpoint_id.clone())))
+                    .collect();
+                Some(ipam::allocate6(s6, gw6, &used, req.ipv6)?)
+            }
+            None if req.ipv6.is_some() => {
+                return Err(Error::Invalid(format!(
+                    "user specified IPv6 address needs a network with IPv6 enabled ({})",
+                    st.config.name
+                )))
+            }
+            None => None,
+        };
         let ip = pool.allocate(&req.endpoint_id, req.ipv4)?;
         let default_route = !st.config.internal && !has_default;
         let ep = EndpointState {
@@ -672,11 +737,13 @@ impl NetworkManager {
             ifname: ifname.clone(),
             host_veth: format!("veth{}", &random_hex(4)[..7]),
             ip,
+            ip6,
             mac: req.mac.unwrap_or_else(|| mac_for_ip(ip)),
             aliases: req.aliases.clone(),
             dns_names: req.dns_names.clone(),
             port_bindings: Vec::new(),
             default_route,
+            dns_servers: req.dns_servers.clone(),
         };
         // Persist first: a crash from here on leaves a record reconcile can undo.
         {
@@ -726,6 +793,18 @@ impl NetworkManager {
                 address: Ipv4Net::new(ep.ip, subnet.prefix_len())
                     .map_err(|_| Error::Invalid(format!("bad prefix for {subnet}")))?,
                 default_gateway: if ep.default_route { cfg.gateway } else { None },
+                address6: match (ep.ip6, v6_of(cfg)) {
+                    (Some(ip6), Some((s6, _))) => Some(
+                        Ipv6Net::new(ip6, s6.prefix_len())
+                            .map_err(|_| Error::Invalid(format!("bad prefix for {s6}")))?,
+                    ),
+                    _ => None,
+                },
+                default_gateway6: if ep.default_route && ep.ip6.is_some() {
+                    cfg.gateway6
+                } else {
+                    None
+                },
             },
         )
         .await?;
@@ -760,12 +839,7 @@ impl NetworkManager {
         let mut resolved = Vec::new();
         let mut held = Vec::new();
         for b in bindings {
-            let ip = match b.host_ip {
-                None => Ipv4Addr::UNSPECIFIED,
-                Some(IpAddr::V4(ip)) => ip,
-                // IPv6 host addresses are not published (berth configures IPv4 only).
-                Some(IpAddr::V6(_)) => continue,
-            };
+            let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             // On failure `held` drops here, closing the sockets reserved so far.
             let r = self.inner.sys.reserve_port(b.proto, ip, b.host_port)?;
             resolved.push(PortBinding {
@@ -789,7 +863,9 @@ impl NetworkManager {
             &ep.netns,
             &names,
             ep.ip,
+            ep.ip6,
         );
+        dns.set_upstreams(&ep.netns, ep.dns_servers.clone());
         if !dns.is_serving(&ep.netns) {
             let (udp, tcp) = self.inner.sys.bind_dns(&ep.netns).await?;
             dns.serve(&ep.netns, udp, tcp)?;
@@ -932,9 +1008,22 @@ fn endpoint_view(st: &NetworkState, ep: &EndpointState) -> Endpoint {
         prefix_len: st.config.subnet.map(|s| s.prefix_len()).unwrap_or(0),
         gateway: st.config.gateway,
         mac: Some(ep.mac),
-        ipv6: None,
+        ipv6: ep.ip6,
+        prefix_len6: match (ep.ip6, v6_of(&st.config)) {
+            (Some(_), Some((s6, _))) => s6.prefix_len(),
+            _ => 0,
+        },
+        gateway6: ep.ip6.and(st.config.gateway6),
         host_ports: ep.port_bindings.clone(),
         default_route: ep.default_route,
+    }
+}
+
+/// The IPv6 subnet and gateway of a network that has IPv6 configured.
+fn v6_of(cfg: &NetworkConfig) -> Option<(Ipv6Net, Ipv6Addr)> {
+    match (cfg.enable_ipv6, cfg.subnet6, cfg.gateway6) {
+        (true, Some(s6), Some(gw6)) => Some((s6, gw6)),
+        _ => None,
     }
 }
 
@@ -1213,6 +1302,84 @@ mod tests {
             s.contains("insert rule ip filter FORWARD iifname \"berth0\"") && s.contains(&tag)
         });
         assert!(inserted, "{:?}", sys.nft_scripts());
+    }
+
+    #[tokio::test]
+    async fn ipv6_networks_address_bridge_and_endpoints() {
+        let (_d, _c, sys, mgr) = setup();
+        let net = mgr
+            .create_network(CreateNetwork {
+                name: "v6".into(),
+                enable_ipv6: true,
+                subnet6: Some("fd00:77::/64".parse().unwrap()),
+                attachable: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(net.attachable);
+        assert_eq!(net.gateway6, Some("fd00:77::1".parse().unwrap()));
+        let calls = sys.calls();
+        assert!(calls.contains(&format!("add_address {} fd00:77::1/64", net.bridge_name)));
+        assert!(calls.contains(&"sysctl net/ipv6/conf/all/forwarding=1".to_string()));
+        let overlap = mgr
+            .create_network(CreateNetwork {
+                name: "v6b".into(),
+                enable_ipv6: true,
+                subnet6: Some("fd00:77::/64".parse().unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(overlap.kind(), ErrorKind::Forbidden);
+        let mut r = req("v6", "c1");
+        r.port_bindings = vec![PortBinding {
+            proto: Protocol::Tcp,
+            host_ip: None,
+            host_port: 8088,
+            container_port: 80,
+        }];
+        r.dns_servers = vec!["192.0.2.53:53".parse().unwrap()];
+        let e = mgr.connect(r).await.unwrap();
+        assert_eq!(e.ipv6, Some("fd00:77::2".parse().unwrap()));
+        assert_eq!(e.prefix_len6, 64);
+        assert_eq!(e.gateway6, Some("fd00:77::1".parse().unwrap()));
+        assert!(sys
+            .calls()
+            .contains(&"configure_peer6 /run/test/c1 eth0 fd00:77::2/64 Some(fd00:77::1)".into()));
+        let script = sys.nft_scripts().last().unwrap().clone();
+        assert!(
+            script.contains("tcp dport 8088 dnat to [fd00:77::2]:80"),
+            "{script}"
+        );
+        assert_eq!(
+            mgr.dns_server().resolve6(Path::new("/run/test/c1"), "c1"),
+            vec!["fd00:77::2".parse::<Ipv6Addr>().unwrap()]
+        );
+        let mut r2 = req("v6", "c2");
+        r2.ipv6 = Some("fd00:77::2".parse().unwrap());
+        assert_eq!(
+            mgr.connect(r2).await.unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        let mut r3 = req("bridge", "c3");
+        r3.ipv6 = Some("fd00:77::9".parse().unwrap());
+        mgr.ensure_default_bridge().await.unwrap();
+        assert_eq!(
+            mgr.connect(r3).await.unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        // A random ULA subnet when none is given.
+        let auto = mgr
+            .create_network(CreateNetwork {
+                name: "v6auto".into(),
+                enable_ipv6: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(auto.subnet6.unwrap().prefix_len(), 64);
+        assert_eq!(auto.subnet6.unwrap().network().octets()[0], 0xfd);
     }
 
     #[tokio::test]

@@ -29,6 +29,13 @@
 //!   new connections from outside straight into a bridge are dropped (only published ports
 //!   are reachable, as with docker 28).
 //!
+//! **IPv6.** Networks with IPv6 get the same model in a second table of ours, `table ip6
+//! <name>` (present only while such a network exists): masquerade of the IPv6 subnet, DNAT
+//! of published ports to the container's IPv6 address, the same forward policy. It is
+//! generated and swapped in the same transaction as the IPv4 table. `::1` is left out of
+//! the `output` DNAT: IPv6 has no `route_localnet`, so a packet from `::1` can never leave
+//! `lo`; `-p [::1]:...` is therefore not reachable (docker uses its userland proxy there).
+//!
 //! **Why DNAT for 127.0.0.1 and not a userland proxy.** docker defaults to a proxy process
 //! per published port for loopback. berth instead sets `route_localnet=1` on its bridges and
 //! masquerades loopback sources into the bridge (docker's own `userland-proxy: false` mode):
@@ -49,9 +56,9 @@
 //! inbound) are drops in our own table, and a drop anywhere wins.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
 use crate::types::Protocol;
@@ -61,6 +68,8 @@ use crate::types::Protocol;
 pub struct BridgeRules {
     pub bridge: String,
     pub subnet: Ipv4Net,
+    /// The IPv6 subnet when the network has IPv6.
+    pub subnet6: Option<Ipv6Net>,
     pub internal: bool,
 }
 
@@ -68,10 +77,11 @@ pub struct BridgeRules {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishRule {
     pub proto: Protocol,
-    /// `None`: every local address.
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: every local address of the family of `dest_ip`.
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
-    pub dest_ip: Ipv4Addr,
+    /// The container's address; its family picks the table the rule goes into.
+    pub dest_ip: IpAddr,
     pub dest_port: u16,
 }
 
@@ -91,36 +101,84 @@ fn name_set(names: &[&str]) -> String {
     format!("{{ {} }}", quoted.join(", "))
 }
 
-/// The script that removes our table (a no-op when it does not exist).
+/// The script that removes our tables (a no-op for one that does not exist).
 pub fn teardown_script(table: &str) -> String {
-    format!("table ip {table} {{}}\ndelete table ip {table}\n")
+    format!(
+        "table ip {table} {{}}\ndelete table ip {table}\ntable ip6 {table} {{}}\ndelete table ip6 {table}\n"
+    )
 }
 
-/// The script that atomically replaces our table with one generated from `fw`; with no
-/// bridges it only removes the table.
+/// The script that atomically replaces our tables with ones generated from `fw`; with no
+/// bridges it only removes them. The `ip6` table exists only when a bridge has IPv6.
 pub fn ruleset_script(table: &str, fw: &Firewall) -> String {
     let mut s = teardown_script(table);
     if fw.bridges.is_empty() {
         return s;
     }
+    family_table(&mut s, table, fw, Family::V4);
+    if fw.bridges.iter().any(|b| b.subnet6.is_some()) {
+        family_table(&mut s, table, fw, Family::V6);
+    }
+    s
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn table(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    fn has(self, ip: &IpAddr) -> bool {
+        matches!(
+            (self, ip),
+            (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
+        )
+    }
+}
+
+fn family_table(s: &mut String, table: &str, fw: &Firewall, fam: Family) {
     let all: Vec<&str> = fw.bridges.iter().map(|b| b.bridge.as_str()).collect();
     let all_set = name_set(&all);
+    let kw = fam.table();
     // `write!` into a String cannot fail; the results are ignored on purpose below.
-    let _ = writeln!(s, "table ip {table} {{");
+    let _ = writeln!(s, "table {kw} {table} {{");
 
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump publish\n  }\n");
-    s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    fib daddr type local jump publish\n  }\n");
+    // No DNAT from ::1: a packet with a loopback source cannot leave `lo` in IPv6.
+    let output_match = match fam {
+        Family::V4 => "",
+        Family::V6 => "ip6 daddr != ::1 ",
+    };
+    let _ = writeln!(
+        s,
+        "  chain output {{\n    type nat hook output priority -100; policy accept;\n    {output_match}fib daddr type local jump publish\n  }}"
+    );
 
     s.push_str("  chain publish {\n");
-    for p in &fw.publish {
+    for p in fw.publish.iter().filter(|p| fam.has(&p.dest_ip)) {
+        if p.host_ip.is_some_and(|h| !fam.has(&h)) {
+            continue;
+        }
         let daddr = p
             .host_ip
-            .map(|ip| format!("ip daddr {ip} "))
+            .map(|ip| format!("{kw} daddr {ip} "))
             .unwrap_or_default();
+        let dest = match p.dest_ip {
+            IpAddr::V4(ip) => format!("{ip}:{}", p.dest_port),
+            IpAddr::V6(ip) => format!("[{ip}]:{}", p.dest_port),
+        };
         let _ = writeln!(
             s,
-            "    {daddr}{} dport {} dnat to {}:{}",
-            p.proto, p.host_port, p.dest_ip, p.dest_port
+            "    {daddr}{} dport {} dnat to {dest}",
+            p.proto, p.host_port
         );
     }
     s.push_str("  }\n");
@@ -130,14 +188,22 @@ pub fn ruleset_script(table: &str, fw: &Firewall) -> String {
     );
     for b in &fw.bridges {
         let br = quote(&b.bridge);
-        let subnet = b.subnet.trunc();
+        let subnet = match fam {
+            Family::V4 => b.subnet.trunc().to_string(),
+            Family::V6 => match b.subnet6 {
+                Some(s6) => s6.trunc().to_string(),
+                None => continue,
+            },
+        };
         if !b.internal {
-            let _ = writeln!(s, "    ip saddr {subnet} oifname != {br} masquerade");
+            let _ = writeln!(s, "    {kw} saddr {subnet} oifname != {br} masquerade");
         }
-        let _ = writeln!(s, "    oifname {br} ip saddr 127.0.0.0/8 masquerade");
+        if fam == Family::V4 {
+            let _ = writeln!(s, "    oifname {br} ip saddr 127.0.0.0/8 masquerade");
+        }
         let _ = writeln!(
             s,
-            "    oifname {br} ip saddr {subnet} ct status dnat masquerade"
+            "    oifname {br} {kw} saddr {subnet} ct status dnat masquerade"
         );
     }
     s.push_str("  }\n");
@@ -168,7 +234,6 @@ pub fn ruleset_script(table: &str, fw: &Firewall) -> String {
     let _ = writeln!(s, "    iifname {all_set} accept");
     let _ = writeln!(s, "    oifname {all_set} drop");
     s.push_str("  }\n}\n");
-    s
 }
 
 /// The comment that marks berth's rules in other tables' chains.
@@ -212,7 +277,7 @@ pub fn parse_foreign(
         if let Some(c) = item.get("chain") {
             let family = text(c, "family");
             let table = text(c, "table");
-            let own = table == own_table && family == "ip";
+            let own = table == own_table && (family == "ip" || family == "ip6");
             let forward_drop = text(c, "hook") == "forward" && text(c, "policy") == "drop";
             // Names are spliced into scripts unquoted (nft 1.0 does not take quoted chain
             // names there), so anything but a plain identifier is left alone.
@@ -224,7 +289,7 @@ pub fn parse_foreign(
             let name = text(c, "name");
             if forward_drop
                 && !own
-                && (family == "ip" || family == "inet")
+                && matches!(family.as_str(), "ip" | "ip6" | "inet")
                 && plain(&table)
                 && plain(&name)
             {
@@ -292,11 +357,13 @@ mod tests {
                 BridgeRules {
                     bridge: "br-a".into(),
                     subnet: "172.18.0.0/16".parse().unwrap(),
+                    subnet6: None,
                     internal: false,
                 },
                 BridgeRules {
                     bridge: "br-i".into(),
                     subnet: "172.19.0.0/16".parse().unwrap(),
+                    subnet6: None,
                     internal: true,
                 },
             ],
@@ -322,7 +389,11 @@ mod tests {
     #[test]
     fn replaces_only_its_own_table() {
         let s = ruleset_script("berthx", &fw());
-        assert!(s.starts_with("table ip berthx {}\ndelete table ip berthx\ntable ip berthx {"));
+        assert!(s.starts_with("table ip berthx {}\ndelete table ip berthx\ntable ip6 berthx {}\ndelete table ip6 berthx\ntable ip berthx {"));
+        assert!(
+            !s.contains("table ip6 berthx {\n"),
+            "no ip6 table without IPv6"
+        );
         for line in s.lines() {
             if line.starts_with("table") || line.starts_with("delete") {
                 assert!(line.contains("berthx"), "foreign statement: {line}");
@@ -365,7 +436,39 @@ mod tests {
     #[test]
     fn empty_state_removes_the_table() {
         let s = ruleset_script("t", &Firewall::default());
-        assert_eq!(s, "table ip t {}\ndelete table ip t\n");
+        assert_eq!(
+            s,
+            "table ip t {}\ndelete table ip t\ntable ip6 t {}\ndelete table ip6 t\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_networks_get_an_ip6_table() {
+        let mut f = fw();
+        f.bridges[0].subnet6 = Some("fd00:42::/64".parse().unwrap());
+        f.publish.push(PublishRule {
+            proto: Protocol::Tcp,
+            host_ip: None,
+            host_port: 8080,
+            dest_ip: "fd00:42::2".parse().unwrap(),
+            dest_port: 80,
+        });
+        let s = ruleset_script("t", &f);
+        let v6 = &s[s.find("table ip6 t {\n").expect("ip6 table")..];
+        let v4 = &s[..s.find("table ip6 t {\n").unwrap()];
+        assert!(
+            v6.contains("tcp dport 8080 dnat to [fd00:42::2]:80\n"),
+            "{v6}"
+        );
+        assert!(v6.contains("ip6 saddr fd00:42::/64 oifname != \"br-a\" masquerade"));
+        assert!(v6.contains("ip6 daddr != ::1 fib daddr type local jump publish"));
+        assert!(
+            !v6.contains("172.18.0.2"),
+            "IPv4 rules stay out of ip6: {v6}"
+        );
+        assert!(!v6.contains("127.0.0.0/8"));
+        assert!(!v4.contains("fd00:42::"), "IPv6 rules stay out of ip: {v4}");
+        assert!(v4.contains("tcp dport 8080 dnat to 172.18.0.2:80"));
     }
 
     #[test]

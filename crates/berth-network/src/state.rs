@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -38,12 +38,19 @@ pub struct EndpointState {
     pub ifname: String,
     pub host_veth: String,
     pub ip: Ipv4Addr,
+    /// The IPv6 address on networks with IPv6.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
     pub aliases: Vec<String>,
     pub dns_names: Vec<String>,
     /// Host ports as actually bound (random ports resolved).
     pub port_bindings: Vec<PortBinding>,
     pub default_route: bool,
+    /// Per-namespace upstream resolvers of the embedded DNS (`--dns`), kept so a restarted
+    /// daemon serves the namespace the same way.
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// One network, as persisted.

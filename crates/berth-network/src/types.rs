@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -40,8 +40,11 @@ pub struct NetworkConfig {
     /// Linux bridge name (`com.docker.network.bridge.name` or `br-<id12>`).
     pub bridge_name: String,
     pub enable_ipv6: bool,
-    /// Recorded for the API; berth configures IPv4 only.
+    /// The IPv6 subnet when `enable_ipv6` (given, or a random ULA /64).
     pub subnet6: Option<Ipv6Net>,
+    /// The bridge's IPv6 address (`::1` of `subnet6` unless given).
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     /// The daemon's default `bridge` network: no embedded DNS (docker's legacy links world).
@@ -49,6 +52,9 @@ pub struct NetworkConfig {
     /// RFC 3339 creation time, for `docker network inspect`.
     #[serde(default)]
     pub created: String,
+    /// `--attachable`: recorded and reported (any berth network accepts `docker run`).
+    #[serde(default)]
+    pub attachable: bool,
 }
 
 impl NetworkConfig {
@@ -159,6 +165,8 @@ pub struct CreateNetwork {
     pub internal: bool,
     pub enable_ipv6: bool,
     pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub attachable: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
@@ -206,6 +214,11 @@ pub struct EndpointRequest {
     pub ifname: Option<String>,
     /// `--ip`.
     pub ipv4: Option<Ipv4Addr>,
+    /// `--ip6` (only on networks with IPv6).
+    pub ipv6: Option<Ipv6Addr>,
+    /// Upstream resolvers the embedded DNS uses for this namespace (`--dns`); empty means
+    /// the daemon's.
+    pub dns_servers: Vec<SocketAddr>,
     pub aliases: Vec<String>,
     /// Names the embedded DNS answers for (container name, short id, aliases).
     pub dns_names: Vec<String>,
@@ -224,7 +237,9 @@ pub struct Endpoint {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
-    pub ipv6: Option<std::net::Ipv6Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub prefix_len6: u8,
+    pub gateway6: Option<Ipv6Addr>,
     /// The bindings actually made: random host ports resolved, unsupported ones left out.
     pub host_ports: Vec<PortBinding>,
     /// Whether this endpoint installed the namespace's default route.

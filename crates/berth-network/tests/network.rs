@@ -342,3 +342,92 @@ fn reconcile_removes_dead_endpoints_after_restart() {
         assert!(!try_sh(&format!("nft list table ip {}", env.cfg.nft_table)));
     });
 }
+
+#[test]
+fn legacy_drop_policy_with_br_netfilter_and_ipv6() {
+    if !require_root() {
+        return;
+    }
+    if !std::path::Path::new("/usr/sbin/iptables-legacy").exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("iptables-legacy is needed under CI");
+        }
+        eprintln!("skipping: no iptables-legacy");
+        return;
+    }
+    sandbox(|| async {
+        let env = Env::new();
+        // The state a dockerd leaves: legacy x_tables FORWARD policy DROP, and bridged
+        // frames sent through iptables (br_netfilter; both are per namespace here).
+        sh("iptables-legacy -P FORWARD DROP");
+        sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1");
+        let outside = env.dir.path().join("outside");
+        let sys = berth_network::LinuxNetSys::new().unwrap();
+        berth_network::NetSys::create_netns(&sys, &outside)
+            .await
+            .unwrap();
+        sh(&format!(
+            "ip link add up0 type veth peer name o0 && ip link set o0 netns {} && ip addr add 10.252.0.1/24 dev up0 && ip -6 addr add fd99:1::1/64 dev up0 nodad && ip link set up0 up",
+            outside.display()
+        ));
+        sh(&format!(
+            "nsenter --net={} sh -c 'ip addr add 10.252.0.2/24 dev o0 && ip -6 addr add fd99:1::2/64 dev o0 nodad && ip link set o0 up'",
+            outside.display()
+        ));
+        let mgr = env.manager();
+        let net = mgr
+            .create_network(CreateNetwork {
+                name: "v6".into(),
+                enable_ipv6: true,
+                subnet6: Some("fd00:5a5a::/64".parse().unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (a, a_ip, _) = attach(&mgr, "v6", "a", &["a"], vec![]).await;
+        let (b, b_ip, _) = attach(&mgr, "v6", "b", &["b"], vec![]).await;
+        assert!(ping(&a, b_ip), "container to container under FORWARD DROP");
+        assert!(ping(&b, a_ip));
+        assert!(ping(&a, "10.252.0.2"), "masqueraded IPv4 to the outside");
+        let legacy = sh("iptables-legacy -S FORWARD");
+        assert!(legacy.contains(&net.bridge_name), "{legacy}");
+
+        // IPv6: addresses on the bridge and in the namespaces, usable at once (no DAD).
+        let addrs = sh(&format!("ip -6 addr show dev {}", net.bridge_name));
+        assert!(addrs.contains("fd00:5a5a::1/64"), "{addrs}");
+        let eps = mgr.endpoints("v6");
+        let b6 = eps
+            .iter()
+            .find(|e| e.endpoint_id == "b")
+            .and_then(|e| e.ipv6)
+            .expect("b has an IPv6 address");
+        let ping6 = |from: &Path, ip: &str| {
+            try_sh(&format!(
+                "nsenter --net={} busybox ping -6 -c1 -W2 {ip} >/dev/null 2>&1",
+                from.display()
+            ))
+        };
+        assert!(ping6(&a, &b6.to_string()), "IPv6 between containers");
+        assert!(ping6(&a, "fd00:5a5a::1"), "IPv6 to the gateway");
+        let routes = sh(&format!("nsenter --net={} ip -6 route", a.display()));
+        assert!(routes.contains("default via fd00:5a5a::1"), "{routes}");
+        // The outside has no route to fd00:5a5a::/64: only a masqueraded ping is answered.
+        assert!(ping6(&a, "fd99:1::2"), "masqueraded IPv6 to the outside");
+        // AAAA from the embedded DNS.
+        assert_eq!(mgr.dns_server().resolve6(&a, "b"), vec![b6]);
+
+        for id in ["a", "b"] {
+            mgr.disconnect("v6", id).await.unwrap();
+            mgr.delete_netns(id).await.unwrap();
+        }
+        mgr.remove_network("v6").await.unwrap();
+        let legacy = sh("iptables-legacy -S FORWARD");
+        assert!(!legacy.contains("berth:"), "legacy rule left: {legacy}");
+        mgr.shutdown_cleanup().await.unwrap();
+        let tables = sh("nft list tables");
+        assert!(!tables.contains(&env.cfg.nft_table), "{tables}");
+        berth_network::NetSys::delete_netns(&sys, &outside)
+            .await
+            .unwrap();
+    });
+}

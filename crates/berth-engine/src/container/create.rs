@@ -221,7 +221,25 @@ pub fn merge_image_config(
 
 /// Fills Docker's defaults into a HostConfig and rejects what dockerd rejects.
 pub fn validate_host_config(hc: &mut HostConfig, cfg: &crate::EngineConfig) -> Result<Vec<String>> {
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
+    // Stored as dockerd stores them, so inspect shows the same: a PidsLimit <= 0 is null
+    // (unlimited, API >= 1.41), swappiness -1 is unset, and an unprivileged container lists
+    // the masked and read-only paths the runtime spec gives it.
+    if hc.pids_limit.is_some_and(|p| p <= 0) {
+        hc.pids_limit = None;
+    }
+    if hc.memory_swappiness == Some(-1) {
+        hc.memory_swappiness = None;
+    }
+    if !hc.privileged {
+        let owned = |l: &[&str]| Some(l.iter().map(|p| p.to_string()).collect());
+        if hc.masked_paths.is_none() {
+            hc.masked_paths = owned(berth_runtime::spec::DEFAULT_MASKED_PATHS);
+        }
+        if hc.readonly_paths.is_none() {
+            hc.readonly_paths = owned(berth_runtime::spec::DEFAULT_READONLY_PATHS);
+        }
+    }
     if hc.network_mode.is_empty() || hc.network_mode == "default" {
         hc.network_mode = "bridge".into();
     }
@@ -291,6 +309,9 @@ pub fn validate_host_config(hc: &mut HostConfig, cfg: &crate::EngineConfig) -> R
         return Err(Error::InvalidArgument(
             "invalid container format container:<name|id>".into(),
         ));
+    }
+    if hc.network_mode == "host" && hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) {
+        warnings.push("Published ports are discarded when using host network mode".to_string());
     }
     Ok(warnings)
 }

@@ -3,13 +3,13 @@
 //! taken.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::{NetSys, PeerConfig, PortReservation, SysError, VethRequest};
 use crate::types::Protocol;
@@ -94,7 +94,7 @@ impl NetSys for FakeNetSys {
         Ok(())
     }
 
-    async fn add_address(&self, link: &str, address: Ipv4Net) -> Result<(), SysError> {
+    async fn add_address(&self, link: &str, address: IpNet) -> Result<(), SysError> {
         self.record(format!("add_address {link} {address}"));
         if !lock(&self.links).contains_key(link) {
             return Err(SysError::LinkNotFound(link.to_string()));
@@ -141,6 +141,14 @@ impl NetSys for FakeNetSys {
             cfg.address,
             cfg.default_gateway
         ));
+        if let Some(a6) = cfg.address6 {
+            self.record(format!(
+                "configure_peer6 {} {} {a6} {:?}",
+                netns.display(),
+                cfg.ifname,
+                cfg.default_gateway6
+            ));
+        }
         Ok(())
     }
 
@@ -181,7 +189,7 @@ impl NetSys for FakeNetSys {
     fn reserve_port(
         &self,
         proto: Protocol,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         port: u16,
     ) -> Result<PortReservation, SysError> {
         let mut taken = lock(&self.taken_ports);

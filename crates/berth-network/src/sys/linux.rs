@@ -1,14 +1,15 @@
 //! The real [`NetSys`]: rtnetlink for links, addresses and routes, the `nft` binary for
 //! nftables, `/proc/sys` for sysctls, helper threads for namespaces.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -61,14 +62,19 @@ pub(crate) async fn set_link_up(handle: &Handle, name: &str) -> Result<(), SysEr
         .map_err(|e| nl_err(format!("set {name} up"), e))
 }
 
-async fn add_address_on(handle: &Handle, link: &str, address: Ipv4Net) -> Result<(), SysError> {
+async fn add_address_on(handle: &Handle, link: &str, address: IpNet) -> Result<(), SysError> {
     let index = require_index(handle, link).await?;
-    match handle
+    let mut req = handle
         .address()
-        .add(index, IpAddr::V4(address.addr()), address.prefix_len())
-        .execute()
-        .await
-    {
+        .add(index, address.addr(), address.prefix_len());
+    if address.addr().is_ipv6() {
+        // Duplicate address detection would keep the address "tentative" (unusable) for a
+        // second or more; the addresses come from our own IPAM, so skip it as docker does.
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
         Ok(()) => Ok(()),
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
         Err(e) => Err(nl_err(format!("add address {address} to {link}"), e)),
@@ -191,7 +197,7 @@ impl NetSys for LinuxNetSys {
         set_link_up(&self.handle, name).await
     }
 
-    async fn add_address(&self, link: &str, address: Ipv4Net) -> Result<(), SysError> {
+    async fn add_address(&self, link: &str, address: IpNet) -> Result<(), SysError> {
         add_address_on(&self.handle, link, address).await
     }
 
@@ -275,7 +281,10 @@ impl NetSys for LinuxNetSys {
     async fn configure_peer(&self, netns: &Path, cfg: &PeerConfig) -> Result<(), SysError> {
         let cfg = cfg.clone();
         netns::netlink_in(netns, move |handle| async move {
-            add_address_on(&handle, &cfg.ifname, cfg.address).await?;
+            add_address_on(&handle, &cfg.ifname, IpNet::V4(cfg.address)).await?;
+            if let Some(a6) = cfg.address6 {
+                add_address_on(&handle, &cfg.ifname, IpNet::V6(a6)).await?;
+            }
             set_link_up(&handle, &cfg.ifname).await?;
             if let Some(gw) = cfg.default_gateway {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
@@ -283,6 +292,14 @@ impl NetSys for LinuxNetSys {
                     Ok(()) => {}
                     Err(e) if errno(&e) == Some(libc::EEXIST) => {}
                     Err(e) => return Err(nl_err(format!("add default route via {gw}"), e)),
+                }
+            }
+            if let Some(gw) = cfg.default_gateway6 {
+                let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build();
+                match handle.route().add(route).execute().await {
+                    Ok(()) => {}
+                    Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(nl_err(format!("add ipv6 default route via {gw}"), e)),
                 }
             }
             Ok(())
@@ -359,7 +376,7 @@ impl NetSys for LinuxNetSys {
     fn reserve_port(
         &self,
         proto: Protocol,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         port: u16,
     ) -> Result<PortReservation, SysError> {
         let ty = match proto {
@@ -377,21 +394,26 @@ impl NetSys for LinuxNetSys {
                 source: nix::errno::Errno::from_raw(e.raw_os_error()),
             }
         };
-        let fd = rustix::net::socket_with(
-            AddressFamily::INET,
-            ty,
-            rustix::net::SocketFlags::CLOEXEC,
-            protocol,
-        )
-        .map_err(os(format!("socket for {proto} port {port}")))?;
-        match rustix::net::bind(&fd, &SocketAddrV4::new(ip, port)) {
+        let family = if ip.is_ipv6() {
+            AddressFamily::INET6
+        } else {
+            AddressFamily::INET
+        };
+        let fd = rustix::net::socket_with(family, ty, rustix::net::SocketFlags::CLOEXEC, protocol)
+            .map_err(os(format!("socket for {proto} port {port}")))?;
+        if ip.is_ipv6() {
+            // `[::]` must not also take the IPv4 port: that one has its own reservation.
+            rustix::net::sockopt::set_ipv6_v6only(&fd, true)
+                .map_err(os(format!("set v6only for {ip}:{port}/{proto}")))?;
+        }
+        match rustix::net::bind(&fd, &SocketAddr::new(ip, port)) {
             Ok(()) => {}
             Err(rustix::io::Errno::ADDRINUSE) => return Err(SysError::PortAllocated { ip, port }),
             Err(e) => return Err(os(format!("bind {ip}:{port}/{proto}"))(e)),
         }
         let bound = rustix::net::getsockname(&fd)
             .map_err(os(format!("getsockname {ip}:{port}/{proto}")))?;
-        let bound = SocketAddrV4::try_from(bound)
+        let bound = SocketAddr::try_from(bound)
             .map_err(|e| os(format!("getsockname {ip}:{port}/{proto}"))(e))?;
         Ok(PortReservation {
             port: bound.port(),

@@ -12,12 +12,12 @@ mod fake;
 mod linux;
 pub mod netns;
 
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 pub use fake::FakeNetSys;
 pub use linux::LinuxNetSys;
@@ -51,7 +51,7 @@ pub enum SysError {
         source: nix::errno::Errno,
     },
     #[error("Bind for {ip}:{port} failed: port is already allocated")]
-    PortAllocated { ip: Ipv4Addr, port: u16 },
+    PortAllocated { ip: IpAddr, port: u16 },
     #[error("namespace helper thread for {0} panicked")]
     HelperPanicked(PathBuf),
     #[error("link {0} not found")]
@@ -77,6 +77,11 @@ pub struct PeerConfig {
     pub address: Ipv4Net,
     /// Installs `default via <gateway>` when set.
     pub default_gateway: Option<Ipv4Addr>,
+    /// The IPv6 address on networks with IPv6 (added without duplicate address
+    /// detection, so it is usable at once).
+    pub address6: Option<Ipv6Net>,
+    /// Installs the IPv6 `default via <gateway>` when set.
+    pub default_gateway6: Option<Ipv6Addr>,
 }
 
 /// A host port held by a bound socket so nobody else can take it while it is published.
@@ -91,8 +96,9 @@ pub struct PortReservation {
 pub trait NetSys: Send + Sync {
     /// Creates the bridge if it is missing and sets it up.
     async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<(), SysError>;
-    /// Adds an address; an address already present is fine.
-    async fn add_address(&self, link: &str, address: Ipv4Net) -> Result<(), SysError>;
+    /// Adds an address (IPv6 ones without duplicate address detection); an address
+    /// already present is fine.
+    async fn add_address(&self, link: &str, address: IpNet) -> Result<(), SysError>;
     async fn link_exists(&self, name: &str) -> Result<bool, SysError>;
     /// Deletes a link; a missing link is fine.
     async fn delete_link(&self, name: &str) -> Result<(), SysError>;
@@ -120,7 +126,7 @@ pub trait NetSys: Send + Sync {
     fn reserve_port(
         &self,
         proto: Protocol,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         port: u16,
     ) -> Result<PortReservation, SysError>;
     /// Binds UDP and TCP sockets on 127.0.0.11:53 inside `netns`.
