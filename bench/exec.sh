@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# exec latency, side by side on one running container:
+#   berth exec C true                      (berth CLI -> berthd -> shim -> crun exec)
+#   docker exec C true                     (real docker CLI -> berthd)
+#   crun exec C true                       (the raw OCI runtime on the same container, the floor)
+#   docker exec C true on dockerd 20.10    (reference; its own container)
+# Prints p50/p90 per case and the berth/crun ratio (target <= 1.5x).
+# Usage: bench/exec.sh [iterations=30]   (as root; BERTH_BIN=dir skips the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-30}
+./scripts/host-prep.sh >/dev/null
+if [ -n "${BERTH_BIN:-}" ]; then BIN=$BERTH_BIN; else cargo build --release --workspace --bins -q; BIN=$PWD/target/release; fi
+W=$(mktemp -d /tmp/berth-bench-exec-XXXXXX)
+SOCK=$W/berth.sock
+TAG=bx$$
+export DOCKER_CONFIG=$W/docker-config
+cleanup() {
+  DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1 || true
+  [ -S "$W/docker.sock" ] && DOCKER_HOST=unix://$W/docker.sock docker rm -f $(DOCKER_HOST=unix://$W/docker.sock docker ps -aq) >/dev/null 2>&1 || true
+  for p in berthd dockerd containerd; do [ -f "$W/$p.pid" ] && kill "$(cat "$W/$p.pid")" 2>/dev/null || true; done
+  sleep 1
+  grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip link del "$TAG" 2>/dev/null || true
+  find /sys/fs/cgroup/*/"berth-$TAG" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+echo '{}' >"$W/daemon.json"
+"$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
+  --cgroup-parent "berth-$TAG" --config-file "$W/daemon.json" --bridge "$TAG" --log-level error >"$W/berthd.log" 2>&1 &
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+[ -S "$SOCK" ] || { cat "$W/berthd.log"; exit 1; }
+B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
+
+R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev"
+cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc/group"
+tar -C "$R" -cf "$W/busybox.tar" .
+B import "$W/busybox.tar" busybox:latest >/dev/null
+
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+measure() { # name, command...
+  local name=$1; shift
+  local f=$W/t-$name; : >"$f"
+  "$@" >/dev/null 2>&1 || { echo "$name: failed: $*"; return 0; }
+  for _ in $(seq "$N"); do local t=$(date +%s%N); "$@" >/dev/null 2>&1; ms "$t" >>"$f"; done
+  sort -n "$f" -o "$f"
+  local p50 p90; p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
+  printf '%-38s p50 %5d ms   p90 %5d ms\n' "$name" "$p50" "$p90"
+  eval "P50_${name//[^a-zA-Z0-9]/_}=$p50"
+}
+
+ID=$(B run -d --network none busybox sleep 100000)
+# The shim drives crun with its own state root; crun exec on that root reaches the very
+# same container, so the difference is berth's whole path (CLI, API, engine, shim).
+RR=$(sed -n 's/.*"runtime_root": *"\([^"]*\)".*/\1/p' "$W/exec/containers/$ID/shim.json")
+[ -n "$RR" ] || { echo "no runtime_root in shim.json"; exit 1; }
+
+echo "== exec: $N runs each, $(nproc) cores, $(uname -r)"
+measure crun_exec        crun --root "$RR" exec "$ID" true
+measure berth_exec       B exec "$ID" true
+measure docker_cli_berthd env DOCKER_HOST="unix://$SOCK" docker exec "$ID" true
+measure berth_exec_i     B exec -i "$ID" true
+
+if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
+  containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
+  sleep 1
+  dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
+    --containerd "$W/containerd.sock" --bridge none --iptables=false >"$W/dockerd.log" 2>&1 &
+  for _ in $(seq 100); do [ -S "$W/docker.sock" ] && break; sleep 0.1; done
+  D() { DOCKER_HOST="unix://$W/docker.sock" docker "$@"; }
+  D import --platform linux/amd64 "$W/busybox.tar" busybox:latest >/dev/null
+  DID=$(D run -d --network none busybox sleep 100000)
+  measure dockerd_exec D exec "$DID" true
+fi
+
+echo "== ratios"
+ratio() { [ -n "${2:-}" ] && [ -n "${3:-}" ] && [ "$3" -gt 0 ] && awk -v a="$2" -v b="$3" -v n="$1" 'BEGIN{printf "%-44s %.2fx\n", n, a/b}'; return 0; }
+ratio "berth_exec / crun_exec (target <= 1.5)" "${P50_berth_exec:-}" "${P50_crun_exec:-}"
+ratio "docker_cli_berthd / crun_exec" "${P50_docker_cli_berthd:-}" "${P50_crun_exec:-}"
+ratio "dockerd_exec / berth_exec" "${P50_dockerd_exec:-}" "${P50_berth_exec:-}"

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# logs of a 100 MiB log: a container writes SIZE MiB of 100-byte lines to stdout; then
+#   cat <id>-json.log                      (the file itself, page cache warm: "disk speed")
+#   berth logs C, docker logs C            (through berthd)
+#   docker logs C on dockerd 20.10         (reference, same payload)
+# each to /dev/null, RUNS times. Prints payload MB/s (median) and the daemon's RSS before,
+# peak during (sampled every 20 ms) and after. Targets: logs streams at disk speed
+# (ratio to cat near 1) with flat daemon memory (peak - before small, independent of SIZE).
+# Usage: bench/logs.sh [SIZE_MiB=100] [RUNS=3]   (as root; BERTH_BIN=dir skips the build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${1:-100}
+RUNS=${2:-3}
+./scripts/host-prep.sh >/dev/null
+if [ -n "${BERTH_BIN:-}" ]; then BIN=$BERTH_BIN; else cargo build --release --workspace --bins -q; BIN=$PWD/target/release; fi
+W=$(mktemp -d /var/tmp/berth-bench-logs-XXXXXX)
+SOCK=$W/berth.sock
+TAG=bl$$
+export DOCKER_CONFIG=$W/docker-config
+cleanup() {
+  DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1 || true
+  [ -S "$W/docker.sock" ] && DOCKER_HOST=unix://$W/docker.sock docker rm -f $(DOCKER_HOST=unix://$W/docker.sock docker ps -aq) >/dev/null 2>&1 || true
+  for p in berthd dockerd containerd; do [ -f "$W/$p.pid" ] && kill "$(cat "$W/$p.pid")" 2>/dev/null || true; done
+  sleep 1
+  grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip link del "$TAG" 2>/dev/null || true
+  find /sys/fs/cgroup/*/"berth-$TAG" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+echo '{}' >"$W/daemon.json"
+"$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
+  --cgroup-parent "berth-$TAG" --config-file "$W/daemon.json" --bridge "$TAG" --log-level error >"$W/berthd.log" 2>&1 &
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+[ -S "$SOCK" ] || { cat "$W/berthd.log"; exit 1; }
+B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
+DB() { DOCKER_HOST="unix://$SOCK" docker "$@"; }
+
+R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev"
+cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc/group"
+tar -C "$R" -cf "$W/busybox.tar" .
+B import "$W/busybox.tar" busybox:latest >/dev/null
+
+BYTES=$((SIZE * 1048576))
+LINE=$(printf 'x%.0s' $(seq 99))   # 99 chars + newline = 100-byte lines
+WRITER="yes $LINE | head -c $BYTES"
+rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# peak_rss PID OUTFILE: samples VmRSS until killed; the last line is the maximum.
+peak_rss() { local m=0 v; while :; do v=$(rss "$1" 2>/dev/null || echo 0); [ "$v" -gt "$m" ] && m=$v && echo "$m" >>"$2"; sleep 0.02; done; }
+# case NAME DAEMON_PID COMMAND...: RUNS timed runs; payload MB/s median; RSS before/peak/after.
+case_() {
+  local name=$1 pid=$2; shift 2
+  local before peak after s; before=$(rss "$pid"); : >"$W/peak-$name"; : >"$W/mbs-$name"
+  peak_rss "$pid" "$W/peak-$name" & local sampler=$!
+  for _ in $(seq "$RUNS"); do
+    s=$(date +%s%N); "$@" >/dev/null; s=$(( $(date +%s%N) - s ))
+    awk -v b="$BYTES" -v ns="$s" 'BEGIN{printf "%.1f\n", b / (ns / 1e9) / 1e6}' >>"$W/mbs-$name"
+  done
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true
+  after=$(rss "$pid"); peak=$(tail -n1 "$W/peak-$name"); peak=${peak:-$before}
+  local m; m=$(median <"$W/mbs-$name")
+  printf '%-30s %8s MB/s   daemon RSS before %7d KiB  peak %7d KiB  after %7d KiB\n' "$name" "$m" "$before" "$peak" "$after"
+  eval "MBS_$name=$m"
+}
+
+echo "== logs: ${SIZE} MiB of 100-byte lines, $RUNS runs, $(nproc) cores, $(uname -r)"
+s=$(date +%s%N)
+ID=$(B run -d --network none busybox sh -c "$WRITER")
+[ "$(B wait "$ID")" = 0 ] || { echo "writer failed"; exit 1; }
+s=$(( $(date +%s%N) - s ))
+LOG=$(ls "$W"/data/containers/"$ID"*/*-json.log)
+awk -v b="$BYTES" -v ns="$s" -v f="$(stat -c %s "$LOG")" 'BEGIN{printf "%-30s %8.1f MB/s   (json log %d MB, run included)\n", "write via shim", b / (ns / 1e9) / 1e6, f / 1e6}'
+BPID=$(cat "$W/berthd.pid")
+case_ cat_json_log "$BPID" cat "$LOG"
+case_ berth_logs "$BPID" B logs "$ID"
+[ "$(B logs "$ID" | wc -c)" = "$BYTES" ] || { echo "berth logs returned a short stream"; exit 1; }
+case_ docker_cli_berthd "$BPID" DB logs "$ID"
+
+if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
+  containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
+  sleep 1
+  dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
+    --containerd "$W/containerd.sock" --bridge none --iptables=false >"$W/dockerd.log" 2>&1 &
+  for _ in $(seq 100); do [ -S "$W/docker.sock" ] && break; sleep 0.1; done
+  D() { DOCKER_HOST="unix://$W/docker.sock" docker "$@"; }
+  D import --platform linux/amd64 "$W/busybox.tar" busybox:latest >/dev/null
+  DID=$(D run -d --network none busybox sh -c "$WRITER")
+  D wait "$DID" >/dev/null
+  case_ dockerd_logs "$(cat "$W/dockerd.pid")" D logs "$DID"
+fi
+
+echo "== ratios"
+ratio() { [ -n "${2:-}" ] && [ -n "${3:-}" ] && awk -v a="$2" -v b="$3" -v n="$1" 'BEGIN{ if (b > 0) printf "%-44s %.3f\n", n, a/b}'; return 0; }
+ratio "berth_logs / cat_json_log (disk speed = 1)" "${MBS_berth_logs:-}" "${MBS_cat_json_log:-}"
+ratio "berth_logs / dockerd_logs" "${MBS_berth_logs:-}" "${MBS_dockerd_logs:-}"
