@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use berth_client::Client;
-use berth_compose::runner::{self, Ctr, DownOptions, Progress, RunError, Runner, UpOptions};
+use berth_compose::runner::{
+    self, BuildOptions, Ctr, DownOptions, Hooks, Progress, RunError, Runner, UpOptions,
+};
 use berth_compose::{config, spec, LoadOptions, Project};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -83,6 +85,9 @@ pub struct UpArgs {
     pub pull: Option<String>,
     #[arg(long = "quiet-pull")]
     pub quiet_pull: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long = "wait-timeout")]
+    pub wait_timeout: Option<u64>,
     pub services: Vec<String>,
 }
 
@@ -190,6 +195,18 @@ pub struct ComposeRunArgs {
     pub workdir: Option<String>,
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Run command with all service's ports enabled and mapped to the host
+    #[arg(long = "service-ports")]
+    pub service_ports: bool,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Assign a label to the container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Mount a volume
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
     /// SERVICE [COMMAND] [ARGS...]
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub service_and_cmd: Vec<String>,
@@ -253,6 +270,12 @@ pub struct BuildArgs {
     pub quiet: bool,
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Set build-time variables for services
+    #[arg(long = "build-arg")]
+    pub build_arg: Vec<String>,
     pub services: Vec<String>,
 }
 
@@ -355,6 +378,21 @@ fn load_or_name(a: &ComposeArgs) -> CliResult<Project> {
     }
 }
 
+/// The CLI's side of the runner: docker's `.dockerignore`-aware context walker and the
+/// stored registry credentials.
+fn hooks() -> Hooks {
+    Hooks {
+        context_tar: |dir, dockerfile| {
+            crate::commands::image::context_tar(dir, dockerfile).map_err(|e| e.to_string())
+        },
+        registry_auth: crate::commands::image::registry_auth,
+    }
+}
+
+fn runner<'a>(c: &'a Client, p: &'a Project, prog: Progress) -> Runner<'a> {
+    Runner::new(c, p, prog).with_hooks(hooks())
+}
+
 fn progress(a: &ComposeArgs) -> Progress {
     let tty = match a.progress.as_deref() {
         Some("plain") | Some("quiet") => false,
@@ -388,7 +426,8 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         ComposeCmd::Up(u) | ComposeCmd::Create(u) => {
             let create_only = matches!(a.command, ComposeCmd::Create(_));
             let p = load(&a, &u.services, false)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
+            prog.title(if create_only { "Creating" } else { "Running" });
             let mut scale = BTreeMap::new();
             for s in &u.scale {
                 let (k, v) = s.split_once('=').ok_or_else(|| {
@@ -415,6 +454,7 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
                 no_start: u.no_start || create_only,
                 timeout: u.timeout,
                 pull: u.pull.clone(),
+                wait_timeout: u.wait_timeout.map(std::time::Duration::from_secs),
             };
             match r.up(&o).await? {
                 0 => Ok(()),
@@ -423,7 +463,7 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         }
         ComposeCmd::Down(d) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             r.down(&DownOptions {
                 volumes: d.volumes,
                 rmi: d.rmi.clone(),
@@ -435,7 +475,7 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         }
         ComposeCmd::Ps(ps) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             if ps.services {
                 for s in p.services().keys() {
                     println!("{s}");
@@ -452,7 +492,7 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
             if l.no_color {
                 prog.tty = false;
             }
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             r.logs(&l.services, l.follow, Some(l.tail.clone()), l.no_log_prefix)
                 .await?;
             Ok(())
@@ -461,7 +501,13 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
             let p = load(&a, &b.services, false)?;
             let mut prog = prog;
             prog.quiet |= b.quiet;
-            let r = Runner::new(c, &p, prog);
+            prog.title("Building");
+            let mut r = runner(c, &p, prog);
+            r.build = BuildOptions {
+                no_cache: b.no_cache,
+                pull: b.pull,
+                args: b.build_arg.clone(),
+            };
             let names: Vec<String> = if b.services.is_empty() {
                 p.services().keys().cloned().collect()
             } else {
@@ -474,6 +520,8 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         }
         ComposeCmd::Pull(s) => {
             let p = load(&a, &s.services, false)?;
+            prog.title("Pulling");
+            let r = runner(c, &p, prog);
             for (name, svc) in p.services() {
                 if !s.services.is_empty() && !s.services.contains(name) {
                     continue;
@@ -481,54 +529,29 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
                 let Some(image) = svc.get("image").and_then(Value::as_str) else {
                     continue;
                 };
-                prog.event("", name, "Pulling");
-                let (repo, tag) = runner::split_tag(image);
-                let mut st = c.image_pull(&repo, Some(&tag), None, None).await?;
-                while let Some(m) = st.next().await {
-                    let m = m?;
-                    if let Some(e) = m.get("error").and_then(Value::as_str) {
-                        return Err(CliError::Msg(format!("{name} Error {e}")));
-                    }
-                }
-                prog.event("", name, "Pulled");
+                r.pull_image(name, image).await?;
             }
             Ok(())
         }
         ComposeCmd::Push(s) => {
             let p = load(&a, &s.services, false)?;
+            prog.title("Pushing");
+            let r = runner(c, &p, prog);
             for (name, svc) in p.services() {
                 if !s.services.is_empty() && !s.services.contains(name) {
                     continue;
                 }
-                if svc.get("build").is_none() {
+                // compose v2 pushes what it builds, under the service's `image` name.
+                if svc.get("build").is_none() || svc.get("image").is_none() {
                     continue;
                 }
-                let image = spec::image_name(&p, name, svc);
-                let (repo, tag) = runner::split_tag(&image);
-                prog.event("", name, "Pushing");
-                let path = format!("/images/{repo}/push?tag={tag}");
-                let resp = c
-                    .request(
-                        http::Method::POST,
-                        &path,
-                        berth_client::empty_body(),
-                        &[("x-registry-auth", "e30=")],
-                    )
-                    .await?;
-                let mut st = resp.json_stream();
-                while let Some(m) = st.next().await {
-                    let m = m?;
-                    if let Some(e) = m.get("error").and_then(Value::as_str) {
-                        return Err(CliError::Msg(format!("{name} Error {e}")));
-                    }
-                }
-                prog.event("", name, "Pushed");
+                r.push_image(name, &spec::image_name(&p, name, svc)).await?;
             }
             Ok(())
         }
         ComposeCmd::Exec(e) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             let service = &e.service_and_cmd[0];
             let ctr = r.find(service, e.index.unwrap_or(1)).await?;
             let tty = !e.no_tty && crate::stdio::is_tty(0) && crate::stdio::is_tty(1);
@@ -564,13 +587,13 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         ComposeCmd::Unpause(s) => lifecycle(c, &a, prog, "unpause", &s.services, None, None).await,
         ComposeCmd::Rm(rm) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             r.rm(&rm.services, rm.stop, rm.volumes).await?;
             Ok(())
         }
         ComposeCmd::Top(s) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             for ctr in r.ps(&s.services, false).await? {
                 let v = c.get_json(&format!("/containers/{}/top", ctr.id)).await?;
                 println!("{}", ctr.name);
@@ -598,7 +621,7 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         }
         ComposeCmd::Images(s) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             let mut text = String::from("CONTAINER\tREPOSITORY\tTAG\tIMAGE ID\tSIZE\n");
             for ctr in r.ps(&s.services, true).await? {
                 let image = ctr.raw["Image"].as_str().unwrap_or("").to_string();
@@ -621,7 +644,7 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         }
         ComposeCmd::Port(pa) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             let ctr = r.find(&pa.service, pa.index.unwrap_or(1)).await?;
             let key = if pa.private_port.contains('/') {
                 pa.private_port.clone()
@@ -656,19 +679,43 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
                 if !e.services.is_empty() && !e.services.iter().any(|s| s == service) {
                     continue;
                 }
+                let nanos = ev["timeNano"]
+                    .as_i64()
+                    .unwrap_or_else(|| ev["time"].as_i64().unwrap_or(0) * 1_000_000_000);
+                let when = chrono::DateTime::from_timestamp(
+                    nanos.div_euclid(1_000_000_000),
+                    nanos.rem_euclid(1_000_000_000) as u32,
+                )
+                .unwrap_or_default();
+                let action = ev["Action"].as_str().unwrap_or("");
+                let id = ev["Actor"]["ID"].as_str().unwrap_or("");
                 if e.json {
+                    // compose v2's shape: Go's time.Time (RFC 3339, nanoseconds).
                     println!(
                         "{}",
-                        json!({"time": ev["time"], "type": "container", "action": ev["Action"], "id": ev["Actor"]["ID"], "service": service, "attributes": attrs})
+                        json!({
+                            "action": action,
+                            "attributes": attrs,
+                            "id": id,
+                            "service": service,
+                            "time": when.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                            "type": "container",
+                        })
                     );
                 } else {
+                    let mut list: Vec<String> = attrs
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    list.sort();
                     println!(
-                        "{} container {} {} (name={}, image={})",
-                        ev["time"].as_i64().unwrap_or(0),
-                        ev["Action"].as_str().unwrap_or(""),
-                        ev["Actor"]["ID"].as_str().unwrap_or(""),
-                        attrs["name"].as_str().unwrap_or(""),
-                        attrs["image"].as_str().unwrap_or("")
+                        "{} container {action} {id} ({})",
+                        when.format("%Y-%m-%d %H:%M:%S%.6f"),
+                        list.join(", ")
                     );
                 }
             }
@@ -676,7 +723,7 @@ pub async fn run(host: Option<&str>, a: ComposeArgs) -> CliResult {
         }
         ComposeCmd::Wait(s) => {
             let p = load_or_name(&a)?;
-            let r = Runner::new(c, &p, prog);
+            let r = runner(c, &p, prog);
             let mut last = 0;
             for ctr in r.ps(&s.services, false).await? {
                 last = c.container_wait(&ctr.id, "not-running").await?;
@@ -701,7 +748,7 @@ async fn lifecycle(
     signal: Option<&str>,
 ) -> CliResult {
     let p = load_or_name(a)?;
-    let r = Runner::new(c, &p, prog);
+    let r = runner(c, &p, prog);
     r.lifecycle(verb, services, timeout, signal).await?;
     Ok(())
 }
@@ -856,7 +903,7 @@ async fn compose_run(
 ) -> CliResult {
     let service = ra.service_and_cmd[0].clone();
     let p = load(a, std::slice::from_ref(&service), false)?;
-    let r = Runner::new(c, &p, prog);
+    let r = runner(c, &p, prog);
     let mut svc = p
         .service(&service)
         .cloned()
@@ -881,8 +928,44 @@ async fn compose_run(
                 .map_err(|e| CliError::Msg(e.to_string()))?;
             m.insert("entrypoint".into(), json!(words));
         }
-        // One-off containers publish no ports (compose's default without --service-ports).
-        m.remove("ports");
+        // One-off containers publish no ports unless --service-ports; -p adds bindings.
+        if !ra.service_ports {
+            m.remove("ports");
+        }
+        if !ra.publish.is_empty() {
+            let mut ports = m
+                .get("ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for spec in &ra.publish {
+                let parsed = berth_compose::normalize::parse_port(spec, "--publish")
+                    .map_err(|e| CliError::Msg(e.to_string()))?;
+                ports.extend(parsed);
+            }
+            m.insert("ports".into(), Value::Array(ports));
+        }
+        if !ra.volume.is_empty() {
+            let mut vols = m
+                .get("volumes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for spec in &ra.volume {
+                let parsed =
+                    berth_compose::normalize::parse_volume(spec, &p.working_dir, "--volume")
+                        .map_err(|e| CliError::Msg(e.to_string()))?;
+                vols.push(parsed);
+            }
+            m.insert("volumes".into(), Value::Array(vols));
+        }
+        if !ra.label.is_empty() {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            for l in &ra.label {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                labels[k] = json!(v);
+            }
+        }
         m.remove("container_name");
         let env = m.entry("environment").or_insert_with(|| json!({}));
         for e in &ra.env {
@@ -920,6 +1003,8 @@ async fn compose_run(
         .name
         .clone()
         .unwrap_or_else(|| format!("{}-{service}-run-{suffix}", p.name));
+    // compose v2 marks one-off containers with their slug.
+    body["Labels"]["com.docker.compose.slug"] = json!(format!("{suffix:0<64}"));
     let id = c.container_create(Some(&name), None, &body).await?;
     for (net, ep) in spec::endpoints(&p, &service, &svc).into_iter().skip(1) {
         c.network_connect(&net, &json!({"Container": id, "EndpointConfig": ep}))

@@ -13,6 +13,7 @@ pub mod interpolate;
 pub mod loader;
 pub mod merge;
 pub mod normalize;
+pub mod progress;
 pub mod runner;
 pub mod schema;
 pub mod spec;

@@ -10,8 +10,8 @@
 //! the container's `State.Health`, `service_completed_successfully` by waiting for its
 //! exit). Stops go in reverse dependency order.
 //!
-//! Progress goes to stderr like docker compose's plain progress (` Container p-web-1
-//! Started`); on a terminal each line gets compose's check mark.
+//! Progress goes to stderr through [`crate::progress`]: compose's plain lines, or its
+//! redrawn `[+] Running n/m` board on a terminal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -51,44 +51,7 @@ fn render_client(e: &berth_client::Error) -> String {
 
 pub type Result<T> = std::result::Result<T, RunError>;
 
-/// Progress lines on stderr.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    pub tty: bool,
-    pub quiet: bool,
-}
-
-impl Progress {
-    pub fn event(&self, kind: &str, name: &str, status: &str) {
-        if self.quiet {
-            return;
-        }
-        let done = matches!(
-            status,
-            "Created"
-                | "Started"
-                | "Running"
-                | "Stopped"
-                | "Removed"
-                | "Recreated"
-                | "Healthy"
-                | "Pulled"
-                | "Built"
-                | "Killed"
-                | "Paused"
-                | "Unpaused"
-                | "Restarted"
-                | "Exited"
-                | "Waiting"
-        );
-        let mark = if self.tty && done { "✔" } else { "" };
-        let _ = writeln!(
-            std::io::stderr(),
-            " {mark}{}{kind} {name}  {status}",
-            if mark.is_empty() { "" } else { " " }
-        );
-    }
-}
+pub use crate::progress::Progress;
 
 /// Options of `up` (and `create`, with `no_start`).
 #[derive(Debug, Clone, Default)]
@@ -108,6 +71,64 @@ pub struct UpOptions {
     pub no_start: bool,
     pub timeout: Option<i64>,
     pub pull: Option<String>,
+    /// `--wait-timeout`: give up waiting for running/healthy after this long.
+    pub wait_timeout: Option<Duration>,
+}
+
+/// Options of `build` (and of the builds `up --build` runs).
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub no_cache: bool,
+    /// Always try to pull newer base images.
+    pub pull: bool,
+    /// `--build-arg KEY=VAL` (or `KEY` from the environment): over the file's `args`.
+    pub args: Vec<String>,
+}
+
+/// What the runner needs from its host program: the CLI supplies docker's
+/// `.dockerignore`-aware context tar and the stored registry credentials, so the compose
+/// crate neither duplicates the CLI's context walker nor reads ~/.docker itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Hooks {
+    /// Tar of build context `dir` whose Dockerfile is `dockerfile` (relative).
+    pub context_tar:
+        fn(dir: &std::path::Path, dockerfile: &str) -> std::result::Result<Vec<u8>, String>,
+    /// The `X-Registry-Auth` header value for registry `server`.
+    pub registry_auth: fn(server: &str) -> String,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            context_tar: plain_context_tar,
+            registry_auth: |_| "e30=".to_string(),
+        }
+    }
+}
+
+/// The whole directory as a tar, nothing left out (for hosts without a better walker).
+pub fn plain_context_tar(
+    dir: &std::path::Path,
+    _dockerfile: &str,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", dir)
+        .and_then(|()| tar.into_inner())
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// The registry part of an image reference, docker's way (`https://index.docker.io/v1/`
+/// for Docker Hub).
+pub fn registry_of(image: &str) -> String {
+    image
+        .split('/')
+        .next()
+        .filter(|r| {
+            image.contains('/') && (r.contains('.') || r.contains(':') || *r == "localhost")
+        })
+        .unwrap_or("https://index.docker.io/v1/")
+        .to_string()
 }
 
 /// Options of `down`.
@@ -124,6 +145,9 @@ pub struct Runner<'a> {
     pub client: &'a Client,
     pub project: &'a Project,
     pub progress: Progress,
+    pub hooks: Hooks,
+    /// Build options for builds that `up` triggers.
+    pub build: BuildOptions,
 }
 
 /// A container of the project as `GET /containers/json` lists it.
@@ -158,6 +182,11 @@ impl Ctr {
         }
     }
 
+    /// The image ID the container was created from (`com.docker.compose.image`).
+    pub fn image_id(&self) -> &str {
+        self.raw["Labels"][spec::IMAGE].as_str().unwrap_or("")
+    }
+
     /// `web-1`, compose's log prefix.
     pub fn short(&self) -> String {
         format!("{}-{}", self.service, self.number)
@@ -170,7 +199,15 @@ impl<'a> Runner<'a> {
             client,
             project,
             progress,
+            hooks: Hooks::default(),
+            build: BuildOptions::default(),
         }
+    }
+
+    /// The same runner with the host program's hooks.
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 
     /// The project's containers (one-off `run` containers only when `oneoff`).
@@ -223,7 +260,11 @@ impl<'a> Runner<'a> {
             while let Some(s) = stack.pop() {
                 if set.insert(s.clone()) {
                     if let Some(svc) = self.project.service(&s) {
-                        stack.extend(spec::dependencies(svc));
+                        stack.extend(
+                            spec::dependencies(svc)
+                                .into_iter()
+                                .filter(|d| self.project.service(d).is_some()),
+                        );
                     }
                 }
             }
@@ -321,34 +362,70 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// Make sure the service's image exists: build it (`build:`) or pull it.
-    async fn ensure_image(&self, name: &str, force_build: bool, no_build: bool) -> Result<()> {
+    /// Make sure the service's image exists, following the pull policy (`--pull` over the
+    /// service's `pull_policy`, default `missing`): build it (`build:`) or pull it. Returns
+    /// the image ID, which goes into the `com.docker.compose.image` label so that a rebuilt
+    /// or newly pulled image recreates the containers (compose v2 compares it the same way).
+    async fn ensure_image(
+        &self,
+        name: &str,
+        force_build: bool,
+        no_build: bool,
+        pull: Option<&str>,
+    ) -> Result<String> {
         let svc = self.project.service(name).cloned().unwrap_or_default();
         let image = spec::image_name(self.project, name, &svc);
-        let present = match self.client.image_inspect(&image).await {
-            Ok(_) => true,
-            Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(e.into()),
-        };
-        if svc.get("build").is_some() && !no_build && (force_build || !present) {
-            return self.build_service(name).await;
+        let policy = pull
+            .or_else(|| svc.get("pull_policy").and_then(Value::as_str))
+            .unwrap_or("missing")
+            .to_string();
+        let present = self.image_id(&image).await?.is_some();
+        let can_build = svc.get("build").is_some() && !no_build;
+        let explicit_image = svc.get("image").is_some();
+        match pull_action(&policy, present, can_build, explicit_image, force_build)? {
+            ImageAction::Build => self.build_service(name).await?,
+            ImageAction::Pull => {
+                let pulled = self.pull_image(name, &image).await;
+                match pulled {
+                    Ok(()) => {}
+                    // `pull_policy: always` with a build section falls back to building.
+                    Err(_) if can_build => self.build_service(name).await?,
+                    Err(e) => return Err(e),
+                }
+            }
+            ImageAction::Keep => {}
+            ImageAction::Missing => {
+                return Err(RunError::Msg(format!(
+                    "image {image:?} of service {name:?} is not present and the pull policy is {policy:?}"
+                )))
+            }
         }
-        if present {
-            return Ok(());
-        }
-        self.pull_image(name, &image).await
+        self.image_id(&image)
+            .await?
+            .ok_or_else(|| RunError::Msg(format!("no such image: {image} (service {name:?})")))
     }
 
-    async fn pull_image(&self, service: &str, image: &str) -> Result<()> {
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.client.image_inspect(image).await {
+            Ok(v) => Ok(Some(v["Id"].as_str().unwrap_or("").to_string())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pull a service's image with the stored credentials of its registry.
+    pub async fn pull_image(&self, service: &str, image: &str) -> Result<()> {
         self.progress.event("", service, "Pulling");
         let (repo, tag) = split_tag(image);
+        let auth = (self.hooks.registry_auth)(&registry_of(&repo));
         let mut s = self
             .client
-            .image_pull(&repo, Some(&tag), None, None)
+            .image_pull(&repo, Some(&tag), None, Some(&auth))
             .await?;
         while let Some(m) = s.next().await {
             let m = m?;
             if let Some(e) = m.get("error").and_then(Value::as_str) {
+                self.progress.event("", service, "Error");
                 return Err(RunError::Msg(format!("{service} Error {e}")));
             }
         }
@@ -356,7 +433,39 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// `POST /build` with the service's context as a tar stream.
+    /// Push a service's image with the stored credentials of its registry
+    /// (`X-Registry-Auth`, as `docker push` sends them).
+    pub async fn push_image(&self, service: &str, image: &str) -> Result<()> {
+        let (repo, tag) = split_tag(image);
+        let auth = (self.hooks.registry_auth)(&registry_of(&repo));
+        self.progress.event("", service, "Pushing");
+        let path = berth_client::with_query(
+            &format!("/images/{repo}/push"),
+            &berth_client::query(&[("tag", tag.as_str())]),
+        );
+        let resp = self
+            .client
+            .request(
+                http::Method::POST,
+                &path,
+                berth_client::empty_body(),
+                &[("x-registry-auth", &auth)],
+            )
+            .await?;
+        let mut st = resp.json_stream();
+        while let Some(m) = st.next().await {
+            let m = m?;
+            if let Some(e) = m.get("error").and_then(Value::as_str) {
+                self.progress.event("", service, "Error");
+                return Err(RunError::Msg(format!("{service} Error {e}")));
+            }
+        }
+        self.progress.event("", service, "Pushed");
+        Ok(())
+    }
+
+    /// `POST /build` with the service's context as a tar stream (`.dockerignore` applied by
+    /// the host's context walker) and the runner's [`BuildOptions`].
     pub async fn build_service(&self, name: &str) -> Result<()> {
         let svc = self.project.service(name).cloned().unwrap_or_default();
         let Some(build) = svc.get("build") else {
@@ -365,55 +474,26 @@ impl<'a> Runner<'a> {
         let image = spec::image_name(self.project, name, &svc);
         let ctx = build["context"].as_str().unwrap_or(".").to_string();
         self.progress.event("Service", name, "Building");
-        let mut tar = tar::Builder::new(Vec::new());
-        tar.follow_symlinks(false);
         let mut dockerfile = build["dockerfile"]
             .as_str()
             .unwrap_or("Dockerfile")
             .to_string();
+        // An absolute `dockerfile` inside the context is sent relative to it.
+        if let Ok(rel) = std::path::Path::new(&dockerfile).strip_prefix(&ctx) {
+            dockerfile = rel.display().to_string();
+        }
+        let mut data = (self.hooks.context_tar)(std::path::Path::new(&ctx), &dockerfile)
+            .map_err(RunError::Msg)?;
         if let Some(inline) = build.get("dockerfile_inline").and_then(Value::as_str) {
             dockerfile = ".berth-compose.Dockerfile".to_string();
-            let mut h = tar::Header::new_gnu();
-            h.set_size(inline.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, &dockerfile, inline.as_bytes())
-                .map_err(|source| RunError::Io {
+            data = with_file(&data, &dockerfile, inline.as_bytes()).map_err(|source| {
+                RunError::Io {
                     path: ctx.clone(),
                     source,
-                })?;
-        }
-        tar.append_dir_all(".", &ctx)
-            .map_err(|source| RunError::Io {
-                path: ctx.clone(),
-                source,
+                }
             })?;
-        let data = tar.into_inner().map_err(|source| RunError::Io {
-            path: ctx.clone(),
-            source,
-        })?;
-        let mut q: Vec<(&str, String)> = vec![("t", image.clone()), ("dockerfile", dockerfile)];
-        if let Some(t) = build.get("target").and_then(Value::as_str) {
-            q.push(("target", t.to_string()));
         }
-        if let Some(a) = build.get("args") {
-            let args: serde_json::Map<String, Value> = a
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            q.push(("buildargs", Value::Object(args).to_string()));
-        }
-        if let Some(l) = build.get("labels") {
-            q.push(("labels", l.to_string()));
-        }
-        if let Some(n) = build.get("network").and_then(Value::as_str) {
-            q.push(("networkmode", n.to_string()));
-        }
+        let q = build_query(self.project, name, &svc, &image, &dockerfile, &self.build);
         let qs: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let path = berth_client::with_query("/build", &berth_client::query(&qs));
         let resp = self
@@ -426,14 +506,23 @@ impl<'a> Runner<'a> {
             )
             .await?;
         let mut s = resp.json_stream();
+        let mut log = String::new();
         while let Some(m) = s.next().await {
             let m = m?;
             if let Some(line) = m.get("stream").and_then(Value::as_str) {
-                if !self.progress.quiet {
+                if self.progress.tty {
+                    // The board is redrawn in place: keep the build log for errors.
+                    log.push_str(line);
+                } else if !self.progress.quiet {
                     let _ = write!(std::io::stderr(), "{line}");
                 }
             }
             if let Some(e) = m.get("error").and_then(Value::as_str) {
+                self.progress.event("Service", name, "Error");
+                if self.progress.tty {
+                    self.progress.finish();
+                    let _ = write!(std::io::stderr(), "{log}");
+                }
                 return Err(RunError::Msg(format!("failed to solve: {e}")));
             }
         }
@@ -441,14 +530,38 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    async fn create_container(&self, name: &str, svc: &Value, number: u32) -> Result<Ctr> {
+    async fn create_container(
+        &self,
+        name: &str,
+        svc: &Value,
+        number: u32,
+        image_id: &str,
+    ) -> Result<Ctr> {
         let cname = spec::container_name(self.project, name, svc, number);
         self.progress.event("Container", &cname, "Creating");
-        let body = spec::create_body(self.project, name, svc, number, false)?;
+        let mut body = spec::create_body(self.project, name, svc, number, false)?;
+        if !image_id.is_empty() {
+            body["Labels"][spec::IMAGE] = json!(image_id);
+        }
         let id = self
             .client
             .container_create(Some(&cname), None, &body)
             .await?;
+        let (_, injected) = spec::secret_files(self.project, name, svc)?;
+        if !injected.is_empty() {
+            let data = spec::injected_tar(&injected).map_err(|source| RunError::Io {
+                path: format!("secrets of {cname}"),
+                source,
+            })?;
+            self.client
+                .request(
+                    http::Method::PUT,
+                    &format!("/containers/{id}/archive?path=%2F"),
+                    berth_client::bytes_body(data),
+                    &[("content-type", "application/x-tar")],
+                )
+                .await?;
+        }
         // Further networks are connected before the first start.
         for (net, ep) in spec::endpoints(self.project, name, svc).into_iter().skip(1) {
             if svc.get("network_mode").is_some() {
@@ -518,8 +631,12 @@ impl<'a> Runner<'a> {
         }
         self.ensure_networks().await?;
         self.ensure_volumes().await?;
+        let mut image_ids: BTreeMap<String, String> = BTreeMap::new();
         for s in &order {
-            self.ensure_image(s, o.build, o.no_build).await?;
+            let id = self
+                .ensure_image(s, o.build, o.no_build, o.pull.as_deref())
+                .await?;
+            image_ids.insert(s.clone(), id);
         }
         let mut plan: Vec<(String, Vec<Ctr>)> = Vec::new();
         for s in &order {
@@ -530,6 +647,7 @@ impl<'a> Runner<'a> {
                 .copied()
                 .unwrap_or_else(|| spec::replicas(&svc));
             let hash = spec::config_hash(&svc);
+            let image_id = image_ids.get(s).cloned().unwrap_or_default();
             let mine: Vec<&Ctr> = existing.iter().filter(|c| &c.service == s).collect();
             // Scale down: highest numbers go first.
             for c in mine.iter().filter(|c| c.number > want || c.number == 0) {
@@ -538,10 +656,13 @@ impl<'a> Runner<'a> {
             let mut ctrs = Vec::new();
             for n in 1..=want {
                 match mine.iter().find(|c| c.number == n) {
-                    Some(c) if (c.hash != hash || o.force_recreate) && !o.no_recreate => {
+                    Some(c)
+                        if (c.hash != hash || c.image_id() != image_id || o.force_recreate)
+                            && !o.no_recreate =>
+                    {
                         self.progress.event("Container", &c.name, "Recreate");
                         self.remove_container(c, o.timeout, false).await?;
-                        let nc = self.create_container(s, &svc, n).await?;
+                        let nc = self.create_container(s, &svc, n, &image_id).await?;
                         self.progress.event("Container", &nc.name, "Recreated");
                         ctrs.push(nc);
                     }
@@ -551,7 +672,7 @@ impl<'a> Runner<'a> {
                         }
                         ctrs.push((*c).clone());
                     }
-                    None => ctrs.push(self.create_container(s, &svc, n).await?),
+                    None => ctrs.push(self.create_container(s, &svc, n, &image_id).await?),
                 }
             }
             plan.push((s.clone(), ctrs));
@@ -572,13 +693,27 @@ impl<'a> Runner<'a> {
         }
         let all: Vec<Ctr> = plan.into_iter().flat_map(|(_, c)| c).collect();
         if o.wait {
-            for c in &all {
-                self.progress.event("Container", &c.name, "Waiting");
-                self.wait_condition(c, "service_healthy_or_running").await?;
-                self.progress.event("Container", &c.name, "Healthy");
+            let waits = async {
+                for c in &all {
+                    self.progress.event("Container", &c.name, "Waiting");
+                    self.wait_condition(c, "service_healthy_or_running").await?;
+                    self.progress.event("Container", &c.name, "Healthy");
+                }
+                Ok::<(), RunError>(())
+            };
+            match o.wait_timeout {
+                Some(t) => tokio::time::timeout(t, waits).await.map_err(|_| {
+                    RunError::Msg(format!(
+                        "application not healthy after {}s",
+                        t.as_secs_f64()
+                    ))
+                })??,
+                None => waits.await?,
             }
+            self.progress.finish();
             return Ok(0);
         }
+        self.progress.finish();
         if o.detach {
             return Ok(0);
         }
@@ -909,7 +1044,11 @@ impl<'a> Runner<'a> {
         timeout: Option<i64>,
         signal: Option<&str>,
     ) -> Result<()> {
-        let mut order = self.start_order(services, true)?;
+        let mut services = services.to_vec();
+        if verb == "restart" && !services.is_empty() {
+            services = self.with_restart_dependents(&services);
+        }
+        let mut order = self.start_order(&services, true)?;
         let reverse = matches!(verb, "stop" | "kill" | "pause");
         if reverse {
             order.reverse();
@@ -952,6 +1091,29 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// `services` plus, transitively, the services that declare `depends_on: {x: {restart:
+    /// true}}` on one of them: compose restarts those along with their dependency.
+    pub fn with_restart_dependents(&self, services: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = services.to_vec();
+        let mut i = 0;
+        while i < out.len() {
+            let dep = out[i].clone();
+            for (name, svc) in self.project.services() {
+                let restarts = svc
+                    .get("depends_on")
+                    .and_then(|d| d.get(&dep))
+                    .and_then(|o| o.get("restart"))
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                if restarts && !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
     /// `rm`: stopped containers of the services (all with `stop`).
     pub async fn rm(&self, services: &[String], stop: bool, volumes: bool) -> Result<()> {
         let ctrs = self.service_containers(services, true).await?;
@@ -985,6 +1147,184 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// What `ensure_image` does for a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageAction {
+    Build,
+    Pull,
+    Keep,
+    Missing,
+}
+
+/// Compose's image decision: `policy` is `--pull` or `pull_policy` (`missing`,
+/// `if_not_present`, `always`, `never`, `build`; `daily`/`weekly`/`every_*` act as
+/// `missing` because berth keeps no pull timestamps).
+pub fn pull_action(
+    policy: &str,
+    present: bool,
+    can_build: bool,
+    explicit_image: bool,
+    force_build: bool,
+) -> Result<ImageAction> {
+    if can_build && (force_build || policy == "build") {
+        return Ok(ImageAction::Build);
+    }
+    match policy {
+        "always" if explicit_image => return Ok(ImageAction::Pull),
+        "always" | "missing" | "if_not_present" | "never" | "build" => {}
+        p if p == "daily" || p == "weekly" || p.starts_with("every_") || p == "refresh" => {}
+        other => {
+            return Err(RunError::Msg(format!(
+                "invalid pull policy {other:?}: expected always, missing, never or build"
+            )))
+        }
+    }
+    Ok(if present {
+        ImageAction::Keep
+    } else if can_build {
+        ImageAction::Build
+    } else if policy == "never" {
+        ImageAction::Missing
+    } else {
+        ImageAction::Pull
+    })
+}
+
+/// Query parameters of `POST /build` for a service.
+pub fn build_query(
+    project: &Project,
+    name: &str,
+    svc: &Value,
+    image: &str,
+    dockerfile: &str,
+    o: &BuildOptions,
+) -> Vec<(&'static str, String)> {
+    let build = &svc["build"];
+    let mut q: Vec<(&str, String)> = vec![
+        ("t", image.to_string()),
+        ("dockerfile", dockerfile.to_string()),
+    ];
+    if let Some(tags) = build.get("tags").and_then(Value::as_array) {
+        q.extend(
+            tags.iter()
+                .filter_map(Value::as_str)
+                .map(|t| ("t", t.to_string())),
+        );
+    }
+    if let Some(t) = build.get("target").and_then(Value::as_str) {
+        q.push(("target", t.to_string()));
+    }
+    // File args, a null value taken from the environment, then --build-arg over them.
+    let mut args = serde_json::Map::new();
+    if let Some(a) = build.get("args").and_then(Value::as_object) {
+        for (k, v) in a {
+            match v {
+                Value::Null => {
+                    if let Some(e) = project.environment.get(k) {
+                        args.insert(k.clone(), json!(e));
+                    }
+                }
+                Value::String(s) => {
+                    args.insert(k.clone(), json!(s));
+                }
+                other => {
+                    args.insert(k.clone(), json!(other.to_string()));
+                }
+            }
+        }
+    }
+    for a in &o.args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                args.insert(k.to_string(), json!(v));
+            }
+            None => {
+                if let Some(e) = project.environment.get(a) {
+                    args.insert(a.clone(), json!(e));
+                }
+            }
+        }
+    }
+    if !args.is_empty() {
+        q.push(("buildargs", Value::Object(args).to_string()));
+    }
+    // compose v2 labels the images it builds with the project, service and its version.
+    let mut labels = build
+        .get("labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(spec::PROJECT.into(), json!(project.name));
+    labels.insert(spec::SERVICE.into(), json!(name));
+    labels.insert(spec::VERSION.into(), json!(spec::COMPOSE_VERSION));
+    q.push(("labels", Value::Object(labels).to_string()));
+    if let Some(n) = build.get("network").and_then(Value::as_str) {
+        q.push(("networkmode", n.to_string()));
+    }
+    if let Some(p) = build
+        .get("platforms")
+        .and_then(|p| p[0].as_str())
+        .or_else(|| svc.get("platform").and_then(Value::as_str))
+    {
+        q.push(("platform", p.to_string()));
+    }
+    if let Some(h) = build.get("extra_hosts") {
+        let hosts: Vec<String> = match h {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
+                .collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !hosts.is_empty() {
+            q.push(("extrahosts", hosts.join(",")));
+        }
+    }
+    if let Some(cf) = build.get("cache_from").and_then(Value::as_array) {
+        let list: Vec<&str> = cf.iter().filter_map(Value::as_str).collect();
+        q.push(("cachefrom", json!(list).to_string()));
+    }
+    if o.no_cache || build.get("no_cache").and_then(Value::as_bool) == Some(true) {
+        q.push(("nocache", "1".to_string()));
+    }
+    if o.pull || build.get("pull").and_then(Value::as_bool) == Some(true) {
+        q.push(("pull", "1".to_string()));
+    }
+    q
+}
+
+/// `data` (a tar) with one more regular file appended.
+fn with_file(data: &[u8], name: &str, content: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(data);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        // Through append_data/append_link so that long (GNU) names survive the copy.
+        let mut header = entry.header().clone();
+        let path = entry.path()?.into_owned();
+        match entry.link_name()? {
+            Some(target)
+                if header.entry_type().is_symlink() || header.entry_type().is_hard_link() =>
+            {
+                let target = target.into_owned();
+                out.append_link(&mut header, &path, &target)?;
+            }
+            _ => out.append_data(&mut header, &path, &mut entry)?,
+        }
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    out.append_data(&mut h, name, content)?;
+    out.into_inner()
+}
+
 /// `repo:tag` split that leaves registry ports alone; the tag defaults to `latest`.
 pub fn split_tag(image: &str) -> (String, String) {
     if let Some((r, d)) = image.split_once('@') {
@@ -999,6 +1339,74 @@ pub fn split_tag(image: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_policies() {
+        use ImageAction::*;
+        let act = |p, present, build, image| {
+            pull_action(p, present, build, image, false).expect("policy")
+        };
+        assert_eq!(act("missing", true, false, true), Keep);
+        assert_eq!(act("missing", false, false, true), Pull);
+        assert_eq!(act("missing", false, true, false), Build);
+        assert_eq!(act("always", true, false, true), Pull);
+        assert_eq!(act("always", true, true, false), Keep);
+        assert_eq!(act("never", false, false, true), Missing);
+        assert_eq!(act("never", true, false, true), Keep);
+        assert_eq!(act("build", true, true, true), Build);
+        assert_eq!(act("daily", false, false, true), Pull);
+        assert_eq!(
+            pull_action("missing", true, true, false, true).expect("ok"),
+            Build
+        );
+        assert!(pull_action("sometimes", true, false, true, false).is_err());
+    }
+
+    #[test]
+    fn registries() {
+        assert_eq!(registry_of("busybox"), "https://index.docker.io/v1/");
+        assert_eq!(
+            registry_of("library/busybox"),
+            "https://index.docker.io/v1/"
+        );
+        assert_eq!(registry_of("localhost:5000/a"), "localhost:5000");
+        assert_eq!(registry_of("reg.example/a/b"), "reg.example");
+    }
+
+    #[test]
+    fn build_query_merges_args_labels_and_flags() {
+        let t = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            t.path().join("compose.yaml"),
+            "services:\n  app:\n    build:\n      context: .\n      target: dev\n      args: {A: '1', FROM_ENV: null}\n      labels: {x: y}\n",
+        )
+        .expect("write");
+        let mut o = crate::LoadOptions {
+            cwd: t.path().to_path_buf(),
+            project_name: Some("p".into()),
+            ..crate::LoadOptions::default()
+        };
+        o.os_env.insert("FROM_ENV".into(), "e".into());
+        let p = crate::load(&o).expect("load");
+        let svc = p.service("app").expect("app").clone();
+        let bo = BuildOptions {
+            no_cache: true,
+            pull: true,
+            args: vec!["A=2".into()],
+        };
+        let q = build_query(&p, "app", &svc, "p-app", "Dockerfile", &bo);
+        let get = |k: &str| q.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("t").as_deref(), Some("p-app"));
+        assert_eq!(get("target").as_deref(), Some("dev"));
+        assert_eq!(get("nocache").as_deref(), Some("1"));
+        assert_eq!(get("pull").as_deref(), Some("1"));
+        let args: Value = serde_json::from_str(&get("buildargs").expect("args")).expect("json");
+        assert_eq!(args, json!({"A": "2", "FROM_ENV": "e"}));
+        let labels: Value = serde_json::from_str(&get("labels").expect("labels")).expect("json");
+        assert_eq!(labels["x"], "y");
+        assert_eq!(labels[spec::PROJECT], "p");
+        assert_eq!(labels[spec::SERVICE], "app");
+    }
 
     #[test]
     fn tags() {

@@ -399,6 +399,8 @@ pub fn create_body(
             mounts.push(Value::Object(m));
         }
     }
+    let (file_mounts, _) = secret_files(project, name, svc)?;
+    mounts.extend(file_mounts);
     if !mounts.is_empty() {
         hc.insert("Mounts".into(), Value::Array(mounts));
     }
@@ -525,6 +527,124 @@ pub fn create_body(
     Ok(Value::Object(cfg))
 }
 
+/// A secret or config whose content does not come from a file: written into the
+/// container (through `PUT /containers/{id}/archive`) before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    /// Absolute path in the container.
+    pub target: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The service's `secrets` and `configs`: file-based ones as read-only bind mounts at
+/// `/run/secrets/<name>` (secrets; a relative `target` is taken under /run/secrets) or
+/// `/<name>` (configs), as compose v2 mounts them; `environment:` and `content:` ones as
+/// files to inject.
+pub fn secret_files(
+    project: &Project,
+    name: &str,
+    svc: &Value,
+) -> Result<(Vec<Value>, Vec<Injected>), SpecError> {
+    let invalid = |message: String| SpecError::Invalid {
+        service: name.to_string(),
+        message,
+    };
+    let mut mounts = Vec::new();
+    let mut injected = Vec::new();
+    for (kind, root) in [("secrets", "/run/secrets/"), ("configs", "/")] {
+        let Some(Value::Array(refs)) = svc.get(kind) else {
+            continue;
+        };
+        let defs = project.section(kind);
+        for r in refs {
+            let Some(source) = r.get("source").and_then(Value::as_str) else {
+                continue;
+            };
+            let def = defs.get(source).ok_or_else(|| {
+                invalid(format!("{kind} {source:?} is not defined at the top level"))
+            })?;
+            let target = match r.get("target").and_then(Value::as_str) {
+                Some(t) if t.starts_with('/') => t.to_string(),
+                Some(t) => format!("{root}{t}"),
+                None => format!("{root}{source}"),
+            };
+            let mode = r
+                .get("mode")
+                .and_then(Value::as_u64)
+                .map(|m| m as u32)
+                .unwrap_or(0o444);
+            if def.get("external").and_then(Value::as_bool) == Some(true) {
+                return Err(invalid(format!(
+                    "external {kind} ({source}) need a swarm; only file, environment and content ones work"
+                )));
+            }
+            if let Some(file) = def.get("file").and_then(Value::as_str) {
+                mounts.push(json!({
+                    "Type": "bind",
+                    "Source": file,
+                    "Target": target,
+                    "ReadOnly": true,
+                }));
+            } else if let Some(var) = def.get("environment").and_then(Value::as_str) {
+                let value = project.environment.get(var).ok_or_else(|| {
+                    invalid(format!(
+                        "environment variable {var:?} of {kind} {source:?} is not set"
+                    ))
+                })?;
+                injected.push(Injected {
+                    target,
+                    content: value.as_bytes().to_vec(),
+                    mode,
+                });
+            } else if let Some(content) = def.get("content").and_then(Value::as_str) {
+                injected.push(Injected {
+                    target,
+                    content: content.as_bytes().to_vec(),
+                    mode,
+                });
+            } else {
+                return Err(invalid(format!(
+                    "{kind} {source:?} has neither file, environment nor content"
+                )));
+            }
+        }
+    }
+    Ok((mounts, injected))
+}
+
+/// A tar (for `PUT /containers/{id}/archive?path=/`) holding the injected files and
+/// their parent directories.
+pub fn injected_tar(files: &[Injected]) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in files {
+        let rel = f.target.trim_start_matches('/');
+        let mut parent = std::path::Path::new(rel).parent();
+        let mut chain = Vec::new();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            chain.push(p.to_path_buf());
+            parent = p.parent();
+        }
+        for d in chain.into_iter().rev() {
+            if dirs.insert(d.clone()) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_cksum();
+                b.append_data(&mut h, &d, std::io::empty())?;
+            }
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(f.content.len() as u64);
+        h.set_mode(f.mode);
+        h.set_cksum();
+        b.append_data(&mut h, rel, f.content.as_slice())?;
+    }
+    b.into_inner()
+}
+
 /// `POST /networks/create` body for top-level network `key`.
 pub fn network_body(project: &Project, key: &str, def: &Value) -> Value {
     let mut labels = def
@@ -616,6 +736,51 @@ mod tests {
         };
         let p = load(&o).expect("loads");
         (t, p)
+    }
+
+    #[test]
+    fn secrets_and_configs_become_read_only_mounts_or_injected_files() {
+        let (t, p) = project(
+            "services:\n  app:\n    image: busybox\n    secrets: [token, {source: token, target: other}]\n    configs: [conf, {source: inline, target: /etc/app.conf, mode: 0600}]\nsecrets:\n  token: {file: ./token.txt}\nconfigs:\n  conf: {file: ./conf.ini}\n  inline: {content: hello}\n",
+        );
+        let svc = p.service("app").expect("app").clone();
+        let (mounts, injected) = secret_files(&p, "app", &svc).expect("files");
+        let token = t.path().join("token.txt").display().to_string();
+        assert_eq!(
+            mounts,
+            vec![
+                json!({"Type": "bind", "Source": token, "Target": "/run/secrets/token", "ReadOnly": true}),
+                json!({"Type": "bind", "Source": token, "Target": "/run/secrets/other", "ReadOnly": true}),
+                json!({"Type": "bind", "Source": t.path().join("conf.ini").display().to_string(), "Target": "/conf", "ReadOnly": true}),
+            ]
+        );
+        assert_eq!(
+            injected,
+            vec![Injected {
+                target: "/etc/app.conf".into(),
+                content: b"hello".to_vec(),
+                mode: 0o600
+            }]
+        );
+        let body = create_body(&p, "app", &svc, 1, false).expect("body");
+        assert_eq!(
+            body["HostConfig"]["Mounts"].as_array().map(Vec::len),
+            Some(3)
+        );
+        let tar = injected_tar(&injected).expect("tar");
+        let mut a = tar::Archive::new(tar.as_slice());
+        let names: Vec<String> = a
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, vec!["etc", "etc/app.conf"]);
     }
 
     #[test]
