@@ -18,6 +18,21 @@
 //! no-follow semantics, replacing (never writing through) a symlink that is in its place.
 //! A running container could swap a directory for a symlink while a copy runs (the same
 //! window dockerd has); everything berth writes is still resolved inside the root.
+//!
+//! **Mounts.** The host-side rootfs mount carries none of the container's volumes, binds
+//! or tmpfs (those live in the container's mount namespace), so paths are resolved through
+//! a [`RootView`]: the rootfs plus the container's `mount_points`, each destination mapped
+//! to its host source (a running container's tmpfs through `/proc/<pid>/root`). Every
+//! symlink is read on the host path of its container path and its target resolved again
+//! from the container root, so a link in the rootfs into a volume (or out of one) lands
+//! where the container would see it, and never outside the root or a mount source.
+//! Nothing is mounted for this, so two copies never race on mount state. Writes honour
+//! read-only mounts and `--read-only` per entry (the host side of a `:ro` bind is
+//! writable; the check is ours), with dockerd's messages.
+//!
+//! **Uploads** may be gzip or zstd compressed (detected from the magic bytes, as docker's
+//! `archive.DecompressStream`). Extended attributes travel as PAX `SCHILY.xattr.*` records
+//! both ways; on extraction `EPERM`/`ENOTSUP` are ignored, as dockerd does.
 
 use super::state::Status;
 use super::{Container, ContainerHandle};
@@ -75,6 +90,19 @@ pub enum ArchiveError {
     Tar(#[source] io::Error),
     #[error("container rootfs is marked read-only")]
     ReadOnly,
+    #[error("mounted volume is marked read-only")]
+    VolumeReadOnly,
+    #[error("too many levels of symbolic links resolving {0}")]
+    SymlinkLoop(String),
+    #[error("decompressing the upload: {0}")]
+    Compression(String),
+    #[error("set xattr {name} on {path}: {source}")]
+    Xattr {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl From<ArchiveError> for Error {
@@ -85,9 +113,13 @@ impl From<ArchiveError> for Error {
             | ArchiveError::DirWithNonDir { .. }
             | ArchiveError::NonDirWithDir { .. }
             | ArchiveError::Breakout(_)
+            | ArchiveError::SymlinkLoop(_)
+            | ArchiveError::Compression(_)
             | ArchiveError::Tar(_) => Error::InvalidArgument(e.to_string()),
-            ArchiveError::ReadOnly => Error::Forbidden(e.to_string()),
-            ArchiveError::Resolve { .. } | ArchiveError::Io { .. } => {
+            ArchiveError::ReadOnly | ArchiveError::VolumeReadOnly => {
+                Error::Forbidden(e.to_string())
+            }
+            ArchiveError::Resolve { .. } | ArchiveError::Io { .. } | ArchiveError::Xattr { .. } => {
                 Error::Internal(e.to_string())
             }
         }
@@ -153,8 +185,10 @@ impl Engine {
         let h = self.lookup(name)?;
         let path = path.to_string();
         let id = h.id.clone();
-        self.with_rootfs(&h, move |root, _| Ok(stat_path(root, &path, &id)?))
-            .await
+        self.with_rootfs(&h, move |root, c| {
+            Ok(stat_path(&RootView::for_container(root, c), &path, &id)?)
+        })
+        .await
     }
 
     /// `GET /containers/{id}/archive`: the stat and a stream of the tar.
@@ -172,15 +206,17 @@ impl Engine {
         tokio::spawn(async move {
             let id = h2.id.clone();
             let res = engine
-                .with_rootfs(&h2, move |root, _| {
-                    let st = match stat_path(root, &path, &id) {
+                .with_rootfs(&h2, move |root, c| {
+                    let view = RootView::for_container(root, c);
+                    let st = match stat_path(&view, &path, &id) {
                         Ok(st) => st,
                         Err(e) => {
                             let _ = stat_tx.send(Err(e.into()));
                             return Ok(());
                         }
                     };
-                    let (host, _abs) = resolve_path(root, &path)?;
+                    let (host, abs) = resolve_path(&view, &path)?;
+                    let start = view.resolve(&abs, clean_path(&path).1)?;
                     let _ = stat_tx.send(Ok(st.clone()));
                     let mut w = ChannelWriter::new(tx);
                     let mut b = tar::Builder::new(&mut w);
@@ -191,7 +227,7 @@ impl Engine {
                     } else {
                         st.name.as_str()
                     };
-                    write_tree(&mut b, &host, top, &mut links)?;
+                    write_tree_in(&mut b, &host, top, &mut links, Some((&view, &start)))?;
                     b.finish().map_err(ArchiveError::Tar)?;
                     drop(b);
                     w.flush().map_err(ArchiveError::Tar)?;
@@ -218,18 +254,202 @@ impl Engine {
         tar: Box<dyn Read + Send>,
     ) -> Result<()> {
         let h = self.lookup(name)?;
-        if h.snapshot().host_config.readonly_rootfs {
-            return Err(ArchiveError::ReadOnly.into());
-        }
         let path = path.to_string();
         let id = h.id.clone();
-        self.with_rootfs(&h, move |root, _| {
-            Ok(extract(root, &path, &id, &opts, tar)?)
+        self.with_rootfs(&h, move |root, c| {
+            let view = RootView::for_container(root, c);
+            Ok(extract(&view, &path, &id, &opts, tar)?)
         })
         .await?;
         self.emit_container(&h, "extract-to-dir", Default::default());
         Ok(())
     }
+}
+
+/// One mount of a [`RootView`].
+#[derive(Debug, Clone)]
+struct ViewMount {
+    /// Cleaned container path, `/data`.
+    dest: String,
+    host: PathBuf,
+    rw: bool,
+}
+
+/// A container's filesystem as its processes see it, built from host paths: the rootfs
+/// and, over it, each mount's host source at its destination.
+#[derive(Debug, Clone)]
+pub struct RootView {
+    root: PathBuf,
+    /// Longest destination first, so nested mounts win over their parents.
+    mounts: Vec<ViewMount>,
+    readonly_rootfs: bool,
+}
+
+/// Symlinks followed in one resolution before giving up (Linux's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+impl RootView {
+    /// The bare root, with no mounts over it.
+    pub fn plain(root: &Path) -> RootView {
+        RootView {
+            root: root.to_path_buf(),
+            mounts: Vec::new(),
+            readonly_rootfs: false,
+        }
+    }
+
+    /// The root with `c`'s volumes, binds and tmpfs. A tmpfs has no host path but the
+    /// running container's own view (`/proc/<pid>/root`); without a process it is empty
+    /// and the rootfs directory under it is what there is.
+    pub fn for_container(root: &Path, c: &Container) -> RootView {
+        let running = matches!(c.state.status(), Status::Running | Status::Paused);
+        let pid = c.state.pid;
+        let tmpfs_host = |dest: &str| -> Option<PathBuf> {
+            (running && pid > 0).then(|| {
+                PathBuf::from(format!("/proc/{pid}/root")).join(dest.trim_start_matches('/'))
+            })
+        };
+        let mut mounts = Vec::new();
+        for mp in &c.mount_points {
+            let dest = clean_path(&mp.destination).0;
+            let host = if mp.spec.typ == berth_volume::MountType::Tmpfs {
+                tmpfs_host(&dest)
+            } else if mp.source.is_empty() {
+                None
+            } else {
+                Some(PathBuf::from(&mp.source))
+            };
+            if let Some(host) = host {
+                mounts.push(ViewMount {
+                    dest,
+                    host,
+                    rw: mp.rw,
+                });
+            }
+        }
+        for dest in c.host_config.tmpfs.iter().flatten().map(|(d, _)| d) {
+            let dest = clean_path(dest).0;
+            if mounts.iter().any(|m| m.dest == dest) {
+                continue;
+            }
+            if let Some(host) = tmpfs_host(&dest) {
+                mounts.push(ViewMount {
+                    dest,
+                    host,
+                    rw: true,
+                });
+            }
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.dest.len()));
+        RootView {
+            root: root.to_path_buf(),
+            mounts,
+            readonly_rootfs: c.host_config.readonly_rootfs,
+        }
+    }
+
+    /// The mount a cleaned container path lies in, if any.
+    fn mount_of(&self, cpath: &str) -> Option<&ViewMount> {
+        self.mounts.iter().find(|m| {
+            m.dest == "/"
+                || cpath == m.dest
+                || (cpath.starts_with(&m.dest) && cpath.as_bytes().get(m.dest.len()) == Some(&b'/'))
+        })
+    }
+
+    /// The host path of a cleaned container path, symlinks not interpreted.
+    pub fn host_of(&self, cpath: &str) -> PathBuf {
+        match self.mount_of(cpath) {
+            Some(m) => {
+                let rest = cpath[m.dest.len()..].trim_start_matches('/');
+                if rest.is_empty() {
+                    m.host.clone()
+                } else {
+                    m.host.join(rest)
+                }
+            }
+            None => self.root.join(cpath.trim_start_matches('/')),
+        }
+    }
+
+    /// Whether a container path is the destination of a mount (a tree walk switches to
+    /// the mount's source there).
+    fn is_mount_point(&self, cpath: &str) -> bool {
+        self.mounts.iter().any(|m| m.dest == cpath)
+    }
+
+    /// Names of the mounts directly under a cleaned container directory path.
+    fn mounts_under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let dir = dir.trim_end_matches('/');
+        self.mounts.iter().filter_map(move |m| {
+            let rest = m.dest.strip_prefix(dir)?.strip_prefix('/')?;
+            (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+        })
+    }
+
+    /// Refuses a write at a cleaned container path that the container could not write.
+    fn check_writable(&self, cpath: &str) -> std::result::Result<(), ArchiveError> {
+        match self.mount_of(cpath) {
+            Some(m) if !m.rw => Err(ArchiveError::VolumeReadOnly),
+            Some(_) => Ok(()),
+            None if self.readonly_rootfs => Err(ArchiveError::ReadOnly),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves a container path the way the container's kernel would: every symlink is
+    /// read at the host path of its container path and its target resolved again from the
+    /// container root; `..` never climbs above `/`. The last component is followed only if
+    /// `follow_last`. Returns the cleaned, resolved container path.
+    pub fn resolve(
+        &self,
+        path: &str,
+        follow_last: bool,
+    ) -> std::result::Result<String, ArchiveError> {
+        let mut resolved: Vec<String> = Vec::new();
+        let mut rest: Vec<String> = split_rev(path);
+        let mut hops = 0;
+        while let Some(part) = rest.pop() {
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(part);
+            let cpath = format!("/{}", resolved.join("/"));
+            if !follow_last && rest.is_empty() {
+                break;
+            }
+            // A mount destination is whatever is mounted there, never a link in the rootfs.
+            if self.is_mount_point(&cpath) {
+                continue;
+            }
+            if let Ok(target) = fs::read_link(self.host_of(&cpath)) {
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(ArchiveError::SymlinkLoop(path.to_string()));
+                }
+                resolved.pop();
+                let t = target.as_os_str().as_encoded_bytes();
+                if t.starts_with(b"/") {
+                    resolved.clear();
+                }
+                rest.extend(split_rev(&target.to_string_lossy()));
+            }
+        }
+        Ok(format!("/{}", resolved.join("/")))
+    }
+}
+
+fn split_rev(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Lexically cleans a container path to an absolute one; the flag says it ended in `/` or
@@ -249,24 +469,16 @@ pub fn clean_path(path: &str) -> (String, bool) {
     (format!("/{}", parts.join("/")), trailing)
 }
 
-/// The host path for a container path, and the cleaned container path.
+/// The host path for a container path, and the cleaned container path. The last
+/// component is kept as it is (a symlink stays a symlink) unless the path ends in `/` or
+/// `/.`.
 pub fn resolve_path(
-    root: &Path,
+    view: &RootView,
     path: &str,
 ) -> std::result::Result<(PathBuf, String), ArchiveError> {
     let (abs, trailing) = clean_path(path);
-    let rel = Path::new(abs.trim_start_matches('/'));
-    let resolve = |p: &Path| {
-        berth_runtime::user::resolve_in_root(root, p).map_err(|e| ArchiveError::Resolve {
-            path: abs.clone(),
-            reason: e.to_string(),
-        })
-    };
-    let host = match (trailing, rel.parent(), rel.file_name()) {
-        (false, Some(dir), Some(base)) => resolve(dir)?.join(base),
-        _ => resolve(rel)?,
-    };
-    Ok((host, abs))
+    let resolved = view.resolve(&abs, trailing)?;
+    Ok((view.host_of(&resolved), abs))
 }
 
 /// Go's `os.FileMode` for a unix mode.
@@ -293,8 +505,8 @@ pub fn go_file_mode(mode: u32) -> u32 {
     m
 }
 
-fn stat_path(root: &Path, path: &str, id: &str) -> std::result::Result<PathStat, ArchiveError> {
-    let (host, abs) = resolve_path(root, path)?;
+fn stat_path(view: &RootView, path: &str, id: &str) -> std::result::Result<PathStat, ArchiveError> {
+    let (host, abs) = resolve_path(view, path)?;
     let md = fs::symlink_metadata(&host).map_err(|_| ArchiveError::NotFound {
         path: abs.clone(),
         container: id.to_string(),
@@ -307,14 +519,7 @@ fn stat_path(root: &Path, path: &str, id: &str) -> std::result::Result<PathStat,
         });
     }
     let link_target = if md.file_type().is_symlink() {
-        let full =
-            berth_runtime::user::resolve_in_root(root, Path::new(abs.trim_start_matches('/')))
-                .map_err(|e| ArchiveError::Resolve {
-                    path: abs.clone(),
-                    reason: e.to_string(),
-                })?;
-        let rel = full.strip_prefix(root).unwrap_or(Path::new(""));
-        format!("/{}", rel.display())
+        view.resolve(&abs, true)?
     } else {
         String::new()
     };
@@ -347,6 +552,18 @@ pub fn write_tree<W: Write>(
     name: &str,
     links: &mut HashMap<(u64, u64), String>,
 ) -> std::result::Result<(), ArchiveError> {
+    write_tree_in(b, host, name, links, None)
+}
+
+/// [`write_tree`] inside a [`RootView`]: `at` is the view and the container path of
+/// `host`; a child that is a mount destination is read from the mount's source.
+fn write_tree_in<W: Write>(
+    b: &mut tar::Builder<W>,
+    host: &Path,
+    name: &str,
+    links: &mut HashMap<(u64, u64), String>,
+    at: Option<(&RootView, &str)>,
+) -> std::result::Result<(), ArchiveError> {
     let md = fs::symlink_metadata(host).map_err(ioe("stat", host))?;
     let ft = md.file_type();
     let mut h = tar::Header::new_gnu();
@@ -356,6 +573,17 @@ pub fn write_tree<W: Write>(
     h.set_mtime(md.mtime().max(0) as u64);
     h.set_size(0);
     let tar_err = ArchiveError::Tar;
+    if !ft.is_socket() && (!ft.is_dir() || !name.is_empty()) {
+        let x = read_xattrs(host)?;
+        if !x.is_empty() {
+            let pax: Vec<(String, Vec<u8>)> = x
+                .into_iter()
+                .map(|(k, v)| (format!("{XATTR_PAX}{k}"), v))
+                .collect();
+            b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(tar_err)?;
+        }
+    }
     if ft.is_dir() {
         h.set_entry_type(tar::EntryType::Directory);
         if !name.is_empty() {
@@ -371,6 +599,17 @@ pub fn write_tree<W: Write>(
             .filter_map(|e| e.ok())
             .map(|e| e.file_name())
             .collect();
+        // A mount whose destination the directory does not hold (the runtime creates it
+        // in the container's view only) still shows up in the tree, as the container
+        // sees it.
+        if let Some((v, cpath)) = at {
+            for name in v.mounts_under(cpath) {
+                let name = std::ffi::OsString::from(name);
+                if !entries.contains(&name) {
+                    entries.push(name);
+                }
+            }
+        }
         entries.sort();
         for child in entries {
             let child_name = if name.is_empty() {
@@ -378,7 +617,20 @@ pub fn write_tree<W: Write>(
             } else {
                 format!("{}/{}", name.trim_end_matches('/'), child.to_string_lossy())
             };
-            write_tree(b, &host.join(&child), &child_name, links)?;
+            let child_at = at.map(|(v, cpath)| {
+                let c = format!(
+                    "{}/{}",
+                    cpath.trim_end_matches('/'),
+                    child.to_string_lossy()
+                );
+                (v, c)
+            });
+            let child_host = match &child_at {
+                Some((v, c)) if v.is_mount_point(c) => v.host_of(c),
+                _ => host.join(&child),
+            };
+            let next = child_at.as_ref().map(|(v, c)| (*v, c.as_str()));
+            write_tree_in(b, &child_host, &child_name, links, next)?;
         }
         return Ok(());
     }
@@ -441,7 +693,7 @@ fn entry_rel(name: &Path) -> Option<PathBuf> {
 }
 
 fn extract(
-    root: &Path,
+    view: &RootView,
     path: &str,
     id: &str,
     opts: &ExtractOptions,
@@ -449,19 +701,18 @@ fn extract(
 ) -> std::result::Result<(), ArchiveError> {
     // The extraction point itself is followed to the end, as docker does.
     let (abs, _) = clean_path(path);
-    let dst = berth_runtime::user::resolve_in_root(root, Path::new(abs.trim_start_matches('/')))
-        .map_err(|e| ArchiveError::Resolve {
-            path: abs.clone(),
-            reason: e.to_string(),
-        })?;
-    let md = fs::metadata(&dst).map_err(|_| ArchiveError::NotFound {
+    let dst_container = view.resolve(&abs, true)?;
+    let md = fs::metadata(view.host_of(&dst_container)).map_err(|_| ArchiveError::NotFound {
         path: abs.clone(),
         container: id.to_string(),
     })?;
     if !md.is_dir() {
         return Err(ArchiveError::NotADirectory);
     }
-    let dst_container = PathBuf::from("/").join(dst.strip_prefix(root).unwrap_or(Path::new("")));
+    view.check_writable(&dst_container)?;
+    let dst_container = PathBuf::from(dst_container);
+    let (_, tar_stream) = berth_image::apply::decompress(tar_stream)
+        .map_err(|e| ArchiveError::Compression(e.to_string()))?;
     let mut ar = tar::Archive::new(tar_stream);
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     for entry in ar.entries().map_err(ArchiveError::Tar)? {
@@ -473,23 +724,36 @@ fn extract(
             continue; // the destination directory itself
         };
         let in_container = dst_container.join(&rel);
-        let parent_rel = in_container
+        let parent_c = in_container
             .parent()
             .unwrap_or(Path::new("/"))
-            .strip_prefix("/")
-            .unwrap_or(Path::new(""))
-            .to_path_buf();
-        let parent = berth_runtime::user::resolve_in_root(root, &parent_rel).map_err(|e| {
-            ArchiveError::Resolve {
-                path: in_container.display().to_string(),
-                reason: e.to_string(),
-            }
-        })?;
+            .display()
+            .to_string();
+        let parent_c = view.resolve(&parent_c, true)?;
+        let target_c = format!(
+            "{}/{}",
+            parent_c.trim_end_matches('/'),
+            base.to_string_lossy()
+        );
+        view.check_writable(&target_c)?;
+        let parent = view.host_of(&parent_c);
         fs::create_dir_all(&parent).map_err(ioe("create", &parent))?;
-        let target = parent.join(&base);
+        let xattrs = pax_xattrs(&mut entry)?;
         let header = entry.header().clone();
         let kind = header.entry_type();
         let is_dir = kind == tar::EntryType::Directory;
+        let target = if view.is_mount_point(&target_c) {
+            // A mount's root can take a directory's metadata, never be replaced.
+            if !is_dir {
+                return Err(ArchiveError::DirWithNonDir {
+                    dst: target_c,
+                    src: raw.display().to_string(),
+                });
+            }
+            view.host_of(&target_c)
+        } else {
+            parent.join(&base)
+        };
         if let Ok(old) = fs::symlink_metadata(&target) {
             let shown = in_container.display().to_string();
             if opts.no_overwrite_dir_non_dir {
@@ -548,7 +812,7 @@ fn extract(
                 let link_rel = entry_rel(&link)
                     .ok_or_else(|| ArchiveError::Breakout(link.display().to_string()))?;
                 let src_c = dst_container.join(&link_rel);
-                let (src, _) = resolve_path(root, &src_c.display().to_string())?;
+                let (src, _) = resolve_path(view, &src_c.display().to_string())?;
                 fs::hard_link(&src, &target).map_err(ioe("link", &target))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -575,6 +839,9 @@ fn extract(
             }
             // pax/GNU long-name headers are consumed by the tar crate; others are ignored.
             _ => continue,
+        }
+        for (name, value) in &xattrs {
+            set_xattr(&target, name, value)?;
         }
         let (uid, gid) = if opts.copy_uid_gid {
             (
@@ -605,6 +872,76 @@ fn extract(
         set_mtime(&d, t);
     }
     Ok(())
+}
+
+/// The PAX record prefix that carries an extended attribute (GNU tar and Go's archive/tar).
+const XATTR_PAX: &str = "SCHILY.xattr.";
+
+/// The xattrs of a path worth copying; overlayfs' own bookkeeping is not.
+fn read_xattrs(path: &Path) -> std::result::Result<Vec<(String, Vec<u8>)>, ArchiveError> {
+    let xe = |source: rustix::io::Errno| ArchiveError::Io {
+        context: "read xattrs of",
+        path: path.to_path_buf(),
+        source: source.into(),
+    };
+    let mut list = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(path, &mut list[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(xe(e)),
+    };
+    let mut out = Vec::new();
+    for name in list[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if name.starts_with("trusted.overlay.") {
+            continue;
+        }
+        let mut val = vec![0u8; 64 * 1024];
+        match rustix::fs::lgetxattr(path, name.as_str(), &mut val[..]) {
+            Ok(len) => {
+                val.truncate(len);
+                out.push((name, val));
+            }
+            // Removed between list and get: nothing to copy.
+            Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => return Err(xe(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// The xattrs an entry's PAX header carries.
+fn pax_xattrs<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> std::result::Result<Vec<(String, Vec<u8>)>, ArchiveError> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions().map_err(ArchiveError::Tar)? {
+        for ext in exts {
+            let ext = ext.map_err(ArchiveError::Tar)?;
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix(XATTR_PAX)) {
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sets one xattr without following a symlink. Like dockerd, a filesystem that does not
+/// support it or a namespace we may not write (`trusted.*` without the capability) is
+/// not an error: the copy goes on without that attribute.
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::result::Result<(), ArchiveError> {
+    match rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::PERM) => {
+            tracing::debug!("xattr {name} not kept on {}", path.display());
+            Ok(())
+        }
+        Err(e) => Err(ArchiveError::Xattr {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            source: e.into(),
+        }),
+    }
 }
 
 fn set_mtime(path: &Path, secs: i64) {
@@ -688,20 +1025,21 @@ mod tests {
         fs::write(root.join("etc/passwd"), "inside").expect("write");
         std::os::unix::fs::symlink("/", root.join("up")).expect("symlink");
         std::os::unix::fs::symlink("../../../..", root.join("etc/dots")).expect("symlink");
-        let (h, abs) = resolve_path(&root, "/up/etc/passwd").expect("resolves");
+        let (h, abs) = resolve_path(&RootView::plain(&root), "/up/etc/passwd").expect("resolves");
         assert_eq!(abs, "/up/etc/passwd");
         assert_eq!(h, root.join("etc/passwd"));
-        let (h, _) = resolve_path(&root, "/etc/dots/etc/passwd").expect("resolves");
+        let (h, _) =
+            resolve_path(&RootView::plain(&root), "/etc/dots/etc/passwd").expect("resolves");
         assert_eq!(h, root.join("etc/passwd"));
         // the last component stays a link unless the path asks for the directory
-        let (h, _) = resolve_path(&root, "/up").expect("resolves");
+        let (h, _) = resolve_path(&RootView::plain(&root), "/up").expect("resolves");
         assert_eq!(h, root.join("up"));
-        let (h, _) = resolve_path(&root, "/up/").expect("resolves");
+        let (h, _) = resolve_path(&RootView::plain(&root), "/up/").expect("resolves");
         assert_eq!(h, root);
-        let st = stat_path(&root, "/up", "c").expect("stat");
+        let st = stat_path(&RootView::plain(&root), "/up", "c").expect("stat");
         assert_eq!(st.link_target, "/");
         assert_eq!(st.mode & (1 << 27), 1 << 27);
-        let err = stat_path(&root, "/nope", "c").expect_err("missing");
+        let err = stat_path(&RootView::plain(&root), "/nope", "c").expect_err("missing");
         assert_eq!(
             err.to_string(),
             "Could not find the file /nope in container c"
@@ -749,7 +1087,7 @@ mod tests {
             ("lnk/z", tar::EntryType::Regular, "three"),
         ]);
         extract(
-            &root,
+            &RootView::plain(&root),
             "/dst",
             "c",
             &ExtractOptions::default(),
@@ -773,7 +1111,7 @@ mod tests {
         fs::create_dir_all(root.join("dst/d")).expect("mkdir");
         let bad = tar_of(&[("../../x", tar::EntryType::Regular, "x")]);
         let err = extract(
-            &root,
+            &RootView::plain(&root),
             "/dst",
             "c",
             &ExtractOptions::default(),
@@ -786,13 +1124,19 @@ mod tests {
             no_overwrite_dir_non_dir: true,
             copy_uid_gid: false,
         };
-        let err = extract(&root, "/dst", "c", &opts, Box::new(io::Cursor::new(over)))
-            .expect_err("dir kept");
+        let err = extract(
+            &RootView::plain(&root),
+            "/dst",
+            "c",
+            &opts,
+            Box::new(io::Cursor::new(over)),
+        )
+        .expect_err("dir kept");
         assert!(matches!(err, ArchiveError::DirWithNonDir { .. }), "{err}");
         let not_dir = tar_of(&[("f", tar::EntryType::Regular, "x")]);
         fs::write(root.join("file"), "").expect("write");
         let err = extract(
-            &root,
+            &RootView::plain(&root),
             "/file",
             "c",
             &ExtractOptions::default(),
@@ -829,7 +1173,7 @@ mod tests {
         let root = t.path().join("root");
         fs::create_dir_all(root.join("dst")).expect("mkdir");
         extract(
-            &root,
+            &RootView::plain(&root),
             "/dst",
             "c",
             &ExtractOptions::default(),
@@ -853,5 +1197,166 @@ mod tests {
             fs::metadata(root.join("dst/src/b")).expect("b"),
         );
         assert_eq!(a.ino(), b2.ino());
+    }
+
+    fn view_with(root: &Path, mounts: &[(&str, &Path, bool)], ro_root: bool) -> RootView {
+        let mut v = RootView::plain(root);
+        v.readonly_rootfs = ro_root;
+        for (dest, host, rw) in mounts {
+            v.mounts.push(ViewMount {
+                dest: dest.to_string(),
+                host: host.to_path_buf(),
+                rw: *rw,
+            });
+        }
+        v.mounts.sort_by_key(|m| std::cmp::Reverse(m.dest.len()));
+        v
+    }
+
+    #[test]
+    fn paths_resolve_through_mounts_and_links_into_them() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().join("root");
+        let vol = t.path().join("vol");
+        let nested = t.path().join("nested");
+        fs::create_dir_all(root.join("data")).expect("mkdir");
+        fs::create_dir_all(vol.join("sub")).expect("mkdir");
+        fs::create_dir_all(&nested).expect("mkdir");
+        fs::write(vol.join("sub/f"), "in volume").expect("write");
+        fs::write(nested.join("n"), "nested").expect("write");
+        // a link in the rootfs into the volume, and one in the volume out to the rootfs
+        std::os::unix::fs::symlink("/data/sub", root.join("shortcut")).expect("symlink");
+        std::os::unix::fs::symlink("../../../../etc", vol.join("up")).expect("symlink");
+        fs::create_dir_all(root.join("etc")).expect("mkdir");
+        let v = view_with(
+            &root,
+            &[("/data", &vol, true), ("/data/deep", &nested, false)],
+            false,
+        );
+        let (h, _) = resolve_path(&v, "/shortcut/f").expect("resolves");
+        assert_eq!(h, vol.join("sub/f"));
+        let (h, _) = resolve_path(&v, "/data/up/").expect("resolves");
+        assert_eq!(h, root.join("etc"));
+        let (h, _) = resolve_path(&v, "/data/deep/n").expect("resolves");
+        assert_eq!(h, nested.join("n"));
+        assert_eq!(v.resolve("/shortcut", true).expect("link"), "/data/sub");
+        // reading a tree crosses into the mount at its destination
+        let mut b = tar::Builder::new(Vec::new());
+        let start = v.resolve("/data", true).expect("resolves");
+        write_tree_in(
+            &mut b,
+            &v.host_of(&start),
+            "data",
+            &mut HashMap::new(),
+            Some((&v, &start)),
+        )
+        .expect("tar");
+        let data = b.into_inner().expect("tar");
+        let names: Vec<String> = tar::Archive::new(io::Cursor::new(&data))
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert!(names.contains(&"data/deep/n".to_string()), "{names:?}");
+        assert!(names.contains(&"data/sub/f".to_string()), "{names:?}");
+    }
+
+    #[test]
+    fn writes_honour_read_only_mounts_and_rootfs() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().join("root");
+        let ro = t.path().join("ro");
+        let rw = t.path().join("rw");
+        for d in [&root, &ro, &rw] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        fs::create_dir_all(root.join("tmp")).expect("mkdir");
+        let v = view_with(&root, &[("/ro", &ro, false), ("/rw", &rw, true)], true);
+        let one = || tar_of(&[("f", tar::EntryType::Regular, "x")]);
+        let err = extract(
+            &v,
+            "/ro",
+            "c",
+            &ExtractOptions::default(),
+            Box::new(io::Cursor::new(one())),
+        )
+        .expect_err("read-only volume");
+        assert_eq!(err.to_string(), "mounted volume is marked read-only");
+        let err = extract(
+            &v,
+            "/tmp",
+            "c",
+            &ExtractOptions::default(),
+            Box::new(io::Cursor::new(one())),
+        )
+        .expect_err("read-only rootfs");
+        assert_eq!(err.to_string(), "container rootfs is marked read-only");
+        extract(
+            &v,
+            "/rw",
+            "c",
+            &ExtractOptions::default(),
+            Box::new(io::Cursor::new(one())),
+        )
+        .expect("writable volume under a read-only rootfs");
+        assert_eq!(fs::read_to_string(rw.join("f")).expect("f"), "x");
+        assert_eq!(fs::read_dir(&ro).expect("ls").count(), 0);
+        // replacing a mount's root with a file is refused, never removes the volume
+        let v = view_with(&root, &[("/rw", &rw, true)], false);
+        let clash = tar_of(&[("rw", tar::EntryType::Regular, "x")]);
+        extract(
+            &v,
+            "/",
+            "c",
+            &ExtractOptions::default(),
+            Box::new(io::Cursor::new(clash)),
+        )
+        .expect_err("mount root kept");
+        assert!(rw.join("f").exists());
+    }
+
+    #[test]
+    fn gzip_uploads_and_xattrs_round_trip() {
+        use std::io::Write as _;
+        let t = tempfile::tempdir().expect("tempdir");
+        let src = t.path().join("src");
+        fs::create_dir_all(&src).expect("mkdir");
+        fs::write(src.join("a"), "attrs").expect("write");
+        let have_user_xattrs = rustix::fs::lsetxattr(
+            src.join("a"),
+            "user.berth",
+            b"kept",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok();
+        let mut b = tar::Builder::new(Vec::new());
+        write_tree(&mut b, &src, "src", &mut HashMap::new()).expect("tar");
+        let plain = b.into_inner().expect("tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("dst")).expect("mkdir");
+        extract(
+            &RootView::plain(&root),
+            "/dst",
+            "c",
+            &ExtractOptions::default(),
+            Box::new(io::Cursor::new(gz)),
+        )
+        .expect("extract gzip");
+        let a = root.join("dst/src/a");
+        assert_eq!(fs::read_to_string(&a).expect("a"), "attrs");
+        if have_user_xattrs {
+            let mut buf = [0u8; 16];
+            let n = rustix::fs::lgetxattr(&a, "user.berth", &mut buf[..]).expect("xattr kept");
+            assert_eq!(&buf[..n], b"kept");
+        }
     }
 }

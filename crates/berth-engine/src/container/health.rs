@@ -10,7 +10,8 @@
 //! is killed and recorded with exit code -1. The log keeps the last five results, each
 //! output cut at 4 KiB. Every status change emits `health_status: <status>`. The task ends
 //! when the container exits (it watches the handle's exit channel) and skips its turn while
-//! the container is paused.
+//! the container is paused. `State.Health` is persisted with the record after every
+//! probe; after a berthd restart the task resumes from it ([`Engine::resume_health`]).
 
 use super::state::Status;
 use super::ContainerHandle;
@@ -127,11 +128,34 @@ pub fn demux(buf: &[u8], limit: usize) -> Vec<u8> {
     out
 }
 
+/// How long ago a container started, from its `StartedAt`; zero when unknown.
+fn running_for(started_at: Option<&str>) -> Duration {
+    started_at
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .to_std()
+                .ok()
+        })
+        .unwrap_or(Duration::ZERO)
+}
+
 impl Engine {
-    /// Starts the probe task of a container that just started (or was found running after
-    /// a daemon restart). Resets the health state to `starting`; a container without a
-    /// health check gets none.
+    /// Starts the probe task of a container that just started. Resets the health state to
+    /// `starting`; a container without a health check gets none.
     pub(crate) fn spawn_health(&self, h: Arc<ContainerHandle>) {
+        self.health_task(h, false);
+    }
+
+    /// Resumes the probe task of a container found running after a daemon restart. The
+    /// persisted `State.Health` (status, failing streak, log) is kept, as dockerd keeps it
+    /// across a live restore, and the start period counts from the container's `StartedAt`,
+    /// not from the daemon's start.
+    pub(crate) fn resume_health(&self, h: Arc<ContainerHandle>) {
+        self.health_task(h, true);
+    }
+
+    fn health_task(&self, h: Arc<ContainerHandle>, resume: bool) {
         let c = h.snapshot();
         let Some(probe) =
             Probe::from_config(c.config.healthcheck.as_ref(), c.config.shell.as_deref())
@@ -142,17 +166,30 @@ impl Engine {
             }
             return;
         };
-        h.update(|r| {
-            let hl = r.state.health.get_or_insert_with(Health::default);
-            hl.status = STARTING.into();
-            hl.failing_streak = 0;
-        });
-        let _ = self.persist(&h);
+        let kept = resume
+            && c.state
+                .health
+                .as_ref()
+                .is_some_and(|hl| !hl.status.is_empty());
+        if !kept {
+            h.update(|r| {
+                let hl = r.state.health.get_or_insert_with(Health::default);
+                hl.status = STARTING.into();
+                hl.failing_streak = 0;
+            });
+            let _ = self.persist(&h);
+        }
+        let running_for = if resume {
+            running_for(c.state.started_at.as_deref())
+        } else {
+            Duration::ZERO
+        };
         let engine = self.clone();
         let mut exits = h.exits.subscribe();
         exits.borrow_and_update();
         tokio::spawn(async move {
-            let started = std::time::Instant::now();
+            let now = std::time::Instant::now();
+            let started = now.checked_sub(running_for).unwrap_or(now);
             loop {
                 let starting = h
                     .snapshot()
@@ -357,6 +394,20 @@ mod tests {
         }
         assert_eq!(h.log.len(), MAX_LOG_ENTRIES);
         assert_eq!(h.log[4].exit_code, 9);
+    }
+
+    #[test]
+    fn running_time_from_started_at() {
+        assert_eq!(running_for(None), Duration::ZERO);
+        assert_eq!(running_for(Some("not a time")), Duration::ZERO);
+        let ago = (chrono::Utc::now() - chrono::Duration::seconds(90)).to_rfc3339();
+        let d = running_for(Some(&ago));
+        assert!(
+            d >= Duration::from_secs(89) && d < Duration::from_secs(100),
+            "{d:?}"
+        );
+        let future = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc3339();
+        assert_eq!(running_for(Some(&future)), Duration::ZERO);
     }
 
     #[test]

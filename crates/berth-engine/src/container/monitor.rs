@@ -143,7 +143,7 @@ impl Engine {
                                 }
                                 self.reacquire_mounts(&h.snapshot());
                                 self.spawn_monitor(h.clone(), client);
-                                self.spawn_health(h.clone());
+                                self.resume_health(h.clone());
                                 continue;
                             }
                             Err(e) => tracing::warn!(id = %h.id, "shim unreachable: {e}"),

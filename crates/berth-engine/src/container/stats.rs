@@ -7,6 +7,8 @@
 //! answers with the second, so `docker stats --no-stream` has a delta to work with;
 //! `one-shot=1` answers at once with an empty `precpu_stats`, as dockerd does.
 //! When the cgroup sets no memory limit Docker reports the host's memory as the limit.
+//! CFS throttling (`throttling_data`) and block I/O per device (`MAJ:MIN` and operation,
+//! `io_service_bytes_recursive` / `io_serviced_recursive`) come from the cgroup as is.
 
 use super::state::Status;
 use super::Container;
@@ -178,7 +180,11 @@ fn cpu_json(s: Option<&Sample>) -> Value {
                 "cpu_usage": usage,
                 "system_cpu_usage": s.cg.system_cpu,
                 "online_cpus": s.cg.online_cpus,
-                "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
+                "throttling_data": {
+                    "periods": s.cg.cpu_periods,
+                    "throttled_periods": s.cg.cpu_throttled_periods,
+                    "throttled_time": s.cg.cpu_throttled_time,
+                }
             })
         }
     }
@@ -223,10 +229,14 @@ pub fn stats_json(
         pids["limit"] = json!(l);
     }
     v["pids_stats"] = pids;
-    v["blkio_stats"]["io_service_bytes_recursive"] = json!([
-        {"major": 0, "minor": 0, "op": "read", "value": cg.blkio_read_bytes},
-        {"major": 0, "minor": 0, "op": "write", "value": cg.blkio_write_bytes},
-    ]);
+    // Per device, as dockerd reports them; a cgroup that has done no I/O lists nothing
+    // (dockerd then sends null, which the CLI shows as 0B / 0B).
+    if !cg.blkio_service_bytes.is_empty() {
+        v["blkio_stats"]["io_service_bytes_recursive"] = json!(cg.blkio_service_bytes);
+    }
+    if !cg.blkio_serviced.is_empty() {
+        v["blkio_stats"]["io_serviced_recursive"] = json!(cg.blkio_serviced);
+    }
     // A limit above the host's memory means "unlimited" (v1 reports a huge number).
     let limit = if cg.memory_limit == 0 || (host_mem > 0 && cg.memory_limit > host_mem) {
         host_mem
@@ -328,6 +338,30 @@ mod tests {
         let v = stats_json(&c, Some(&limited), Some(&s), 1 << 30);
         assert_eq!(v["memory_stats"]["limit"], json!(1u64 << 20));
         assert_eq!(v["preread"], "2024-01-01T00:00:01Z");
+        assert_eq!(v["blkio_stats"]["io_service_bytes_recursive"], Value::Null);
+    }
+
+    #[test]
+    fn throttling_and_per_device_blkio() {
+        let mut s = Sample::default();
+        s.cg.cpu_periods = 10;
+        s.cg.cpu_throttled_periods = 4;
+        s.cg.cpu_throttled_time = 900;
+        s.cg.blkio_service_bytes = vec![berth_runtime::cgroups::BlkioEntry {
+            major: 253,
+            minor: 1,
+            op: "Read".into(),
+            value: 4096,
+        }];
+        let v = stats_json(&container(), Some(&s), None, 1 << 30);
+        assert_eq!(
+            v["cpu_stats"]["throttling_data"],
+            json!({"periods": 10, "throttled_periods": 4, "throttled_time": 900})
+        );
+        assert_eq!(
+            v["blkio_stats"]["io_service_bytes_recursive"],
+            json!([{"major": 253, "minor": 1, "op": "Read", "value": 4096}])
+        );
     }
 
     #[test]
