@@ -652,3 +652,256 @@ fn system_df_and_container_prune_filters() {
     assert!(!none.contains(&keep), "{none}");
     assert_eq!(ok(&d.docker(&["ps", "-aq"])).lines().count(), 1);
 }
+
+/// Runs a shell pipeline (python3, curl) with this daemon's socket in `$SOCK`.
+fn sh(d: &Daemon, script: &str) -> std::process::Output {
+    Command::new("sh")
+        .args(["-ec", script])
+        .env("SOCK", &d.socket)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .output()
+        .expect("run sh")
+}
+
+#[test]
+fn cp_through_volumes_binds_tmpfs_gzip_and_xattrs() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("cpvol");
+    let vol = unique("cpdata");
+    let bind = d.dir.path().join("bind");
+    let robind = d.dir.path().join("robind");
+    std::fs::create_dir_all(&bind).expect("mkdir");
+    std::fs::create_dir_all(&robind).expect("mkdir");
+    let host_file = d.dir.path().join("hello.txt");
+    std::fs::write(&host_file, "hello volume\n").expect("write");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "-v",
+        &format!("{vol}:/data"),
+        "-v",
+        &format!("{}:/bind", bind.display()),
+        "-v",
+        &format!("{}:/ro:ro", robind.display()),
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let hf = host_file.to_str().expect("utf8");
+    // into a volume, a bind and a tmpfs: the container sees each file where it was put
+    for dir in ["/data", "/bind", "/scratch"] {
+        ok(&d.docker(&["cp", hf, &format!("{name}:{dir}/")]));
+        let got = ok(&d.docker(&["exec", &name, "cat", &format!("{dir}/hello.txt")]));
+        assert_eq!(got, "hello volume\n", "{dir}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(bind.join("hello.txt")).expect("bind file on host"),
+        "hello volume\n"
+    );
+    let mountpoint = ok(&d.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]));
+    assert!(
+        std::path::Path::new(mountpoint.trim())
+            .join("hello.txt")
+            .exists(),
+        "volume data dir {mountpoint}"
+    );
+    // out of them, and a symlink in the rootfs that points into the volume
+    ok(&d.docker(&["exec", &name, "ln", "-s", "/data", "/shortcut"]));
+    let out_dir = d.dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    ok(&d.docker(&[
+        "cp",
+        &format!("{name}:/shortcut/hello.txt"),
+        out_dir.join("via-link").to_str().expect("utf8"),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("via-link")).expect("copied"),
+        "hello volume\n"
+    );
+    ok(&d.docker(&[
+        "cp",
+        &format!("{name}:/scratch/hello.txt"),
+        out_dir.join("from-tmpfs").to_str().expect("utf8"),
+    ]));
+    // a read-only bind refuses, with dockerd's message; nothing lands on the host
+    let ro = d.docker(&["cp", hf, &format!("{name}:/ro/")]);
+    assert!(!ro.status.success());
+    assert!(
+        text(&ro).contains("mounted volume is marked read-only"),
+        "{}",
+        text(&ro)
+    );
+    assert_eq!(std::fs::read_dir(&robind).expect("ls").count(), 0);
+    // a gzip-compressed tar from stdin (docker cp - sends it as is)
+    let gz = sh(
+        &d,
+        &format!(
+            "mkdir -p {t}/gz && echo zipped > {t}/gz/z.txt && tar -C {t}/gz -czf - z.txt \
+             | docker cp - {name}:/data",
+            t = d.dir.path().display()
+        ),
+    );
+    assert!(gz.status.success(), "{}", text(&gz));
+    assert_eq!(
+        ok(&d.docker(&["exec", &name, "cat", "/data/z.txt"])),
+        "zipped\n"
+    );
+    // xattrs travel as PAX records both ways through the archive endpoint
+    let x = sh(
+        &d,
+        &format!(
+            r#"python3 - <<'PY'
+import io, subprocess, tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+    data = b"with attrs\n"
+    info = tarfile.TarInfo("x.txt")
+    info.size = len(data)
+    info.pax_headers = {{"SCHILY.xattr.user.berth": "kept"}}
+    t.addfile(info, io.BytesIO(data))
+import os
+sock = os.environ["SOCK"]
+put = subprocess.run(["curl", "-sf", "--unix-socket", sock, "-X", "PUT",
+    "-H", "Content-Type: application/x-tar", "--data-binary", "@-",
+    "http://d/containers/{name}/archive?path=/data"], input=buf.getvalue())
+assert put.returncode == 0, put
+got = subprocess.run(["curl", "-sf", "--unix-socket", sock,
+    "http://d/containers/{name}/archive?path=/data/x.txt"], capture_output=True, check=True)
+with tarfile.open(fileobj=io.BytesIO(got.stdout)) as t:
+    m = t.getmember("x.txt")
+    print(m.pax_headers.get("SCHILY.xattr.user.berth", "missing"))
+PY"#
+        ),
+    );
+    assert!(x.status.success(), "{}", text(&x));
+    let mp = std::path::Path::new(mountpoint.trim()).join("x.txt");
+    let host_has_user_xattrs = Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; os.setxattr(sys.argv[1], 'user.probe', b'1')",
+            d.dir.path().join("hello.txt").to_str().expect("utf8"),
+        ])
+        .status()
+        .expect("python3")
+        .success();
+    if host_has_user_xattrs {
+        assert_eq!(stdout(&x).trim(), "kept", "{}", text(&x));
+        assert!(mp.exists());
+    }
+    // a stopped container's volume is still reachable
+    ok(&d.docker(&["stop", "-t", "0", &name]));
+    let stopped = ok(&d.docker(&["cp", &format!("{name}:/data/hello.txt"), "-"]));
+    assert!(stopped.contains("hello volume"), "{stopped}");
+    ok(&d.docker(&["cp", hf, &format!("{name}:/data/again.txt")]));
+    assert!(std::path::Path::new(mountpoint.trim())
+        .join("again.txt")
+        .exists());
+    ok(&d.docker(&["rm", "-f", &name]));
+    ok(&d.docker(&["volume", "rm", &vol]));
+}
+
+#[test]
+fn health_survives_a_daemon_restart() {
+    let mut d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("healthrs");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--health-cmd",
+        "echo probe",
+        "--health-interval",
+        "500ms",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let health = |d: &Daemon| -> serde_json::Value {
+        let o = d.docker(&["inspect", "-f", "{{json .State.Health}}", &name]);
+        serde_json::from_str(stdout(&o).trim()).unwrap_or(serde_json::Value::Null)
+    };
+    wait_for("healthy", || health(&d)["Status"] == "healthy");
+    let before = health(&d);
+    d.crash();
+    d.spawn();
+    // right after the restart the state is the persisted one, not `starting`
+    let after = health(&d);
+    assert_eq!(after["Status"], "healthy", "{after}");
+    assert!(
+        !after["Log"].as_array().expect("log").is_empty(),
+        "log kept: {after}"
+    );
+    let last_before = before["Log"].as_array().expect("log").last().cloned();
+    // and the probes resume
+    wait_for("a new probe after the restart", || {
+        let h = health(&d);
+        h["Log"].as_array().and_then(|l| l.last().cloned()) != last_before
+            && h["Status"] == "healthy"
+    });
+    ok(&d.docker(&["rm", "-f", &name]));
+}
+
+#[test]
+fn stats_cpu_percent_throttling_and_blkio() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("busy");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/f bs=64k count=64 conv=fsync 2>/dev/null; \
+         while :; do :; done",
+    ]));
+    std::thread::sleep(Duration::from_secs(2));
+    let pct = ok(&d.docker(&["stats", "--no-stream", "--format", "{{.CPUPerc}}", &name]));
+    let v: f64 = pct
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap_or_else(|_| panic!("cpu percent {pct:?}"));
+    assert!(
+        (30.0..=70.0).contains(&v),
+        "a busy loop at --cpus 0.5: {pct}"
+    );
+    let raw = sh(
+        &d,
+        &format!("curl -sf --unix-socket \"$SOCK\" 'http://d/containers/{name}/stats?stream=0'"),
+    );
+    assert!(raw.status.success(), "{}", text(&raw));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&raw)).expect("stats json");
+    let t = &s["cpu_stats"]["throttling_data"];
+    assert!(t["periods"].as_u64().unwrap_or(0) > 0, "{t}");
+    assert!(t["throttled_periods"].as_u64().unwrap_or(0) > 0, "{t}");
+    assert!(t["throttled_time"].as_u64().unwrap_or(0) > 0, "{t}");
+    // blkio entries, when the cgroup saw I/O, name their device
+    if let Some(entries) = s["blkio_stats"]["io_service_bytes_recursive"].as_array() {
+        for e in entries {
+            assert!(
+                e["major"].is_u64() && e["minor"].is_u64() && e["op"].is_string(),
+                "{e}"
+            );
+        }
+    }
+    ok(&d.docker(&["rm", "-f", &name]));
+}
