@@ -547,6 +547,8 @@ fn copy_tree(
                 &join_rel(rel, &name),
             )?;
         }
+        // After the children: writing them changed the directory's mtime.
+        keep_mtime(&dst, &meta);
         return Ok(());
     }
     if let Some(m) = existing {
@@ -570,11 +572,21 @@ fn copy_tree(
         let mode = opts.chmod.unwrap_or(meta.mode() & 0o7777);
         fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", &dst))?;
+        keep_mtime(&dst, &meta);
     } else {
         // Devices, fifos and sockets are not part of a build context.
         return Ok(());
     }
     std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(io_err("chown", &dst))
+}
+
+/// Gives a copied file or directory its source's modification time, as docker's COPY and
+/// ADD do (for an ADD of a URL the source's mtime is the response's Last-Modified). Best
+/// effort: a filesystem that refuses timestamps must not fail the build.
+fn keep_mtime(dst: &Path, meta: &fs::Metadata) {
+    if let (Ok(f), Ok(mtime)) = (fs::File::open(dst), meta.modified()) {
+        let _ = f.set_times(fs::FileTimes::new().set_modified(mtime).set_accessed(mtime));
+    }
 }
 
 /// Writes inline (heredoc) sources to `dest`: a directory destination (trailing `/`) gets
@@ -896,5 +908,34 @@ mod tests {
         let src = d.path().join("t.bz2");
         fs::write(&src, bz.finish().expect("bzip2")).expect("write");
         assert_eq!(archive_kind(&src).expect("kind"), None);
+    }
+
+    #[test]
+    fn copy_keeps_mtime() {
+        let src = tempfile::tempdir().expect("tmp");
+        let dst = tempfile::tempdir().expect("tmp");
+        write(src.path(), "d/f", "x");
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        let f = fs::File::options()
+            .write(true)
+            .open(src.path().join("d/f"))
+            .expect("open");
+        f.set_modified(old).expect("touch");
+        fs::File::open(src.path().join("d"))
+            .expect("open")
+            .set_modified(old)
+            .expect("touch");
+        copy_sources(
+            src.path(),
+            &["d".into()],
+            dst.path(),
+            "/out/",
+            &CopyOptions::default(),
+        )
+        .expect("copy");
+        for p in ["out/f", "out"] {
+            let m = fs::metadata(dst.path().join(p)).expect("stat");
+            assert_eq!(m.modified().expect("mtime"), old, "{p}");
+        }
     }
 }

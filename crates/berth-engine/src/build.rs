@@ -101,6 +101,7 @@ impl Engine {
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let res = self.build_in(context, &dir, &opts, progress).await;
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir.with_extension("remote"));
         let id = res?;
         let mut tags = Vec::new();
         for r in refs {
@@ -148,6 +149,9 @@ impl Engine {
         })
         .await
         .map_err(|e| Error::Internal(format!("build context task: {e}")))??;
+        if let Some(p) = opts.platform.as_deref().filter(|p| !p.is_empty()) {
+            check_platform(p).map_err(Error::InvalidArgument)?;
+        }
         let req = BuildRequest {
             dockerfile,
             build_args: opts.build_args.clone(),
@@ -161,6 +165,8 @@ impl Engine {
         let exec = EngineExecutor {
             engine: self.clone(),
             context: dir.to_path_buf(),
+            remote: std::sync::Arc::new(RemoteFiles::new(dir.with_extension("remote"))),
+            network: opts.network.clone(),
         };
         let out = solver::build(&exec, &req, progress)
             .await
@@ -290,6 +296,180 @@ struct EngineExecutor {
     engine: Engine,
     /// The unpacked context.
     context: PathBuf,
+    /// ADD's remote files, fetched once per build.
+    remote: std::sync::Arc<RemoteFiles>,
+    /// `--network` of the build (a network name for RUN; `None` is the default bridge).
+    network: Option<String>,
+}
+
+/// A file ADD fetched from an http(s) URL.
+#[derive(Clone, Debug)]
+struct Fetched {
+    /// A directory holding only the file, so the context's copy rules apply to it.
+    dir: PathBuf,
+    name: String,
+    /// `sha256:<hex>` of the bytes.
+    digest: String,
+}
+
+/// The remote files of one build, by URL. The classic builder downloads a URL for every
+/// build (its cache key is the content, not the URL); the file is kept for the step that
+/// copies it and removed with the build.
+struct RemoteFiles {
+    dir: PathBuf,
+    files: tokio::sync::Mutex<HashMap<String, Fetched>>,
+}
+
+/// The name ADD gives a downloaded file: the last segment of the URL's path (docker's
+/// rule), percent-escapes kept as sent.
+fn url_file_name(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let path = path.split_once('/').map(|(_, p)| p).unwrap_or("");
+    let name = path.rsplit('/').next().unwrap_or("");
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
+}
+
+/// Parses `--checksum`: only `sha256:<64 hex>` (what docker accepts for http sources).
+fn parse_checksum(c: &str) -> std::result::Result<String, String> {
+    match c.split_once(':') {
+        Some(("sha256", hex)) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+        }
+        Some(("sha256", _)) => Err(format!("invalid checksum digest format: {c}")),
+        Some((alg, _)) => Err(format!("unsupported digest algorithm: {alg}")),
+        None => Err(format!("invalid checksum digest format: {c}")),
+    }
+}
+
+impl RemoteFiles {
+    fn new(dir: PathBuf) -> RemoteFiles {
+        RemoteFiles {
+            dir,
+            files: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The file at `url`, downloaded on first use (mode 0600 and the Last-Modified time as
+    /// its mtime, like the classic builder), verified against `checksum` if given.
+    async fn fetch(
+        &self,
+        url: &str,
+        checksum: Option<&str>,
+    ) -> std::result::Result<Fetched, String> {
+        let want = checksum.map(parse_checksum).transpose()?;
+        let mut files = self.files.lock().await;
+        let f = match files.get(url) {
+            Some(f) => f.clone(),
+            None => {
+                let f = self.download(url, files.len()).await?;
+                files.insert(url.to_string(), f.clone());
+                f
+            }
+        };
+        if let Some(want) = want {
+            if want != f.digest {
+                return Err(format!("digest mismatch {}: {want}", f.digest));
+            }
+        }
+        Ok(f)
+    }
+
+    async fn download(&self, url: &str, n: usize) -> std::result::Result<Fetched, String> {
+        use std::io::Write;
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        let mut resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("failed to GET {url}: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(format!(
+                "failed to GET {url} with status {status}: {}",
+                body.trim()
+            ));
+        }
+        let name = url_file_name(url)
+            .or_else(|| {
+                resp.headers()
+                    .get(reqwest::header::CONTENT_DISPOSITION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split("filename=").nth(1))
+                    .map(|n| n.trim_matches(['"', ' ', ';']).to_string())
+                    .filter(|n| !n.is_empty() && !n.contains('/'))
+            })
+            .ok_or_else(|| format!("cannot determine filename from url: {url}"))?;
+        let modified = resp
+            .headers()
+            .get(reqwest::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(std::time::SystemTime::from);
+        let dir = self.dir.join(n.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let path = dir.join(&name);
+        let mut out = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| format!("create {}: {e}", path.display()))?
+        };
+        let mut hash = Sha256::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("failed to GET {url}: {e}"))?
+        {
+            hash.update(&chunk);
+            out.write_all(&chunk)
+                .map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
+        // The umask must not decide the mode docker documents (0600).
+        use std::os::unix::fs::PermissionsExt;
+        out.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        if let Some(t) = modified {
+            let _ = out.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t));
+        }
+        Ok(Fetched {
+            dir,
+            name,
+            digest: format!("sha256:{}", hex::encode(hash.finalize())),
+        })
+    }
+}
+
+/// `--platform`: this engine runs linux/amd64 images only, so anything else is refused
+/// up front rather than pulled and then unable to run.
+fn check_platform(p: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = p.split('/').collect();
+    let known_os = ["linux", "windows", "darwin", "freebsd"];
+    if parts.len() < 2 || parts.len() > 3 || !known_os.contains(&parts[0].to_lowercase().as_str()) {
+        return Err(format!(
+            "failed to parse platform {p}: \"{p}\": unknown operating system or architecture: invalid argument"
+        ));
+    }
+    let arch = parts[1].to_lowercase();
+    if parts[0].eq_ignore_ascii_case("linux")
+        && (arch == "amd64" || arch == "x86_64" || arch == "x86-64")
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "platform {p} is not supported by this berthd: it builds and runs linux/amd64 only"
+    ))
+}
+
+fn is_remote(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
 }
 
 fn state_of(img: berth_image::Image) -> ImageState {
@@ -352,6 +532,32 @@ fn msg(e: impl std::fmt::Display) -> String {
 }
 
 impl EngineExecutor {
+    /// Pulls a base image through the engine's registry client, its progress as text lines
+    /// in the build output (the classic builder streams the pull there too).
+    async fn pull_base(
+        &self,
+        name: &str,
+        platform: Option<&str>,
+        progress: &dyn Progress,
+    ) -> std::result::Result<berth_image::Image, String> {
+        let prepared = self
+            .engine
+            .prepare_pull(name, None, platform, None)
+            .await
+            .map_err(msg)?;
+        let sink = |p: crate::distribution::Progress| {
+            // Byte counters would flood a text stream; statuses are what a log needs.
+            if p.progress.is_some() || p.status.is_empty() {
+                return;
+            }
+            match &p.id {
+                Some(id) => progress.stream(&format!("{id}: {}\n", p.status)),
+                None => progress.stream(&format!("{}\n", p.status)),
+            }
+        };
+        prepared.run(&sink).await.map_err(msg)
+    }
+
     fn work_dir(&self, id: &str) -> PathBuf {
         self.engine.config().exec_root.join("build").join(id)
     }
@@ -385,18 +591,46 @@ impl EngineExecutor {
             parents: c.parents,
             unpack_archives: c.add,
         };
-        if let Some(url) = c.sources.iter().find(|s| {
-            s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
-        }) {
+        if let Some(url) = c.sources.iter().find(|s| s.starts_with("git@")) {
             return Err(Error::InvalidArgument(format!(
-                "ADD from a remote URL is not supported by this berthd: {url}"
+                "ADD from a git repository is not supported by this berthd: {url}"
             )));
         }
         if !c.contents.is_empty() {
             context::write_contents(rootfs, &c.contents, &c.dest, &opts)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
-        if c.sources.is_empty() {
+        // Several sources make the destination a directory, whichever kind they are.
+        let dest = if c.sources.len() > 1 && !c.dest.ends_with('/') {
+            format!("{}/", c.dest)
+        } else {
+            c.dest.clone()
+        };
+        let (remote, local): (Vec<String>, Vec<String>) =
+            c.sources.iter().cloned().partition(|s| is_remote(s));
+        if !remote.is_empty() {
+            // Fetched by `content_hash`, which the solver calls before every COPY/ADD.
+            let files = self.remote.files.blocking_lock();
+            let remote_opts = CopyOptions {
+                unpack_archives: false,
+                keep_owner: false,
+                ..opts.clone()
+            };
+            for url in &remote {
+                let f = files
+                    .get(url)
+                    .ok_or_else(|| Error::Internal(format!("remote file {url} was not fetched")))?;
+                context::copy_sources(
+                    &f.dir,
+                    std::slice::from_ref(&f.name),
+                    rootfs,
+                    &dest,
+                    &remote_opts,
+                )
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            }
+        }
+        if local.is_empty() {
             return Ok(());
         }
         let _src_layer;
@@ -407,7 +641,7 @@ impl EngineExecutor {
                 scratch.to_path_buf()
             }
         };
-        context::copy_sources(&src_root, &c.sources, rootfs, &c.dest, &opts).map_err(|e| {
+        context::copy_sources(&src_root, &local, rootfs, &dest, &opts).map_err(|e| {
             let text = e.to_string();
             Error::InvalidArgument(
                 if text.starts_with("file not found") || text.starts_with("no source") {
@@ -435,6 +669,19 @@ impl EngineExecutor {
                 .map_err(|e| Err(msg(e)))?
                 .map_err(|e| Err(msg(e)))?
         };
+        use berth_build::dockerfile::instructions::MountType;
+        if step
+            .mounts
+            .iter()
+            .any(|m| matches!(m.mount.typ, MountType::Secret | MountType::Ssh))
+        {
+            // dockerd's classic builder refuses every RUN flag with this text; berth runs
+            // cache, bind and tmpfs mounts but, like it, has no secret or ssh forwarding
+            // (`docker build --secret` is BuildKit's).
+            return Err(Err(
+                "the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled".into(),
+            ));
+        }
         let mut sources = Vec::new();
         let mut mounts = Vec::new();
         for (i, m) in step.mounts.iter().enumerate() {
@@ -443,7 +690,6 @@ impl EngineExecutor {
                 .target
                 .clone()
                 .ok_or_else(|| Err("mount target is required".to_string()))?;
-            use berth_build::dockerfile::instructions::MountType;
             match mount.typ {
                 MountType::Cache => {
                     let id = mount.cache_id.clone().unwrap_or_else(|| target.clone());
@@ -453,7 +699,8 @@ impl EngineExecutor {
                         std::fs::create_dir_all(&dir).map_err(|e| Err(msg(e)))?;
                         let mode = mount.mode.unwrap_or(0o755);
                         use std::os::unix::fs::PermissionsExt;
-                        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+                        let _ =
+                            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
                         let _ = std::os::unix::fs::chown(&dir, mount.uid, mount.gid);
                     }
                     mounts.push(bind(&dir, &target, false));
@@ -479,11 +726,14 @@ impl EngineExecutor {
                             let exec = EngineExecutor {
                                 engine: e,
                                 context: self.context.clone(),
+                                remote: self.remote.clone(),
+                                network: self.network.clone(),
                             };
-                            let l = tokio::task::spawn_blocking(move || exec.source_layer(&id2, &d2))
-                                .await
-                                .map_err(|e| Err(msg(e)))?
-                                .map_err(|e| Err(msg(e)))?;
+                            let l =
+                                tokio::task::spawn_blocking(move || exec.source_layer(&id2, &d2))
+                                    .await
+                                    .map_err(|e| Err(msg(e)))?
+                                    .map_err(|e| Err(msg(e)))?;
                             sources.push(l);
                             dir
                         }
@@ -492,11 +742,8 @@ impl EngineExecutor {
                         .map_err(|e| Err(msg(e)))?;
                     mounts.push(bind(&src, &target, mount.read_only));
                 }
-                MountType::Secret | MountType::Ssh => {
-                    return Err(Err(
-                        "RUN --mount=type=secret and type=ssh need BuildKit; the classic builder does not support them".into(),
-                    ))
-                }
+                // Refused before the loop.
+                MountType::Secret | MountType::Ssh => {}
             }
         }
         let user = berth_runtime::user::resolve_user(&rootfs, &step.user)
@@ -519,14 +766,24 @@ impl EngineExecutor {
             ));
         }
         let host_net = step.network == RunNetwork::Host;
-        if host_net {
+        let id = format!("build-{}", &step.container_id[..24]);
+        if step.network != RunNetwork::None {
+            // The host's resolver and hosts files, read-only. (dockerd drops loopback
+            // nameservers for a bridge, which cannot reach them; berth does not yet.)
             for f in ["/etc/resolv.conf", "/etc/hosts"] {
                 if Path::new(f).exists() {
                     mounts.push(bind(Path::new(f), f, true));
                 }
             }
         }
-        let id = format!("build-{}", &step.container_id[..24]);
+        let net = match step.network {
+            RunNetwork::Default => Some(
+                BuildNet::attach(&self.engine, &id, self.network.as_deref())
+                    .await
+                    .map_err(|e| Err(msg(e)))?,
+            ),
+            _ => None,
+        };
         let opts = SpecOptions {
             rootfs: rootfs.clone(),
             args: step.args.clone(),
@@ -535,10 +792,10 @@ impl EngineExecutor {
             user,
             hostname: step.container_id[..12].to_string(),
             mounts,
-            network: if host_net {
-                NetworkNs::Host
-            } else {
-                NetworkNs::New
+            network: match (&net, host_net) {
+                (Some(n), _) => NetworkNs::Path(n.netns.clone()),
+                (None, true) => NetworkNs::Host,
+                (None, false) => NetworkNs::New,
             },
             shm_size: Some(cfg.default_shm_size as u64),
             cgroups_path: format!("/{}/{}", cfg.cgroup_parent, id),
@@ -575,6 +832,9 @@ impl EngineExecutor {
             Ok(_) => self.drive(&state_dir, progress).await,
         };
         let _ = berth_runtime::cgroups::remove(&opts.cgroups_path);
+        if let Some(n) = net {
+            n.detach(&self.engine).await;
+        }
         drop(sources);
         let code = result?;
         if code != 0 {
@@ -648,6 +908,60 @@ impl EngineExecutor {
     }
 }
 
+/// A RUN step's place on a network: its own namespace with one endpoint on the build's
+/// network (the default bridge unless `--network` names another), like the intermediate
+/// containers of dockerd's classic builder, so RUN reaches the registry and containers on
+/// it. Released by [`BuildNet::detach`].
+struct BuildNet {
+    id: String,
+    network: String,
+    netns: PathBuf,
+}
+
+impl BuildNet {
+    async fn attach(engine: &Engine, id: &str, network: Option<&str>) -> Result<BuildNet> {
+        let mgr = engine.network_manager();
+        let name = network.unwrap_or("bridge");
+        let cfg = mgr
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
+        let netns = mgr.create_netns(id).await?;
+        let net = BuildNet {
+            id: id.to_string(),
+            network: cfg.id.clone(),
+            netns: netns.clone(),
+        };
+        let req = berth_network::EndpointRequest {
+            network: cfg.id.clone(),
+            endpoint_id: id.to_string(),
+            netns,
+            ifname: None,
+            ipv4: None,
+            ipv6: None,
+            dns_servers: Vec::new(),
+            aliases: Vec::new(),
+            dns_names: Vec::new(),
+            port_bindings: Vec::new(),
+            mac: None,
+        };
+        if let Err(e) = mgr.connect(req).await {
+            net.detach(engine).await;
+            return Err(e.into());
+        }
+        Ok(net)
+    }
+
+    async fn detach(self, engine: &Engine) {
+        let mgr = engine.network_manager();
+        if let Err(e) = mgr.disconnect(&self.network, &self.id).await {
+            tracing::debug!(step = %self.id, "build network disconnect: {e}");
+        }
+        if let Err(e) = mgr.delete_netns(&self.id).await {
+            tracing::warn!(step = %self.id, "build netns delete: {e}");
+        }
+    }
+}
+
 fn bind(src: &Path, dst: &str, ro: bool) -> SpecMount {
     SpecMount {
         destination: dst.into(),
@@ -665,26 +979,34 @@ impl Executor for EngineExecutor {
     async fn resolve_image(
         &self,
         name: &str,
-        _platform: Option<&str>,
-        _pull: bool,
-        _progress: &dyn Progress,
+        platform: Option<&str>,
+        pull: bool,
+        progress: &dyn Progress,
     ) -> std::result::Result<ImageState, String> {
+        if let Some(p) = platform {
+            check_platform(p)?;
+        }
         let n = name.to_string();
-        self.engine
+        let local = self
+            .engine
             .blocking(move |e| {
-                e.images().get(&n).map_err(|err| {
+                e.images().get(&n).map(Some).or_else(|err| {
                     if err.kind() == berth_image::ErrorKind::NotFound {
-                        Error::NotFound(format!("No such image: {n}"))
+                        Ok(None)
                     } else {
-                        Error::from(err)
+                        Err(Error::from(err))
                     }
                 })
             })
             .await
-            .map(state_of)
-            .map_err(msg)
+            .map_err(msg)?;
+        match local {
+            // `--pull` re-resolves through the registry even when the image is here, and
+            // fails when the registry cannot be reached, as dockerd does.
+            Some(img) if !pull => Ok(state_of(img)),
+            _ => self.pull_base(name, platform, progress).await.map(state_of),
+        }
     }
-
     async fn load_image(&self, id: &str) -> std::result::Result<ImageState, String> {
         let n = id.to_string();
         self.engine
@@ -764,7 +1086,11 @@ impl Executor for EngineExecutor {
                     .content()
                     .write_blob(&bytes)
                     .map_err(|err| Error::Internal(format!("store image config: {err}")))?;
-                Ok(e.images().create_image(&digest, &layers, &[], &[])?)
+                let img = e.images().create_image(&digest, &layers, &[], &[])?;
+                if let Some(parent) = &parent_id {
+                    e.images().set_parent(&img.id, parent)?;
+                }
+                Ok(e.images().get(&img.id)?)
             })
             .await
             .map(state_of)
@@ -795,6 +1121,8 @@ impl Executor for EngineExecutor {
         let exec = EngineExecutor {
             engine: self.engine.clone(),
             context: self.context.clone(),
+            remote: self.remote.clone(),
+            network: self.network.clone(),
         };
         let parent_id = parent.id.clone();
         let w = work.clone();
@@ -844,18 +1172,18 @@ impl Executor for EngineExecutor {
             }
             CopySource::Context => {
                 let root = self.context.clone();
-                let sources: Vec<String> = step
-                    .sources
-                    .iter()
-                    .filter(|s| !s.contains("://"))
-                    .cloned()
-                    .collect();
-                let remote: Vec<String> = step
-                    .sources
-                    .iter()
-                    .filter(|s| s.contains("://"))
-                    .cloned()
-                    .collect();
+                let (remote_urls, sources): (Vec<String>, Vec<String>) =
+                    step.sources.iter().cloned().partition(|s| is_remote(s));
+                if step.checksum.is_some() && (!sources.is_empty() || remote_urls.is_empty()) {
+                    return Err("checksum can't be specified for non-HTTP(S) sources".into());
+                }
+                // The key covers each remote file's name and content, never its URL alone:
+                // a changed file at the same URL must miss the cache, as in docker.
+                let mut remote = Vec::new();
+                for url in &remote_urls {
+                    let f = self.remote.fetch(url, step.checksum.as_deref()).await?;
+                    remote.push(format!("{}:{}", f.name, f.digest));
+                }
                 tokio::task::spawn_blocking(move || {
                     let mut hash = context::hash_sources(&root, &sources).map_err(|e| {
                         let t = e.to_string();
@@ -896,6 +1224,33 @@ fn remove_work_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_names_checksums_platforms() {
+        assert_eq!(
+            url_file_name("http://127.0.0.1:9/a/b/f.tar.gz?x=1").as_deref(),
+            Some("f.tar.gz")
+        );
+        assert_eq!(url_file_name("https://example.com/"), None);
+        assert_eq!(url_file_name("https://example.com"), None);
+        let hex = "A".repeat(64);
+        assert_eq!(
+            parse_checksum(&format!("sha256:{hex}")),
+            Ok(format!("sha256:{}", "a".repeat(64)))
+        );
+        assert!(parse_checksum("sha256:abc").is_err());
+        assert!(parse_checksum("md5:abc")
+            .expect_err("md5")
+            .contains("unsupported digest algorithm"));
+        assert!(check_platform("linux/amd64").is_ok());
+        assert!(check_platform("linux/x86_64").is_ok());
+        assert!(check_platform("linux/arm64")
+            .expect_err("arm64")
+            .contains("linux/amd64 only"));
+        assert!(check_platform("nonsense")
+            .expect_err("bad")
+            .contains("failed to parse platform"));
+    }
 
     #[test]
     fn bind_mount_options() {

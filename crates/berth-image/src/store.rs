@@ -956,6 +956,20 @@ impl ImageStore {
         self.get(&id)
     }
 
+    /// Records the image `id` was built on (docker's `Parent`: `docker images` hides
+    /// untagged parents, the build intermediates). An existing parent is kept.
+    pub fn set_parent(&self, id: &str, parent: &str) -> Result<(), Error> {
+        let _guard = self.shared_lock();
+        let mut rec = self
+            .record(id)?
+            .ok_or_else(|| Error::NotFound(format!("No such image: {id}")))?;
+        if rec.parent.is_empty() && rec.id != parent {
+            rec.parent = parent.to_string();
+            self.put_record(rec, &[])?;
+        }
+        Ok(())
+    }
+
     /// The record of an image (layers with blobs and sizes), for save and push.
     pub fn image_record(&self, name_or_id: &str) -> Result<ImageRecord, Error> {
         let id = self.resolve(name_or_id)?;
