@@ -680,3 +680,81 @@ fn run_reaches_containers_on_the_default_bridge() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let _ = d.docker(&["rm", "-f", &name]);
 }
+
+/// A berth-registry child process on 127.0.0.1:<free port>; killed on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn berth_registry() -> Registry {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = std::process::Command::new(bin("berth-registry"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn berth-registry");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registry did not listen"
+        );
+        assert!(child.try_wait().expect("wait").is_none(), "registry exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Registry {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn from_pulls_missing_base_and_pull_flag() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let mut reg = berth_registry();
+    let base = format!("127.0.0.1:{}/base/bb:1", reg.port);
+    for args in [
+        vec!["tag", "busybox", base.as_str()],
+        vec!["push", base.as_str()],
+        vec!["rmi", base.as_str()],
+    ] {
+        let o = d.docker(&args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let c = ctx(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN echo on-pulled-base\n"),
+    )]);
+    let o = d.docker(&["build", "-t", "onpulled", path(&c)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("on-pulled-base"), "{}", text(&o));
+    let i = d.docker(&["image", "inspect", &base]);
+    assert!(i.status.success(), "the base is now local: {}", text(&i));
+    // --pull with the registry up re-resolves; with it gone, the build fails like docker's.
+    let o = d.docker(&["build", "--pull", path(&c)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let _ = reg.child.kill();
+    let _ = reg.child.wait();
+    let o = d.docker(&["build", "--pull", path(&c)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // Without --pull the local base serves.
+    let o = d.docker(&["build", path(&c)]);
+    assert!(o.status.success(), "{}", text(&o));
+}
