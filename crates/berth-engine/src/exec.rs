@@ -17,17 +17,13 @@ use std::sync::{Arc, Mutex};
 /// is kept at the end.
 pub fn exec_error_message(runtime_msg: &str) -> String {
     let prefix = "OCI runtime exec failed: exec failed: unable to start container process";
-    if let Some(rest) = runtime_msg.split("executable file `").nth(1) {
-        if let Some((bin, _)) = rest.split_once('`') {
-            let detail = if bin.contains('/') {
-                format!("exec: \"{bin}\": stat {bin}: no such file or directory")
-            } else {
-                format!("exec: \"{bin}\": executable file not found in $PATH")
-            };
-            return format!("{prefix}: {detail}: unknown");
+    match crate::container::start::missing_binary_detail(runtime_msg) {
+        Some(detail) => format!("{prefix}: {detail}: unknown"),
+        None if crate::container::start::not_executable(runtime_msg) => {
+            format!("{prefix}: exec: permission denied: unknown ({runtime_msg})")
         }
+        None => format!("{prefix}: {runtime_msg}: unknown"),
     }
-    format!("{prefix}: {runtime_msg}: unknown")
 }
 
 #[derive(Deserialize, Clone, Debug, Default)]
@@ -36,6 +32,8 @@ pub struct ExecConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
+    /// Go's decoder matches names case-insensitively; docker-py sends `detachKeys`.
+    #[serde(alias = "detachKeys")]
     pub detach_keys: String,
     pub tty: bool,
     pub env: Option<Vec<String>>,
@@ -200,7 +198,9 @@ impl Engine {
         };
         let stream = client.exec(spec).await.map_err(|err| {
             let msg = exec_error_message(&err.to_string());
-            let code = crate::container::start::exit_code_for_start_error(&msg);
+            // dockerd records 126 for every exec that fails to start, a missing binary
+            // included (its ContainerExecStart overrides the 127 of the start-error mapping).
+            let code = 126;
             let mut st = e.status.lock().expect("exec status lock");
             st.running = false;
             st.exit_code = Some(code);
@@ -293,6 +293,13 @@ impl Engine {
 
     pub fn exec_tty(&self, id: &str) -> Result<bool> {
         Ok(self.exec_handle(id)?.config.tty)
+    }
+
+    /// The detach sequence an attached client may type, as given at create ("" for the
+    /// default): only a TTY exec with stdin watches for one, as in dockerd.
+    pub fn exec_detach_keys(&self, id: &str) -> Result<Option<String>> {
+        let e = self.exec_handle(id)?;
+        Ok((e.config.tty && e.config.attach_stdin).then(|| e.config.detach_keys.clone()))
     }
 
     pub async fn exec_resize(&self, id: &str, h: u16, w: u16) -> Result<()> {

@@ -19,6 +19,15 @@ fn unix_created(img: &Image) -> i64 {
         .unwrap_or(0)
 }
 
+/// dockerd names the missing reference normalised with its default tag
+/// ("No such image: busybox:latest"); an id stays as given.
+fn no_such_image(name: &str) -> Error {
+    let shown = Reference::parse(name)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| name.to_string());
+    Error::NotFound(format!("No such image: {shown}"))
+}
+
 fn parse_ref(s: &str) -> Result<Reference> {
     Reference::parse(s).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
@@ -114,7 +123,7 @@ impl Engine {
     /// `DELETE /images/{name}` with moby's untag/delete/conflict rules.
     pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<Value>> {
         let img = self.images().get(name).map_err(|e| match e.kind() {
-            berth_image::ErrorKind::NotFound => Error::NotFound(format!("No such image: {name}")),
+            berth_image::ErrorKind::NotFound => no_such_image(name),
             _ => e.into(),
         })?;
         let by_id = {
@@ -177,18 +186,19 @@ impl Engine {
                     short(cid)
                 )));
             }
+            // moby checks several references before stopped users (checkImageDeleteConflict).
             if !force {
+                if img.repo_tags.len() > 1 {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        short(&img.id)
+                    )));
+                }
                 if let Some((cid, _)) = users.first() {
                     return Err(Error::Conflict(format!(
                         "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
                         short(&img.id),
                         short(cid)
-                    )));
-                }
-                if img.repo_tags.len() > 1 {
-                    return Err(Error::Conflict(format!(
-                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                        short(&img.id)
                     )));
                 }
             }
@@ -289,7 +299,7 @@ impl Engine {
 
     pub fn inspect_image(&self, name: &str) -> Result<Value> {
         let img = self.images().get(name).map_err(|e| match e.kind() {
-            berth_image::ErrorKind::NotFound => Error::NotFound(format!("No such image: {name}")),
+            berth_image::ErrorKind::NotFound => no_such_image(name),
             _ => e.into(),
         })?;
         let cfg = &img.config;
@@ -314,7 +324,7 @@ impl Engine {
 
     pub fn image_history(&self, name: &str) -> Result<Vec<Value>> {
         let items = self.images().history(name).map_err(|e| match e.kind() {
-            berth_image::ErrorKind::NotFound => Error::NotFound(format!("No such image: {name}")),
+            berth_image::ErrorKind::NotFound => no_such_image(name),
             _ => e.into(),
         })?;
         Ok(items

@@ -318,3 +318,231 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A private reference daemon: Debian's containerd + dockerd (20.10) started with their own
+/// data root, exec root, sockets, pidfile and cgroup parent, `--bridge none` and no
+/// iptables/masquerade/ip-forward changes, so it never touches the host network, docker0 or
+/// another engine. `Drop` stops both by PID, kills their shims, unmounts everything under
+/// its temp dir and removes it. `start()` returns `None` (after a loud message) when dockerd
+/// or containerd is missing outside CI; under `CI=true` that panics instead.
+pub struct Dockerd {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub cgroup_parent: String,
+    containerd: Option<Child>,
+    dockerd: Option<Child>,
+}
+
+impl Dockerd {
+    pub fn start() -> Option<Dockerd> {
+        if !require("dockerd") || !require("containerd") {
+            return None;
+        }
+        // Short prefix: containerd's ttrpc socket path must stay under the 108-byte limit.
+        let dir = tempfile::Builder::new()
+            .prefix("bdd-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let mut d = Dockerd {
+            socket: root.join("docker.sock"),
+            dir,
+            cgroup_parent: unique("berth-dockerd"),
+            containerd: None,
+            dockerd: None,
+        };
+        // The cri plugin is off (it would want CNI and /etc/cni), debug and metrics
+        // listeners are off, and every path containerd writes is ours.
+        let ctd_sock = root.join("containerd.sock");
+        let cfg = format!(
+            "version = 2\nroot = \"{r}/containerd\"\nstate = \"{r}/containerd-state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n\
+             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{r}/opt\"\n",
+            r = root.display(),
+            s = ctd_sock.display()
+        );
+        std::fs::write(root.join("containerd.toml"), cfg).expect("containerd config");
+        std::fs::write(root.join("daemon.json"), "{}").expect("daemon.json");
+        let log = |name: &str| std::fs::File::create(root.join(name)).expect("log file");
+        let ctd_log = log("containerd.log");
+        d.containerd = Some(
+            Command::new("containerd")
+                .arg("--config")
+                .arg(root.join("containerd.toml"))
+                .stdout(ctd_log.try_clone().expect("log fd"))
+                .stderr(ctd_log)
+                .spawn()
+                .expect("spawn containerd"),
+        );
+        d.wait_for(&ctd_sock, "containerd");
+        let dd_log = log("dockerd.log");
+        d.dockerd = Some(
+            Command::new("dockerd")
+                .args(["-H", &d.host()])
+                .arg("--data-root")
+                .arg(root.join("data"))
+                .arg("--exec-root")
+                .arg(root.join("exec"))
+                .arg("--pidfile")
+                .arg(root.join("dockerd.pid"))
+                .arg("--config-file")
+                .arg(root.join("daemon.json"))
+                .arg("--containerd")
+                .arg(&ctd_sock)
+                .args([
+                    "--bridge",
+                    "none",
+                    "--iptables=false",
+                    "--ip-masq=false",
+                    "--ip-forward=false",
+                    "--cgroup-parent",
+                    &d.cgroup_parent,
+                ])
+                .stdout(dd_log.try_clone().expect("log fd"))
+                .stderr(dd_log)
+                .spawn()
+                .expect("spawn dockerd"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if d.socket.exists() && d.docker(&["version"]).status.success() {
+                return Some(d);
+            }
+            if let Some(Ok(Some(st))) = d.dockerd.as_mut().map(|c| c.try_wait()) {
+                panic!("dockerd exited early ({st}): {}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("dockerd did not come up: {}", d.log());
+    }
+
+    fn wait_for(&mut self, sock: &Path, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if sock.exists() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.containerd.as_mut().map(|c| c.try_wait()) {
+                panic!("{what} exited early ({st}): {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what} did not come up: {}", self.log());
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Both daemons' logs, for assertion messages.
+    pub fn log(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        format!(
+            "--- containerd.log\n{}\n--- dockerd.log\n{}",
+            read("containerd.log"),
+            read("dockerd.log")
+        )
+    }
+
+    /// The real docker CLI against this dockerd (its own DOCKER_CONFIG).
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run docker")
+    }
+
+    /// Imports the same busybox rootfs `Daemon::import_busybox` uses.
+    pub fn import_busybox(&self, name: &str) {
+        let out = self.docker(&["import", busybox_tar().to_str().expect("utf8"), name]);
+        assert!(
+            out.status.success(),
+            "dockerd import failed: {}",
+            text(&out)
+        );
+    }
+
+    fn stop(child: &mut Option<Child>, grace: Duration) {
+        if let Some(mut c) = child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if self.dockerd.is_some() {
+            let ids = self.docker(&["ps", "-aq"]);
+            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
+        Self::stop(&mut self.dockerd, Duration::from_secs(15));
+        Self::stop(&mut self.containerd, Duration::from_secs(10));
+        // Shims of our containerd carry our socket path in their command line (`-address`);
+        // nothing else does, so this never touches another engine's processes.
+        let root = self.dir.path().to_string_lossy().to_string();
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(&root) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for ctl in [
+            "memory",
+            "cpu",
+            "cpuacct",
+            "pids",
+            "freezer",
+            "blkio",
+            "cpuset",
+            "devices",
+            "hugetlb",
+            "systemd",
+            "unified",
+            "net_cls",
+            "net_prio",
+            "perf_event",
+            "rdma",
+            "misc",
+        ] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/{}", self.cgroup_parent));
+        }
+    }
+}

@@ -1,9 +1,10 @@
 //! `/containers/{id}/exec` and `/exec/{id}/...` routes.
 
-use super::containers::{decode, splice};
+use super::containers::{decode, parse_detach_keys, splice_detachable};
 use crate::empty;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Q;
+use crate::reframe::{Mode, Reframed};
 use crate::stream::body_from_channel;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -48,7 +49,15 @@ pub async fn start(
     } else {
         decode(&raw)?
     };
-    let tty = e.exec_tty(&id)? || body.tty;
+    // dockerd frames the output by the start request's Tty, whatever the exec was created
+    // with (docker-py starts TTY execs with `Tty: false` and expects frames).
+    let tty = body.tty;
+    let reframe = Mode::between(e.exec_tty(&id)?, tty);
+    let detach_keys = e.exec_detach_keys(&id)?;
+    let detach_keys = match detach_keys {
+        Some(spec) => Some(parse_detach_keys(&spec)?),
+        None => None,
+    };
     let _ = body.console_size;
     if body.detach {
         e.exec_start(&id, true).await?;
@@ -70,7 +79,7 @@ pub async fn start(
             .ok_or_else(|| ApiError::bad_request("exec produced no stream"))?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
-            let mut s = stream;
+            let mut s = Reframed::new(stream, reframe);
             let mut buf = vec![0u8; 32 * 1024];
             while let Ok(n) = s.read(&mut buf).await {
                 if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
@@ -98,18 +107,22 @@ pub async fn start(
         let mut client = TokioIo::new(upgraded);
         match engine.exec_start(&id, false).await {
             Ok(Some(stream)) => {
-                splice(client, stream).await;
-                engine.exec_settle(&id).await;
+                let stream = Reframed::new(stream, reframe);
+                if !splice_detachable(client, stream, detach_keys).await {
+                    engine.exec_settle(&id).await;
+                }
             }
             Ok(None) => {
                 let _ = client.shutdown().await;
             }
             Err(err) => {
+                // moby's exec route writes the error to the stdout stream, so `docker exec
+                // ... 2>/dev/null` still shows it.
                 let msg = format!("{err}\r\n");
                 let bytes = if tty {
                     msg.into_bytes()
                 } else {
-                    berth_engine::container::logs::frame(2, msg.as_bytes())
+                    berth_engine::container::logs::frame(1, msg.as_bytes())
                 };
                 let _ = client.write_all(&bytes).await;
                 let _ = client.shutdown().await;

@@ -244,15 +244,28 @@ pub fn human_duration(d: std::time::Duration) -> String {
     format!("{} years", h / 24 / 365)
 }
 
+/// The `Command` column as dockerd builds it: arguments holding a space are wrapped in
+/// single quotes (`sh -c 'echo a; exit 3'`), nothing else is escaped.
+fn ps_command(path: &str, args: &[String]) -> String {
+    let mut command = path.to_string();
+    for a in args {
+        command.push(' ');
+        if a.contains(' ') {
+            command.push('\'');
+            command.push_str(a);
+            command.push('\'');
+        } else {
+            command.push_str(a);
+        }
+    }
+    command
+}
+
 pub fn summary(c: &Container) -> Value {
     let created = crate::util::parse_time(&c.created)
         .map(|t| t.timestamp())
         .unwrap_or(0);
-    let mut command = c.path.clone();
-    for a in &c.args {
-        command.push(' ');
-        command.push_str(a);
-    }
+    let command = ps_command(&c.path, &c.args);
     json!({
         "Id": c.id,
         "Names": [c.name],
@@ -274,6 +287,13 @@ pub fn summary(c: &Container) -> Value {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn ps_command_quotes_args_with_spaces() {
+        let args = ["-c".to_string(), "echo out; exit 3".to_string()];
+        assert_eq!(ps_command("sh", &args), "sh -c 'echo out; exit 3'");
+        assert_eq!(ps_command("true", &[]), "true");
+    }
 
     #[test]
     fn durations() {

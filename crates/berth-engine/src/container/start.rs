@@ -114,11 +114,10 @@ impl Engine {
         let network = self.setup_container_network(c).await?;
         tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: network ready");
         let mut opts = super::spec::spec_options(c, &cfg, rootfs)?;
+        self.apply_link_env(c, &mut opts.env);
         opts.network = network;
-        let spec = berth_runtime::spec::generate(&opts)
+        let mut spec = berth_runtime::spec::generate(&opts)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        berth_runtime::spec::write_bundle(&state_dir, &spec)
-            .map_err(|e| Error::Internal(e.to_string()))?;
         let runtime = match c.host_config.runtime.as_str() {
             "runc" | "" => cfg.runtime.clone(),
             name => cfg
@@ -127,11 +126,16 @@ impl Engine {
                 .cloned()
                 .unwrap_or_else(|| name.to_string()),
         };
-        let log_opts = if c.host_config.log_config.config.is_empty() {
-            cfg.log_opts.clone()
-        } else {
-            c.host_config.log_config.config.clone()
-        };
+        // A precompiled seccomp filter saves crun half of its create time (see seccomp_cache).
+        let seccomp = berth_runtime::seccomp_cache::SeccompCache::new(cfg.seccomp_cache_dir())
+            .prepare(&mut spec, std::path::Path::new(&runtime));
+        berth_runtime::spec::write_bundle(&state_dir, &spec)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let log_opts = super::logs::effective_log_opts(
+            &c.host_config.log_config.typ,
+            &c.host_config.log_config.config,
+            &cfg.log_opts,
+        );
         let shim_cfg = ShimConfig {
             id: c.id.clone(),
             bundle: state_dir.clone(),
@@ -158,6 +162,16 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
             .map_err(|e| Error::InvalidArgument(docker_start_error(&e.to_string())))?;
+        if let berth_runtime::seccomp_cache::Prepared::Miss(entry) = seccomp {
+            let (root, id) = (cfg.runtime_root(), c.id.clone());
+            // Off the critical path; a failed fill only means the next create compiles again.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = berth_runtime::seccomp_cache::SeccompCache::fill(&entry, &root, &id)
+                {
+                    tracing::debug!(id = %id, "seccomp cache: {e}");
+                }
+            });
+        }
         let client = ShimClient::connect(&state_dir)
             .await
             .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?;
@@ -180,7 +194,11 @@ impl Engine {
             let _ = client.shutdown().await;
             return Err(Error::InvalidArgument(e.to_string()));
         }
-        let pid = client.state().await.map(|s| s.pid as i64).unwrap_or(0);
+        // The shim wrote the runtime's pid file before it answered: no `state` round trip.
+        let pid = std::fs::read_to_string(state_dir.join("init.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i64>().ok())
+            .unwrap_or(0);
         tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: running");
         h.update(|r| {
             r.state.status = Some(Status::Running);
@@ -219,20 +237,34 @@ impl Engine {
 /// text at the end.
 pub fn docker_start_error(runtime_msg: &str) -> String {
     let prefix = "failed to create task for container: OCI runtime create failed: unable to start container process: error during container init";
-    if let Some(rest) = runtime_msg.split("executable file `").nth(1) {
-        if let Some((bin, _)) = rest.split_once('`') {
-            let detail = if bin.contains('/') {
-                format!("exec: \"{bin}\": stat {bin}: no such file or directory")
-            } else {
-                format!("exec: \"{bin}\": executable file not found in $PATH")
-            };
-            return format!("{prefix}: {detail}: unknown ({runtime_msg})");
-        }
+    if let Some(detail) = missing_binary_detail(runtime_msg) {
+        return format!("{prefix}: {detail}: unknown ({runtime_msg})");
     }
-    if runtime_msg.to_lowercase().contains("permission denied") {
+    if not_executable(runtime_msg) {
         return format!("{prefix}: exec: permission denied: unknown ({runtime_msg})");
     }
     format!("{prefix}: {runtime_msg}")
+}
+
+/// A command that exists but cannot be executed: runc (and so dockerd) says EACCES, crun
+/// says `open executable: Operation not permitted` for a directory. dockerd's "permission
+/// denied" makes the docker CLI exit 126.
+pub fn not_executable(runtime_msg: &str) -> bool {
+    let m = runtime_msg.to_lowercase();
+    m.contains("permission denied") || m.contains("open executable: operation not permitted")
+}
+
+/// crun reports a missing binary as "executable file `X` not found"; runc (and so dockerd)
+/// says `exec: "X": executable file not found in $PATH` or, for a path, `stat X: no such
+/// file or directory`. The docker CLI picks exit code 127 from the latter wording.
+pub fn missing_binary_detail(runtime_msg: &str) -> Option<String> {
+    let rest = runtime_msg.split("executable file `").nth(1)?;
+    let (bin, _) = rest.split_once('`')?;
+    Some(if bin.contains('/') {
+        format!("exec: \"{bin}\": stat {bin}: no such file or directory")
+    } else {
+        format!("exec: \"{bin}\": executable file not found in $PATH")
+    })
 }
 
 /// Docker's mapping of runtime start errors to exit codes.
@@ -295,5 +327,11 @@ mod tests {
         );
         assert_eq!(exit_code_for_start_error("open /x: permission denied"), 126);
         assert_eq!(exit_code_for_start_error("something else"), 128);
+        let m = docker_start_error("crun create failed: open executable: Operation not permitted");
+        assert!(m.contains("permission denied"), "{m}");
+        assert_eq!(exit_code_for_start_error(&m), 126);
+        let m = docker_start_error("crun create failed: open executable: Operation not permitted");
+        assert!(m.contains("permission denied"), "{m}");
+        assert_eq!(exit_code_for_start_error(&m), 126);
     }
 }

@@ -98,6 +98,9 @@ impl Engine {
         signal: Option<&str>,
         timeout: Option<i64>,
     ) -> Result<()> {
+        // Read the exit generation before the state: an exit recorded in between then still
+        // counts as "after", so the waits below cannot miss it.
+        let gen = h.exits.borrow().generation;
         let c = h.snapshot();
         if c.state.status() == Status::Restarting {
             h.update(|r| {
@@ -119,8 +122,17 @@ impl Engine {
         let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
         h.update(|r| r.manually_stopped = true);
         self.persist(h)?;
-        let gen = h.exits.borrow().generation;
-        let client = self.shim(h).await?;
+        let client = match self.shim(h).await {
+            Ok(c) => c,
+            // No shim: the process already exited and the monitor is recording it.
+            Err(e) => {
+                if Self::wait_exit_after(h, gen, Some(Duration::from_secs(5))).await {
+                    self.emit_container(h, "stop", BTreeMap::new());
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        };
         if c.state.status() == Status::Paused {
             // A frozen process cannot handle its stop signal: thaw it first, as dockerd does.
             let _ = client.resume().await;
@@ -147,9 +159,14 @@ impl Engine {
     }
 
     pub async fn kill_container(&self, name: &str, signal: Option<&str>) -> Result<()> {
-        let h = self.lookup(name)?;
+        // dockerd's kill route wraps every error, "No such container" included.
+        let h = self.lookup(name).map_err(|e| match e {
+            Error::NotFound(m) => Error::NotFound(format!("Cannot kill container: {name}: {m}")),
+            e => e,
+        })?;
         let sig = parse_signal(signal.filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
         let _op = h.op.lock().await;
+        let gen = h.exits.borrow().generation;
         let c = h.snapshot();
         if !c.state.status().can_kill() {
             return Err(Error::Conflict(format!(
@@ -161,8 +178,18 @@ impl Engine {
             h.update(|r| r.manually_stopped = true);
             self.persist(&h)?;
         }
-        let gen = h.exits.borrow().generation;
-        let client = self.shim(&h).await?;
+        let client = match self.shim(&h).await {
+            Ok(c) => c,
+            Err(e) => {
+                if Self::wait_exit_after(&h, gen, Some(Duration::from_secs(5))).await {
+                    return Err(Error::Conflict(format!(
+                        "Cannot kill container: {name}: Container {} is not running",
+                        c.id
+                    )));
+                }
+                return Err(e);
+            }
+        };
         client
             .kill(sig, sig == 9)
             .await
