@@ -905,3 +905,252 @@ fn stats_cpu_percent_throttling_and_blkio() {
     }
     ok(&d.docker(&["rm", "-f", &name]));
 }
+
+/// The numbered lines (`<prefix><n>`) in `out`, checked to be one gap-free run.
+fn numbered_run(out: &str, prefix: &str) -> Vec<u64> {
+    let nums: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|l| l.split('-').next().and_then(|n| n.parse().ok()))
+        .collect();
+    for w in nums.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "gap in the log: {:?}", &nums);
+    }
+    nums
+}
+
+#[test]
+fn logs_rotation_drivers_restart_and_time_filters() {
+    let mut d = Daemon::start();
+    // daemon.json log-opts are the default for containers that set none
+    d.crash();
+    std::fs::write(
+        d.dir.path().join("daemon.json"),
+        r#"{"log-opts": {"max-size": "10k", "max-file": "3"}}"#,
+    )
+    .expect("daemon.json");
+    d.spawn();
+    d.import_busybox("busybox");
+    let writer = "i=0; while [ $i -lt 600 ]; do echo n$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; \
+                  i=$((i+1)); done";
+    let own = unique("rot");
+    let dflt = unique("rotd");
+    for (name, opts) in [
+        (
+            &own,
+            vec!["--log-opt", "max-size=10k", "--log-opt", "max-file=3"],
+        ),
+        (&dflt, vec![]),
+    ] {
+        let mut args = vec!["run", "--network", "none", "--name", name.as_str()];
+        args.extend(opts);
+        args.extend(["busybox", "sh", "-c", writer]);
+        let o = d.docker(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        let path = ok(&d.docker(&["inspect", "-f", "{{.LogPath}}", name]));
+        let path = path.trim();
+        for suffix in ["", ".1", ".2"] {
+            let f = format!("{path}{suffix}");
+            let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 0 && len <= 10 * 1024, "{f}: {len} bytes");
+        }
+        assert!(!std::path::Path::new(&format!("{path}.3")).exists());
+        // docker logs reads across the rotated files, oldest first, with no gap
+        let out = ok(&d.docker(&["logs", name]));
+        let nums = numbered_run(&out, "n");
+        assert_eq!(nums.last(), Some(&599), "{name}");
+        assert!(nums.len() > 150, "{} lines kept", nums.len());
+        let tail = ok(&d.docker(&["logs", "--tail", "3", name]));
+        assert_eq!(numbered_run(&tail, "n"), vec![597, 598, 599]);
+    }
+
+    // a container that keeps writing while berthd is down: nothing is lost
+    let ticker = unique("tick");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &ticker,
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while :; do echo t$i; i=$((i+1)); sleep 0.1; done",
+    ]));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = numbered_run(&ok(&d.docker(&["logs", &ticker])), "t").len();
+    d.crash();
+    std::thread::sleep(Duration::from_secs(1));
+    d.spawn();
+    let after = ok(&d.docker(&["logs", &ticker]));
+    let nums = numbered_run(&after, "t");
+    assert!(nums.len() >= before + 8, "{before} then {}", nums.len());
+    // -f after the restart follows the live container from where the file is
+    let followed = sh(
+        &d,
+        &format!("timeout 2 docker logs -f --tail 1 {ticker} || true"),
+    );
+    let f = numbered_run(&stdout(&followed), "t");
+    assert!(f.len() >= 5, "followed {:?}", f);
+    assert!(f[0] >= *nums.last().expect("lines"), "{f:?}");
+    // the exited containers are still readable after the restart
+    let out = ok(&d.docker(&["logs", "--tail", "1", &own]));
+    assert_eq!(numbered_run(&out, "n"), vec![599]);
+    ok(&d.docker(&["rm", "-f", &ticker]));
+
+    // --since / --until, RFC 3339 and relative
+    let timed = unique("timed");
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &timed,
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late",
+    ]));
+    let stamps = ok(&d.docker(&["logs", "-t", &timed]));
+    let early_t = stamps
+        .lines()
+        .next()
+        .expect("line")
+        .split(' ')
+        .next()
+        .expect("time");
+    assert_eq!(
+        early_t.len(),
+        "2024-01-01T00:00:00.000000000Z".len(),
+        "{stamps}"
+    );
+    // a second boundary between the two lines (they are 2 s apart)
+    let mid = stdout(&sh(
+        &d,
+        &format!("date -u -d @$(( $(date -d {early_t} +%s) + 1 )) +%Y-%m-%dT%H:%M:%SZ"),
+    ));
+    let mid = mid.trim().to_string();
+    assert!(mid.ends_with('Z'), "{mid}");
+    assert_eq!(ok(&d.docker(&["logs", "--since", &mid, &timed])), "late\n");
+    assert_eq!(ok(&d.docker(&["logs", "--until", &mid, &timed])), "early\n");
+    assert_eq!(
+        ok(&d.docker(&["logs", "--since", "10m", &timed])),
+        "early\nlate\n"
+    );
+    assert_eq!(ok(&d.docker(&["logs", "--until", "10m", &timed])), "");
+
+    // --details with labels/env log options; local and none drivers
+    let det = unique("details");
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &det,
+        "--label",
+        "team=blue",
+        "-e",
+        "MODE=prod",
+        "--log-opt",
+        "labels=team",
+        "--log-opt",
+        "env=MODE",
+        "busybox",
+        "echo",
+        "hi",
+    ]));
+    assert_eq!(
+        ok(&d.docker(&["logs", "--details", &det])),
+        "MODE=prod,team=blue hi\n"
+    );
+    assert_eq!(ok(&d.docker(&["logs", &det])), "hi\n");
+    let local = unique("local");
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &local,
+        "--log-driver",
+        "local",
+        "busybox",
+        "echo",
+        "kept locally",
+    ]));
+    assert_eq!(ok(&d.docker(&["logs", &local])), "kept locally\n");
+    let none = unique("nolog");
+    ok(&d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &none,
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "gone",
+    ]));
+    let o = d.docker(&["logs", &none]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("configured logging driver does not support reading"),
+        "{}",
+        text(&o)
+    );
+    for n in [&own, &dflt, &timed, &det, &local, &none] {
+        let _ = d.docker(&["rm", "-f", n]);
+    }
+}
+
+#[test]
+fn attach_replays_logs_after_exit_without_a_stream() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("replay");
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]));
+    // logs=1&stream=0 on an exited container answers with the log and ends
+    let o = sh(
+        &d,
+        &format!(
+            r#"python3 - <<'PY'
+import os, socket
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["SOCK"])
+s.sendall(b"POST /containers/{name}/attach?logs=1&stream=0&stdout=1&stderr=1 HTTP/1.1\r\n"
+          b"Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
+s.settimeout(10)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head, _, body = data.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+out = {{1: b"", 2: b""}}
+while len(body) >= 8:
+    n = int.from_bytes(body[4:8], "big")
+    out[body[0]] += body[8:8 + n]
+    body = body[8 + n:]
+print(repr(out[1]), repr(out[2]))
+PY"#
+        ),
+    );
+    let got = ok(&o);
+    assert!(got.contains(" 101 ") || got.contains(" 200 "), "{got}");
+    assert!(got.contains("b'out\\n' b'err\\n'"), "{got}");
+    ok(&d.docker(&["rm", "-f", &name]));
+}

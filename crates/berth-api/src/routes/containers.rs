@@ -26,8 +26,10 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("invalid JSON: body is empty"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    strip_nulls(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." || path.is_empty() {
             ApiError::bad_request(format!("invalid JSON: {}", e.inner()))
@@ -35,6 +37,20 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
             ApiError::bad_request(format!("invalid JSON: field {path}: {}", e.inner()))
         }
     })
+}
+
+/// Drops `null` members of objects. Go's decoder leaves a field at its zero value for
+/// `null`, as if it were absent (docker-py sends `"IPRange": null`, `"Cmd": null`, ...);
+/// serde would reject a null for a non-`Option` field, so remove them before decoding.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, m| !m.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 pub async fn create(State(e): State<Engine>, q: Q, body: Bytes) -> ApiResult<Response> {
@@ -129,7 +145,11 @@ pub async fn wait(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiR
 
 pub async fn remove(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
     if q.bool("link") {
-        return Err(ApiError::bad_request("links are not supported"));
+        // A link is named `/parent/alias` (routes::links); a bare name is not one.
+        return Err(berth_engine::Error::Conflict(
+            "Conflict, cannot remove the default link name of the container".into(),
+        )
+        .into());
     }
     e.remove_container(&id, q.bool("force"), q.bool("v"))
         .await?;
@@ -186,6 +206,7 @@ pub async fn logs(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiR
             .filter(|s| *s > 0.0),
         timestamps: q.bool("timestamps"),
         tail: q.get("tail").and_then(|t| t.parse::<usize>().ok()),
+        details: q.bool("details"),
     };
     if !opts.stdout && !opts.stderr {
         return Err(ApiError::bad_request(
@@ -302,9 +323,10 @@ pub async fn attach(
 
 /// Copies both ways until the container side ends; the client's half-close of stdin is
 /// passed on as a half-close to the shim (which closes the container's stdin).
-pub async fn splice<C>(client: C, shim: tokio::net::UnixStream)
+pub async fn splice<C, S>(client: C, shim: S)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     splice_detachable(client, shim, None).await;
 }
@@ -313,13 +335,10 @@ where
 /// escape proxy does): on a match the attach ends, the container keeps running, and the
 /// sequence is not passed on. A partial match that breaks off is passed on whole.
 /// Returns whether the client detached.
-pub async fn splice_detachable<C>(
-    client: C,
-    shim: tokio::net::UnixStream,
-    detach_keys: Option<Vec<u8>>,
-) -> bool
+pub async fn splice_detachable<C, S>(client: C, shim: S, detach_keys: Option<Vec<u8>>) -> bool
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     // Not `into_split`: dropping its write half would half-close the shim stream, which

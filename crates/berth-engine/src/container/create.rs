@@ -247,7 +247,7 @@ pub fn validate_host_config(hc: &mut HostConfig, cfg: &crate::EngineConfig) -> R
         hc.log_config.typ = "json-file".into();
     }
     match hc.log_config.typ.as_str() {
-        "json-file" | "none" => {}
+        "json-file" | "local" | "none" => {}
         other => {
             return Err(Error::InvalidArgument(format!(
                 "logger: no log driver named '{other}' is registered"
