@@ -16,9 +16,11 @@ target/debug/berthd -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec
 trap 'DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1; kill $(cat $W/pid) 2>/dev/null; sleep 0.5; grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf $W' EXIT
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 export DOCKER_HOST=unix://$SOCK DOCKER_CONFIG=$W/docker-config
-R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp"
+R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/root" "$R/var/opt"
 cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$R/etc/passwd"; printf 'root:x:0:\n' >"$R/etc/group"
+# Accounts and directories the tests expect from alpine (exec as `postgres`, workdir /var/opt).
+printf 'root:x:0:0:root:/root:/bin/sh\npostgres:x:70:70::/var/lib/postgresql:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$R/etc/passwd"
+printf 'root:x:0:\npostgres:x:70:\nnogroup:x:65533:\n' >"$R/etc/group"
 tar -C "$R" -cf "$W/bb.tar" .
 for t in alpine:3.10 alpine:latest busybox:latest busybox:buildroot-2014.02; do docker import -c 'CMD ["/bin/sh"]' "$W/bb.tar" "$t" >/dev/null; done
 cd "$SRC"

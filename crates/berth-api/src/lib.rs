@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod query;
+pub mod reframe;
 pub mod routes;
 pub mod stream;
 

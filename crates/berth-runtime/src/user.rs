@@ -60,6 +60,29 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser, UserError
     resolve_from(user, passwd.as_deref(), group.as_deref())
 }
 
+/// `--group-add` entries (gids or names from the rootfs's `/etc/group`) as gids, appended
+/// to the process's supplementary groups as dockerd does.
+pub fn resolve_groups(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>, UserError> {
+    let text = read_optional(rootfs, "etc/group")?;
+    groups_from(groups, text.as_deref())
+}
+
+fn groups_from(groups: &[String], text: Option<&str>) -> Result<Vec<u32>, UserError> {
+    let entries = text.map(parse_group).unwrap_or_default();
+    groups
+        .iter()
+        .map(|g| {
+            if let Some(e) = entries.iter().find(|e| &e.name == g) {
+                return Ok(e.gid);
+            }
+            match parse_id("group", g) {
+                Some(r) => r,
+                None => Err(UserError::NoSuchGroup(g.clone())),
+            }
+        })
+        .collect()
+}
+
 fn read_optional(rootfs: &Path, rel: &str) -> Result<Option<String>, UserError> {
     let path = resolve_in_root(rootfs, Path::new(rel))?;
     match fs::read(&path) {
@@ -241,6 +264,15 @@ fn resolve_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_add_takes_ids_and_names() {
+        let groups = ["1000".to_string(), "audio".to_string()];
+        let got = groups_from(&groups, Some("root:x:0:\naudio:x:29:\n")).expect("resolves");
+        assert_eq!(got, vec![1000, 29]);
+        let missing = groups_from(&["nope".to_string()], None);
+        assert!(matches!(missing, Err(UserError::NoSuchGroup(g)) if g == "nope"));
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
         daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\

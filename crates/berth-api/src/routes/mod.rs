@@ -5,6 +5,7 @@ pub mod containers;
 pub mod distribution;
 pub mod exec;
 pub mod images;
+pub mod links;
 pub mod networks;
 pub mod system;
 pub mod tools;
@@ -56,6 +57,10 @@ pub fn router(engine: Engine) -> Router {
         .route(
             "/containers/{id}",
             axum::routing::delete(containers::remove),
+        )
+        .route(
+            "/containers/{id}/{alias}",
+            axum::routing::delete(links::remove),
         )
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))

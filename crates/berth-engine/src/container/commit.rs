@@ -74,9 +74,20 @@ impl Engine {
             created_by: Some(created_by.join(" ")),
             config: Some(config),
         };
-        let paused_here = req.pause && h.status() == Status::Running;
+        let mut paused_here = req.pause && h.status() == Status::Running;
         if paused_here {
-            self.pause_container(&h.id).await?;
+            // A container whose process just exited still reads as running until its
+            // monitor catches up, and then the runtime refuses the pause; with no process
+            // left the layer cannot change, so commit it unpaused (as dockerd does for a
+            // stopped container) but report any other failure.
+            if let Err(e) = self.pause_container(&h.id).await {
+                let gone = h.status() != Status::Running || process_gone(h.snapshot().state.pid);
+                if !gone {
+                    return Err(e);
+                }
+                tracing::debug!(id = %h.id, "commit without pause, process gone: {e}");
+                paused_here = false;
+            }
         }
         let key = h.id.clone();
         let res = self
@@ -97,6 +108,23 @@ impl Engine {
         );
         self.emit_container(&h, "commit", attrs);
         Ok(image.id)
+    }
+}
+
+/// Whether the container's init has exited: no such process, or only its zombie is left
+/// (the shim reaps it a moment later).
+fn process_gone(pid: i64) -> bool {
+    if pid <= 0 {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state letter follows the command name, which is in parentheses and may
+        // itself contain spaces or parentheses: split at the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
     }
 }
 

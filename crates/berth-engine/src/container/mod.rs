@@ -13,6 +13,7 @@ pub mod create;
 pub mod export;
 pub mod health;
 pub mod inspect;
+pub mod links;
 pub mod list;
 pub mod logs;
 pub mod monitor;

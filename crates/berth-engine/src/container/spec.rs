@@ -97,8 +97,13 @@ fn resolv_conf(hc: &crate::models::HostConfig, cfg: &EngineConfig) -> String {
 /// The OCI spec inputs for a container whose rootfs is mounted at `rootfs`.
 pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<SpecOptions> {
     let hc = &c.host_config;
-    let user = berth_runtime::user::resolve_user(rootfs, &c.config.user)
+    let mut user = berth_runtime::user::resolve_user(rootfs, &c.config.user)
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    if let Some(groups) = hc.group_add.as_deref().filter(|g| !g.is_empty()) {
+        let gids = berth_runtime::user::resolve_groups(rootfs, groups)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        user.additional_gids.extend(gids);
+    }
     let mut env = c.config.env.clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));

@@ -351,8 +351,15 @@ impl Shim {
             .unwrap_or_default()
             .to_string();
 
-        let log = JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)
-            .map_err(|e| ShimError::Runtime(e.to_string()))?;
+        // An empty log path is the `none` log driver: output goes to attached clients only.
+        let log = if cfg.log_path.as_os_str().is_empty() {
+            None
+        } else {
+            Some(
+                JsonLog::open(&cfg.log_path, cfg.log_max_size, cfg.log_max_files)
+                    .map_err(|e| ShimError::Runtime(e.to_string()))?,
+            )
+        };
 
         let mut shim = Shim {
             cfg,
@@ -363,7 +370,7 @@ impl Shim {
             status: ShimStatus::Created,
             init_exit: None,
             exit: None,
-            log: Some(log),
+            log,
             sources: Vec::new(),
             stdin: Sink::default(),
             pty: None,
