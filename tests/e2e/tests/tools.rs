@@ -496,11 +496,11 @@ fn detach_keys_leave_the_container_running() {
     );
     assert!(out.contains("again"), "{out}");
     assert_eq!(code, Some(3), "{out}");
-    // the daemon side of the escape: a raw attach (as a non-TTY client sends it)
+    // the daemon side of the escape, on a raw TTY attach with custom keys
     let id = unique("raw");
     ok(&d.docker(&[
         "run",
-        "-di",
+        "-dit",
         "--network",
         "none",
         "--name",
@@ -508,23 +508,80 @@ fn detach_keys_leave_the_container_running() {
         "busybox",
         "sh",
     ]));
-    let sock = d.socket.clone();
-    let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
-    write!(
-        s,
-        "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,b HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
-    )
-    .expect("request");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut buf = [0u8; 4096];
-    let n = std::io::Read::read(&mut s, &mut buf).expect("101");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    let raw_attach = |id: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).expect("connect");
+        write!(
+            s,
+            "POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,b HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        )
+        .expect("request");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 4096];
+        let n = std::io::Read::read(&mut s, &mut buf).expect("101");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+        s
+    };
+    let mut s = raw_attach(&id);
     s.write_all(b"\x01b").expect("keys");
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut s, &mut rest).expect("closed by the daemon");
     let st = ok(&d.docker(&["inspect", "-f", "{{.State.Status}}", &id]));
     assert_eq!(st.trim(), "running");
+    // without a TTY the keys are plain input, as with dockerd: `cat` echoes them back
+    let plain = unique("plain");
+    ok(&d.docker(&[
+        "run",
+        "-di",
+        "--network",
+        "none",
+        "--name",
+        &plain,
+        "busybox",
+        "cat",
+    ]));
+    let mut s = raw_attach(&plain);
+    s.write_all(b"\x01b\n").expect("keys as input");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.windows(3).any(|w| w == b"\x01b\n") {
+        let n = std::io::Read::read(&mut s, &mut buf).expect("echo");
+        assert!(n > 0, "stream ended: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    // through the real CLI in a pty: a non-TTY attach is left with ctrl-c and
+    // --sig-proxy=false, and the container keeps running
+    let (_, out) = in_pty(
+        &d,
+        &format!("docker attach --sig-proxy=false {plain}"),
+        &[("through\r", 1000), ("\x03", 500)],
+    );
+    assert!(out.contains("through"), "{out}");
+    let st = ok(&d.docker(&["inspect", "-f", "{{.State.Status}}", &plain]));
+    assert_eq!(st.trim(), "running", "{out}");
+    // `docker exec -it` detaches with ctrl-p ctrl-q too; the container keeps running
+    let (code, out) = in_pty(
+        &d,
+        &format!("docker exec -it {id} sh"),
+        &[("echo inexec\r", 1000), ("\x10\x11", 500)],
+    );
+    assert!(out.contains("inexec"), "{out}");
+    assert_ne!(code, None, "the CLI left after the detach keys: {out}");
+    let st = ok(&d.docker(&["inspect", "-f", "{{.State.Status}}", &id]));
+    assert_eq!(st.trim(), "running", "{out}");
+    let ev = ok(&d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}",
+    ]));
+    assert!(ev.lines().any(|l| l == "detach"), "{ev}");
 }
 
 #[test]

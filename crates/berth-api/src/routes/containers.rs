@@ -302,7 +302,10 @@ pub async fn attach(
         }
         match attached.stream {
             Some(stream) => {
-                let keys = if opts_stdin { Some(detach_keys) } else { None };
+                // moby watches for the detach keys on TTY attaches only; on a non-TTY stream
+                // they are ordinary input (the CLI leaves the terminal cooked there, and
+                // `--sig-proxy=false` plus ctrl-c is how one leaves).
+                let keys = (opts_stdin && tty).then_some(detach_keys);
                 if splice_detachable(client, stream, keys).await {
                     e.container_detached(&id);
                 }
