@@ -747,7 +747,11 @@ async fn lifecycle(
     timeout: Option<i64>,
     signal: Option<&str>,
 ) -> CliResult {
-    let p = load_or_name(a)?;
+    // Services named on the command line count even when their profile is off.
+    let p = match load(a, services, false) {
+        Ok(p) => p,
+        Err(_) => load_or_name(a)?,
+    };
     let r = runner(c, &p, prog);
     r.lifecycle(verb, services, timeout, signal).await?;
     Ok(())
@@ -1006,6 +1010,7 @@ async fn compose_run(
     // compose v2 marks one-off containers with their slug.
     body["Labels"]["com.docker.compose.slug"] = json!(format!("{suffix:0<64}"));
     let id = c.container_create(Some(&name), None, &body).await?;
+    r.inject_files(&id, &name, &service, &svc).await?;
     for (net, ep) in spec::endpoints(&p, &service, &svc).into_iter().skip(1) {
         c.network_connect(&net, &json!({"Container": id, "EndpointConfig": ep}))
             .await?;

@@ -547,21 +547,7 @@ impl<'a> Runner<'a> {
             .client
             .container_create(Some(&cname), None, &body)
             .await?;
-        let (_, injected) = spec::secret_files(self.project, name, svc)?;
-        if !injected.is_empty() {
-            let data = spec::injected_tar(&injected).map_err(|source| RunError::Io {
-                path: format!("secrets of {cname}"),
-                source,
-            })?;
-            self.client
-                .request(
-                    http::Method::PUT,
-                    &format!("/containers/{id}/archive?path=%2F"),
-                    berth_client::bytes_body(data),
-                    &[("content-type", "application/x-tar")],
-                )
-                .await?;
-        }
+        self.inject_files(&id, &cname, name, svc).await?;
         // Further networks are connected before the first start.
         for (net, ep) in spec::endpoints(self.project, name, svc).into_iter().skip(1) {
             if svc.get("network_mode").is_some() {
@@ -586,6 +572,28 @@ impl<'a> Runner<'a> {
             oneoff: false,
             raw: v,
         })
+    }
+
+    /// Write the service's `environment:`/`content:` secrets and configs into created
+    /// container `id` (file-based ones are bind mounts, see [`spec::secret_files`]).
+    pub async fn inject_files(&self, id: &str, cname: &str, name: &str, svc: &Value) -> Result<()> {
+        let (_, injected) = spec::secret_files(self.project, name, svc)?;
+        if injected.is_empty() {
+            return Ok(());
+        }
+        let data = spec::injected_tar(&injected).map_err(|source| RunError::Io {
+            path: format!("secrets of {cname}"),
+            source,
+        })?;
+        self.client
+            .request(
+                http::Method::PUT,
+                &format!("/containers/{id}/archive?path=%2F"),
+                berth_client::bytes_body(data),
+                &[("content-type", "application/x-tar")],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn remove_container(&self, c: &Ctr, timeout: Option<i64>, volumes: bool) -> Result<()> {

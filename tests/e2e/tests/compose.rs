@@ -288,3 +288,401 @@ fn docker_compose_1_29_flow() {
     ok(dc(&["down"]));
     assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
 }
+
+/// `berth compose` with extra environment variables.
+fn compose_env(d: &Daemon, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin("berth"))
+        .current_dir(dir)
+        .args(["-H", &d.host(), "compose"])
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env_remove("COMPOSE_FILE")
+        .env_remove("COMPOSE_PROFILES")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth compose")
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(path, content).expect("write file");
+}
+
+const BUILD_PROJECT: &str = r#"
+services:
+  app:
+    build:
+      context: .
+      target: dev
+      args:
+        GREETING: hello
+      labels:
+        org.example.built: "yes"
+    command: sleep 3600
+    stop_grace_period: 1s
+    secrets: [token]
+    configs:
+      - appconf
+      - source: inline
+        target: /etc/inline.conf
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  appconf:
+    file: ./app.conf
+  inline:
+    content: inline-data
+"#;
+
+const DOCKERFILE: &str = "FROM busybox AS base\nARG GREETING=default\nRUN echo \"$GREETING\" > /greeting\nFROM base AS final\nRUN echo final > /stage\nFROM base AS dev\nRUN echo dev > /stage\nCOPY . /ctx\n";
+
+/// build through POST /build (.dockerignore, args, target, labels, --no-cache,
+/// --build-arg), `up --build` recreating on a new image, file and inline secrets/configs,
+/// TTY progress, `down --rmi local`.
+#[test]
+fn build_secrets_configs_and_rebuild() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::Builder::new()
+        .prefix("cbuild-")
+        .tempdir()
+        .expect("tmp");
+    let root = dir.path();
+    write(root, "compose.yaml", BUILD_PROJECT);
+    write(root, "Dockerfile", DOCKERFILE);
+    write(root, ".dockerignore", "secret.txt\n*.log\n");
+    write(root, "keep.txt", "v1\n");
+    write(root, "secret.txt", "do not send\n");
+    write(root, "x.log", "log\n");
+    write(root, "token.txt", "s3cr3t\n");
+    write(root, "app.conf", "conf-data\n");
+    let p = unique("cb");
+    let run = |args: &[&str]| {
+        let mut all = vec!["-p", p.as_str()];
+        all.extend_from_slice(args);
+        compose(&d, root, &all)
+    };
+    let exec = |cmd: &str| ok(run(&["exec", "-T", "app", "sh", "-c", cmd]));
+
+    let out = ok(run(&["--progress", "tty", "up", "-d", "--build"]));
+    assert!(out.contains("[+] Running"), "{out}");
+    assert!(out.contains("✔"), "{out}");
+    assert!(out.contains(&format!("Container {p}-app-1")), "{out}");
+    assert_eq!(exec("cat /greeting").trim(), "hello");
+    assert_eq!(exec("cat /stage").trim(), "dev");
+    let ctx = exec("ls -a /ctx");
+    assert!(ctx.contains("keep.txt"), "{ctx}");
+    assert!(
+        !ctx.contains("secret.txt") && !ctx.contains("x.log"),
+        "{ctx}"
+    );
+    assert_eq!(exec("cat /run/secrets/token").trim(), "s3cr3t");
+    assert_eq!(exec("cat /appconf").trim(), "conf-data");
+    assert_eq!(exec("cat /etc/inline.conf").trim(), "inline-data");
+    let w = run(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "echo x > /run/secrets/token",
+    ]);
+    assert!(!w.status.success(), "secret mount is writable");
+
+    let image = format!("{p}-app");
+    let labels = ok(d.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"org.example.built\"}} {{index .Config.Labels \"com.docker.compose.project\"}}",
+        &image,
+    ]));
+    assert_eq!(labels.trim(), format!("yes {p}"));
+    // The container records the image ID, as compose v2 does.
+    let img_id = stdout(&d.docker(&["image", "inspect", "--format", "{{.Id}}", &image]));
+    let label = stdout(&d.docker(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"com.docker.compose.image\"}}",
+        &format!("{p}-app-1"),
+    ]));
+    assert_eq!(label.trim(), img_id.trim());
+
+    // Unchanged: `up --build` keeps the container (the build hits the cache).
+    let id1 = ids(&d, &format!("name={p}-app-1"));
+    ok(run(&["up", "-d", "--build"]));
+    assert_eq!(ids(&d, &format!("name={p}-app-1")), id1);
+
+    // A changed context: the rebuilt image recreates the container.
+    write(root, "keep.txt", "v2\n");
+    let out = ok(run(&["up", "-d", "--build"]));
+    assert!(out.contains(&format!("{p}-app-1  Recreate")), "{out}");
+    assert_ne!(ids(&d, &format!("name={p}-app-1")), id1);
+    assert_eq!(exec("cat /ctx/keep.txt").trim(), "v2");
+
+    // build --no-cache --build-arg, then up picks up the new image.
+    ok(run(&[
+        "build",
+        "--no-cache",
+        "--build-arg",
+        "GREETING=again",
+    ]));
+    ok(run(&["up", "-d"]));
+    assert_eq!(exec("cat /greeting").trim(), "again");
+
+    ok(run(&["down", "--rmi", "local"]));
+    assert!(!d.docker(&["image", "inspect", &image]).status.success());
+    assert!(d.docker(&["image", "inspect", "busybox"]).status.success());
+}
+
+const VERBS_PROJECT: &str = r#"
+services:
+  web:
+    image: busybox
+    command: httpd -f -p 80
+    stop_grace_period: 1s
+    ports: ["80"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+  worker:
+    image: busybox
+    command: sleep 3600
+    stop_grace_period: 1s
+    depends_on:
+      web:
+        condition: service_healthy
+        restart: true
+      optional:
+        condition: service_started
+        required: false
+  debug:
+    image: busybox
+    command: sleep 3600
+    profiles: [debug]
+  job:
+    image: busybox
+    command: sh -c "sleep 1; exit 3"
+    profiles: [jobs]
+"#;
+
+/// The everyday verbs: COMPOSE_PROFILES, --wait with healthchecks, port, top, images, ls
+/// --format json, events --json, pause/unpause, kill -s, restart with `restart: true`
+/// dependents, wait, create, run with its flags.
+#[test]
+fn verbs_events_wait_and_run_flags() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::Builder::new()
+        .prefix("cverbs-")
+        .tempdir()
+        .expect("tmp");
+    let root = dir.path();
+    write(root, "compose.yaml", VERBS_PROJECT);
+    let p = unique("cv");
+    let run = |args: &[&str]| {
+        let mut all = vec!["-p", p.as_str()];
+        all.extend_from_slice(args);
+        compose(&d, root, &all)
+    };
+
+    let out = ok(compose_env(
+        &d,
+        root,
+        &["-p", &p, "up", "-d", "--wait", "--wait-timeout", "60"],
+        &[("COMPOSE_PROFILES", "debug")],
+    ));
+    assert!(
+        out.contains(&format!("Container {p}-web-1  Healthy")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{p}-debug-1")), "{out}");
+    assert!(!out.contains(&format!("{p}-job-1")), "{out}");
+
+    let port = ok(run(&["port", "web", "80"]));
+    let host_port: u16 = port
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("port output {port:?}"));
+    assert!(host_port > 0);
+    let top = ok(run(&["top", "web"]));
+    assert!(
+        top.contains(&format!("{p}-web-1")) && top.contains("httpd"),
+        "{top}"
+    );
+    let images = ok(run(&["images"]));
+    assert!(images.contains("busybox"), "{images}");
+    let ls = ok(compose(&d, root, &["ls", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(ls.trim()).expect("ls json");
+    let row = v
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["Name"] == p.as_str()))
+        .unwrap_or_else(|| panic!("project missing in {ls}"));
+    assert_eq!(row["Status"], "running(3)", "{ls}");
+
+    // events --json while we pause, unpause and kill.
+    let mut events = Command::new(bin("berth"))
+        .current_dir(root)
+        .args(["-H", &d.host(), "compose", "-p", &p, "events", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("events");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ok(run(&["pause", "worker"]));
+    let ps = ok(run(&["ps", "worker"]));
+    assert!(ps.contains("Paused"), "{ps}");
+    ok(run(&["unpause", "worker"]));
+    ok(run(&["kill", "-s", "SIGUSR1", "debug"]));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    events.kill().expect("stop events");
+    let ev = events.wait_with_output().expect("events output");
+    let lines: Vec<serde_json::Value> = stdout(&ev)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect();
+    let has = |action: &str, service: &str| {
+        lines
+            .iter()
+            .any(|e| e["action"] == action && e["service"] == service && e["type"] == "container")
+    };
+    assert!(has("pause", "worker"), "{lines:?}");
+    assert!(has("unpause", "worker"), "{lines:?}");
+    assert!(has("kill", "debug"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|e| e["time"].as_str().is_some_and(|t| t.contains('T'))),
+        "{lines:?}"
+    );
+
+    // restart web: worker (restart: true) restarts with it.
+    let started =
+        |name: &str| stdout(&d.docker(&["inspect", "--format", "{{.State.StartedAt}}", name]));
+    let worker_before = started(&format!("{p}-worker-1"));
+    let out = ok(run(&["restart", "web"]));
+    assert!(out.contains(&format!("{p}-worker-1")), "{out}");
+    assert_ne!(started(&format!("{p}-worker-1")), worker_before);
+
+    // wait: the exit code of the job.
+    ok(run(&["--profile", "jobs", "up", "-d", "job"]));
+    let w = run(&["--profile", "jobs", "wait", "job"]);
+    assert_eq!(w.status.code(), Some(3), "{}", text(&w));
+    assert!(stdout(&w).contains('3'), "{}", text(&w));
+
+    // run with --name, -w, -u, --entrypoint, --service-ports, -p, -d.
+    let name = unique("cvrun");
+    let out = ok(run(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "--entrypoint",
+        "sh -c",
+        "--service-ports",
+        "-p",
+        "127.0.0.1::81",
+        "web",
+        "id -u; pwd; exec sleep 300",
+    ]));
+    assert!(out.contains(&name), "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let got = ok(d.docker(&["logs", &name]));
+    assert!(got.contains("1000") && got.contains("/tmp"), "{got}");
+    let ports = ok(d.docker(&["port", &name]));
+    assert!(
+        ports.contains("80/tcp") && ports.contains("81/tcp -> 127.0.0.1:"),
+        "{ports}"
+    );
+    let oneoff = ok(d.docker(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"com.docker.compose.oneoff\"}}",
+        &name,
+    ]));
+    assert_eq!(oneoff.trim(), "True");
+
+    ok(compose_env(
+        &d,
+        root,
+        &["-p", &p, "down", "-t", "1"],
+        &[("COMPOSE_PROFILES", "debug,jobs")],
+    ));
+    assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
+
+    // create: containers exist but do not run.
+    ok(run(&["create"]));
+    let ps = ok(run(&["ps", "-a", "--format", "json"]));
+    assert!(ps.contains("\"created\""), "{ps}");
+    ok(run(&["down"]));
+}
+
+/// `extends` from another file, `include`, and `config` of the result.
+#[test]
+fn extends_and_include() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::Builder::new()
+        .prefix("cext-")
+        .tempdir()
+        .expect("tmp");
+    let root = dir.path();
+    write(
+        root,
+        "base/common.yaml",
+        "services:\n  common:\n    image: busybox\n    environment:\n      FROM_BASE: \"1\"\n    stop_grace_period: 1s\n",
+    );
+    write(
+        root,
+        "inc/compose.yaml",
+        "services:\n  sidecar:\n    image: busybox\n    command: sleep 3600\n    stop_grace_period: 1s\n",
+    );
+    write(
+        root,
+        "compose.yaml",
+        "include:\n  - inc/compose.yaml\nservices:\n  app:\n    extends:\n      file: base/common.yaml\n      service: common\n    command: sleep 3600\n    environment:\n      OWN: \"2\"\n",
+    );
+    let p = unique("ce");
+    let cfg = ok(compose(&d, root, &["-p", &p, "config", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&cfg).expect("config json");
+    assert_eq!(
+        v["services"]["app"]["environment"]["FROM_BASE"], "1",
+        "{cfg}"
+    );
+    assert_eq!(v["services"]["app"]["environment"]["OWN"], "2", "{cfg}");
+    assert_eq!(v["services"]["sidecar"]["image"], "busybox", "{cfg}");
+    ok(compose(&d, root, &["-p", &p, "up", "-d"]));
+    let env = ok(compose(
+        &d,
+        root,
+        &[
+            "-p",
+            &p,
+            "exec",
+            "-T",
+            "app",
+            "sh",
+            "-c",
+            "echo $FROM_BASE$OWN",
+        ],
+    ));
+    assert!(env.contains("12"), "{env}");
+    assert_eq!(
+        ids(&d, &format!("label=com.docker.compose.project={p}")).len(),
+        2
+    );
+    ok(compose(&d, root, &["-p", &p, "down"]));
+}

@@ -251,8 +251,12 @@ fn oci_mount(mp: &MountPoint) -> Mount {
         options.push("rw".into());
     } else {
         options.push("ro".into());
-        // Submounts of a read-only bind are read-only too, unless asked otherwise.
-        if !matches!(recursive, Some("writable") | Some("disabled")) {
+        // Submounts of a read-only bind are read-only too, unless asked otherwise. A file
+        // has no submounts, and crun 1.8 fails `rro` on one ("open mount target: Not a
+        // directory").
+        if !matches!(recursive, Some("writable") | Some("disabled"))
+            && !Path::new(&mp.source).is_file()
+        {
             options.push("rro".into());
         }
     }
@@ -328,6 +332,38 @@ pub fn uses_volume(mps: &[MountPoint], value: &str) -> bool {
             || (m.is_volume() && m.name == value)
             || (!m.is_volume() && !m.source.is_empty() && m.source == value)
     })
+}
+
+/// Creates an empty file at the destination of each bind mount whose source is a regular
+/// file when nothing is there in the rootfs yet (compose's secrets and configs, `-v
+/// ./app.conf:/app.conf`): crun makes only directories for missing targets and then
+/// fails to bind a file over one; dockerd likewise makes the file before calling runc.
+pub fn ensure_file_mountpoints(
+    rootfs: &Path,
+    mounts: &[berth_runtime::spec::Mount],
+) -> std::io::Result<()> {
+    for m in mounts.iter().filter(|m| m.typ == "bind") {
+        if !std::fs::metadata(&m.source).is_ok_and(|md| md.is_file()) {
+            continue;
+        }
+        let target = resolve_in_root(rootfs, &m.destination);
+        if target == rootfs || std::fs::symlink_metadata(&target).is_ok() {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Resolves `path` inside `root` as the container will see it: symlinks are followed but

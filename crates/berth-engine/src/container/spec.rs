@@ -170,6 +170,12 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
     mounts.push(bind(&c.hosts_path, "/etc/hosts", false));
     // Binds, volumes and tmpfs of the container (see mounts.rs), ordered parents first.
     let mounts = super::mounts::merge_mounts(mounts, super::mounts::oci_mounts(c)?);
+    super::mounts::ensure_file_mountpoints(rootfs, &mounts).map_err(|e| {
+        Error::Internal(format!(
+            "create file mount points in {}: {e}",
+            rootfs.display()
+        ))
+    })?;
     let mut ulimits: Vec<Ulimit> = Vec::new();
     for u in cfg
         .default_ulimits
