@@ -262,11 +262,16 @@ fn docker_compose_1_29_flow() {
     let d = Daemon::start();
     d.import_busybox("busybox");
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(
-        dir.path().join("docker-compose.yml"),
-        "version: '2.4'\nservices:\n  app:\n    image: busybox\n    command: sh -c 'echo hi; exec sleep 3600'\n    stop_grace_period: 1s\n",
-    )
-    .expect("write");
+    write(
+        dir.path(),
+        "docker-compose.yml",
+        "version: '2.4'\nservices:\n  app:\n    image: busybox\n    command: sh -c 'echo hi; exec sleep 3600'\n    stop_grace_period: 1s\n    networks: [back]\n    volumes: ['data:/data']\n  built:\n    build: ./img\n    command: sh -c 'cat /built; exec sleep 3600'\n    stop_grace_period: 1s\n    networks: [back]\nnetworks:\n  back: {}\nvolumes:\n  data: {}\n",
+    );
+    write(
+        dir.path(),
+        "img/Dockerfile",
+        "FROM busybox\nRUN echo built-by-dc > /built\n",
+    );
     let p = unique("dc").replace('-', "");
     let dc = |args: &[&str]| -> Output {
         Command::new("docker-compose")
@@ -279,14 +284,35 @@ fn docker_compose_1_29_flow() {
             .output()
             .expect("docker-compose")
     };
-    ok(dc(&["up", "-d"]));
+    ok(dc(&["build"]));
+    ok(dc(&["up", "-d", "--scale", "app=2"]));
     let ps = ok(dc(&["ps"]));
     assert!(ps.contains(&format!("{p}_app_1")), "{ps}");
+    assert!(ps.contains(&format!("{p}_app_2")), "{ps}");
+    assert!(ps.contains(&format!("{p}_built_1")), "{ps}");
+    ok(d.docker(&["network", "inspect", &format!("{p}_back")]));
+    ok(d.docker(&["volume", "inspect", &format!("{p}_data")]));
+    // Service names resolve on the project network.
+    ok(dc(&["exec", "-T", "built", "ping", "-c1", "-W2", "app"]));
+    let mut logs = String::new();
+    for _ in 0..20 {
+        logs = ok(dc(&["logs", "--no-color"]));
+        if logs.contains("built-by-dc") && logs.contains("hi") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(logs.contains("built-by-dc"), "{logs}");
+    assert!(logs.contains("app_1") && logs.contains("hi"), "{logs}");
     // berth compose sees the project docker-compose made.
     let ours = ok(compose(&d, dir.path(), &["-p", &p, "ps"]));
     assert!(ours.contains("app"), "{ours}");
-    ok(dc(&["down"]));
+    ok(dc(&["down", "-v"]));
     assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
+    assert!(!d
+        .docker(&["volume", "inspect", &format!("{p}_data")])
+        .status
+        .success());
 }
 
 /// `berth compose` with extra environment variables.
