@@ -891,6 +891,21 @@ impl Engine {
         s.ipv6_gateway = ep.gateway6.map(|g| g.to_string()).unwrap_or_default();
         s.mac_address = ep.mac.as_ref().map(format_mac).unwrap_or_default();
         s.dns_names = cfg.has_dns().then_some(dns_names);
+        if cfg.has_dns() {
+            // Links on a user-defined network (the endpoint's, and `--link`s as dockerd
+            // converts them) are names only this container resolves.
+            let links: Vec<(String, String)> = s
+                .links
+                .iter()
+                .flatten()
+                .chain(c.host_config.links.iter().flatten())
+                .map(|l| {
+                    let (name, alias) = parse_link(l);
+                    (alias, name)
+                })
+                .collect();
+            self.net().manager.dns_server().add_links(netns, &links);
+        }
         Ok(s)
     }
 

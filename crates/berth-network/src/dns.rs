@@ -88,6 +88,9 @@ struct Table {
     networks: HashMap<String, NetworkRecords>,
     /// netns → network ids it is attached to (with DNS).
     attached: HashMap<PathBuf, BTreeSet<String>>,
+    /// netns → its endpoint links (alias → linked container's name): names only that
+    /// namespace resolves, as Docker's links on user-defined networks.
+    links: HashMap<PathBuf, HashMap<String, String>>,
 }
 
 struct Inner {
@@ -233,6 +236,13 @@ impl DnsServer {
         let Some(nets) = t.attached.get(netns) else {
             return Vec::new();
         };
+        // A link alias of this namespace stands for the linked container's name.
+        let name = t
+            .links
+            .get(netns)
+            .and_then(|l| l.get(&name))
+            .cloned()
+            .unwrap_or(name);
         let mut out: Vec<EndpointRecord> = Vec::new();
         for id in nets {
             let Some(net) = t.networks.get(id) else {
@@ -375,8 +385,22 @@ impl DnsServer {
         }
     }
 
-    /// Stops serving `netns` (closing its sockets) and forgets its upstreams.
+    /// Adds link aliases `netns` resolves: `(alias, target name)`; they last until
+    /// [`DnsServer::stop`] for that namespace.
+    pub fn add_links(&self, netns: &Path, links: &[(String, String)]) {
+        if links.is_empty() {
+            return;
+        }
+        let mut t = self.table_write();
+        let map = t.links.entry(netns.to_path_buf()).or_default();
+        for (alias, target) in links {
+            map.insert(normalize(alias), normalize(target));
+        }
+    }
+
+    /// Stops serving `netns` (closing its sockets) and forgets its upstreams and links.
     pub fn stop(&self, netns: &Path) {
+        self.table_write().links.remove(netns);
         self.set_upstreams(netns, Vec::new());
         let tasks = self
             .inner
@@ -562,6 +586,17 @@ mod tests {
         assert_eq!(s.resolve(ns1, "abc123"), vec![Ipv4Addr::new(10, 0, 0, 2)]);
         assert!(s.resolve(ns1, "secret").is_empty());
         assert!(s.resolve(Path::new("/run/other"), "web").is_empty());
+    }
+
+    #[test]
+    fn link_aliases_resolve_only_in_their_namespace() {
+        let s = server();
+        let ns1 = Path::new("/run/ns1");
+        s.add_links(ns1, &[("Bar".into(), "db".into())]);
+        assert_eq!(s.resolve(ns1, "bar"), vec![Ipv4Addr::new(10, 0, 0, 3)]);
+        assert!(s.resolve(Path::new("/run/ns2"), "bar").is_empty());
+        s.stop(ns1);
+        assert!(s.resolve(ns1, "bar").is_empty());
     }
 
     #[test]

@@ -88,7 +88,22 @@ pub async fn load(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Respon
         .map_err(|err| ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: format!("load task failed: {err}"),
-        })??;
+        })?;
+    // Like dockerd, a bad archive is reported inside a 200 JSON stream (docker-py raises
+    // ImageLoadError from its `errorDetail`; the CLI prints it and exits 1).
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(err) => {
+            let msg = err.to_string();
+            let (tx, rx) = mpsc::channel(1);
+            let _ = tx
+                .send(json_line(
+                    &json!({"errorDetail": {"message": msg}, "error": msg}),
+                ))
+                .await;
+            return Ok(json_stream(rx));
+        }
+    };
     let (tx, rx) = mpsc::channel(loaded.len().max(1) * 2 + 1);
     for l in loaded {
         if l.tags.is_empty() {
