@@ -937,8 +937,10 @@ fn stats_cpu_percent_throttling_and_blkio() {
         .trim_end_matches('%')
         .parse()
         .unwrap_or_else(|_| panic!("cpu percent {pct:?}"));
+    // Alone on the host this reads about 50%; tests running beside it on two cores can
+    // take CPU from the loop, but the quota must cap it and the percentage stay sane.
     assert!(
-        (30.0..=70.0).contains(&v),
+        (5.0..=65.0).contains(&v),
         "a busy loop at --cpus 0.5: {pct}"
     );
     let raw = sh(
