@@ -236,12 +236,14 @@ fn config_and_run() {
 
 #[test]
 fn attached_up_streams_logs_and_exit_code() {
+    // `--exit-code-from` implies `--abort-on-container-exit`: the first exit stops the project,
+    // so `a` keeps running until `b` exits and decides the code.
     let d = Daemon::start();
     d.import_busybox("busybox");
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(
         dir.path().join("compose.yaml"),
-        "services:\n  a:\n    image: busybox\n    command: echo hello-a\n  b:\n    image: busybox\n    command: sh -c 'sleep 1; echo bye-b; exit 3'\n",
+        "services:\n  a:\n    image: busybox\n    command: sh -c 'echo hello-a; exec sleep 30'\n    stop_grace_period: 1s\n  b:\n    image: busybox\n    command: sh -c 'sleep 1; echo bye-b; exit 3'\n",
     )
     .expect("write");
     let p = unique("att");
