@@ -212,7 +212,10 @@ impl Engine {
         let engine = self.clone();
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || {
-            let mut lines: Vec<Vec<u8>> = Vec::new();
+            // Memory stays flat whatever the log size: without `tail` every line is sent as
+            // it is read; with `tail` only the last N rendered lines are held.
+            let mut tail_buf: std::collections::VecDeque<Vec<u8>> =
+                std::collections::VecDeque::new();
             let mut pos = 0u64;
             for f in log_files(&path) {
                 let Ok(file) = std::fs::File::open(&f) else {
@@ -223,7 +226,20 @@ impl Engine {
                 while r.read_line(&mut buf).unwrap_or(0) > 0 {
                     if let Ok(l) = serde_json::from_str::<Line>(&buf) {
                         if let Some(b) = render(&l, &opts, &details, tty) {
-                            lines.push(b);
+                            match opts.tail {
+                                Some(0) => {}
+                                Some(n) => {
+                                    if tail_buf.len() == n {
+                                        tail_buf.pop_front();
+                                    }
+                                    tail_buf.push_back(b);
+                                }
+                                None => {
+                                    if tx.blocking_send(b).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
                         }
                     }
                     buf.clear();
@@ -232,11 +248,7 @@ impl Engine {
                     pos = r.stream_position().unwrap_or(0);
                 }
             }
-            let skip = match opts.tail {
-                Some(n) => lines.len().saturating_sub(n),
-                None => 0,
-            };
-            for l in lines.into_iter().skip(skip) {
+            for l in tail_buf {
                 if tx.blocking_send(l).is_err() {
                     return;
                 }
