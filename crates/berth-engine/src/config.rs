@@ -78,6 +78,11 @@ impl EngineConfig {
         self.exec_root.join("runtime")
     }
 
+    /// Compiled seccomp filters, one per profile (runtime state: cleared with the exec root).
+    pub fn seccomp_cache_dir(&self) -> PathBuf {
+        self.exec_root.join("seccomp-cache")
+    }
+
     pub fn container_state_dir(&self, id: &str) -> PathBuf {
         self.exec_root.join("containers").join(id)
     }

@@ -5,9 +5,11 @@
 //! - [`user`] resolves a Docker `--user` string against the image's `/etc/passwd` and
 //!   `/etc/group` without ever leaving the rootfs.
 //! - [`shim`] is the per-container supervisor (`berth-shim`) and its async client.
+//! - [`seccomp_cache`] keeps crun's compiled seccomp filters, one per profile.
 //! - [`cgroups`] detects the cgroup layout and reads stats / applies live updates.
 
 pub mod cgroups;
+pub mod seccomp_cache;
 pub mod shim;
 pub mod spec;
 pub mod user;

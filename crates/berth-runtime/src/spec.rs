@@ -936,7 +936,8 @@ pub fn seccomp_for(profile: &str, caps: &[String], kernel: (u32, u32)) -> Result
     Ok(Value::Object(out))
 }
 
-/// Write `spec` as `bundle_dir/config.json` atomically (temp file, fsync, rename).
+/// Write `spec` as `bundle_dir/config.json` atomically (temp file, rename). Bundles are
+/// runtime state in the exec root, so no fsync (see `shim::write_atomic`).
 pub fn write_bundle(bundle_dir: &Path, spec: &Value) -> Result<(), SpecError> {
     let wr = |path: &Path, e| SpecError::Write {
         path: path.to_path_buf(),
@@ -948,7 +949,6 @@ pub fn write_bundle(bundle_dir: &Path, spec: &Value) -> Result<(), SpecError> {
     let dst = bundle_dir.join("config.json");
     let mut f = fs::File::create(&tmp).map_err(|e| wr(&tmp, e))?;
     f.write_all(&data).map_err(|e| wr(&tmp, e))?;
-    f.sync_all().map_err(|e| wr(&tmp, e))?;
     fs::rename(&tmp, &dst).map_err(|e| wr(&dst, e))?;
     Ok(())
 }

@@ -35,19 +35,25 @@ impl Engine {
 
     pub(crate) async fn handle_exit(&self, h: &Arc<ContainerHandle>, info: ExitInfo) {
         let state_dir = self.config().container_state_dir(&h.id);
-        if let Ok(c) = ShimClient::connect(&state_dir).await {
-            let _ = c.shutdown().await;
-        }
-        let rootfs = state_dir.join("rootfs");
-        let target = rootfs.clone();
-        if let Err(e) = self
-            .blocking(move |e| Ok(e.images().unmount_rw_layer(&target)?))
-            .await
-        {
-            tracing::warn!(id = %h.id, "unmount rootfs: {e}");
-        }
+        // The three teardowns touch disjoint things (the runtime's state and cgroup, the
+        // host-side rootfs mount, the netns and endpoints) and each takes milliseconds, so
+        // they run together: `docker run --rm` and restarts wait for all of them.
+        let shim = async {
+            if let Ok(c) = ShimClient::connect(&state_dir).await {
+                let _ = c.shutdown().await;
+            }
+        };
+        let target = state_dir.join("rootfs");
+        let unmount = async {
+            if let Err(e) = self
+                .blocking(move |e| Ok(e.images().unmount_rw_layer(&target)?))
+                .await
+            {
+                tracing::warn!(id = %h.id, "unmount rootfs: {e}");
+            }
+        };
+        tokio::join!(shim, unmount, self.teardown_container_network(&h.id));
         let _ = std::fs::remove_dir_all(&state_dir);
-        self.teardown_container_network(&h.id).await;
         self.release_mounts(&h.snapshot());
         let cg = h.snapshot().cgroups_path;
         let _ = berth_runtime::cgroups::remove(&cg);
