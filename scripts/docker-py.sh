@@ -4,6 +4,7 @@
 # The tests are not in docker-py's PyPI sdist, so a checkout of github.com/docker/docker-py
 # is needed (it is not fetched here: CI machines have no GitHub access). Images the tests
 # expect (alpine:3.10, busybox) are stand-ins imported from Debian's busybox-static.
+# DPY_BRIDGE / DPY_CGROUP pick the bridge and cgroup parent (to run two at once).
 set -euo pipefail
 SRC=${1:?usage: $0 DOCKER_PY_CHECKOUT [pytest args]}; shift
 cd "$(dirname "$0")/.."
@@ -12,8 +13,8 @@ cargo build --workspace --bins -q
 W=$(mktemp -d /tmp/berth-dockerpy-XXXXXX)
 SOCK=$W/berth.sock; echo "{}" >"$W/daemon.json"
 target/debug/berthd -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/pid" \
-  --cgroup-parent berth-dockerpy --config-file "$W/daemon.json" --bridge berthpy0 --log-level warn >"$W/berthd.log" 2>&1 &
-trap 'DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1; kill $(cat $W/pid) 2>/dev/null; sleep 0.5; grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf $W' EXIT
+  --cgroup-parent "${DPY_CGROUP:-berth-dockerpy}" --config-file "$W/daemon.json" --bridge "${DPY_BRIDGE:-berthpy0}" --log-level warn >"$W/berthd.log" 2>&1 &
+trap 'DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1; P=$(cat $W/pid 2>/dev/null); kill $P 2>/dev/null; for _ in $(seq 100); do kill -0 $P 2>/dev/null || break; sleep 0.1; done; grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf $W' EXIT
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 export DOCKER_HOST=unix://$SOCK DOCKER_CONFIG=$W/docker-config
 R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/root" "$R/var/opt"

@@ -199,6 +199,7 @@ pub struct IpamPool {
     #[serde(rename = "IPRange")]
     pub ip_range: String,
     pub gateway: String,
+    pub auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
 
 /// `POST /networks/{id}/connect`.
@@ -576,6 +577,9 @@ fn network_json(n: &NetworkConfig, containers: Value) -> Value {
         if let Some(r) = n.ip_range {
             p["IPRange"] = json!(r.to_string());
         }
+        if !n.aux_addresses.is_empty() {
+            p["AuxiliaryAddresses"] = json!(n.aux_addresses);
+        }
         pools.push(p);
     }
     if let Some(s6) = n.subnet6 {
@@ -596,7 +600,8 @@ fn network_json(n: &NetworkConfig, containers: Value) -> Value {
         "EnableIPv6": n.enable_ipv6,
         "IPAM": {
             "Driver": "default",
-            "Options": if n.is_bridge() && !n.is_default_bridge { json!({}) } else { Value::Null },
+            // What the create request gave (the CLI sends `{}`; docker-py `null`).
+            "Options": n.ipam_options,
             "Config": pools,
         },
         "Internal": n.internal,
@@ -1278,7 +1283,14 @@ impl Engine {
                         Error::InvalidArgument(format!("invalid ip-range {}", pool.ip_range))
                     })?);
                 }
+                for (name, ip) in pool.auxiliary_addresses.iter().flatten() {
+                    let addr = ip.parse().map_err(|_| {
+                        Error::InvalidArgument(format!("invalid auxiliary address {name}={ip}"))
+                    })?;
+                    req.aux_addresses.insert(name.clone(), addr);
+                }
             }
+            req.ipam_options = ipam.options.clone();
         }
         let n = self.net().manager.create_network(req).await?;
         let mut attrs = BTreeMap::new();
@@ -1724,6 +1736,8 @@ mod tests {
             is_default_bridge: true,
             created: String::new(),
             attachable: false,
+            ipam_options: None,
+            aux_addresses: BTreeMap::new(),
         };
         let aliased = EndpointSettings {
             aliases: Some(vec!["a".into()]),

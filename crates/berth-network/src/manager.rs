@@ -234,6 +234,8 @@ impl NetworkManager {
                     is_default_bridge: false,
                     created: now_rfc3339(),
                     attachable: false,
+                    ipam_options: None,
+                    aux_addresses: BTreeMap::new(),
                 };
                 self.put(NetworkState {
                     config: cfg,
@@ -302,6 +304,8 @@ impl NetworkManager {
                     is_default_bridge: true,
                     created: now_rfc3339(),
                     attachable: false,
+                    ipam_options: None,
+                    aux_addresses: BTreeMap::new(),
                 };
                 let st = NetworkState {
                     config: cfg,
@@ -366,7 +370,16 @@ impl NetworkManager {
                 ipam::select_subnet(&self.inner.cfg.default_address_pools, &taken)?
             }
         };
-        let pool = AddressPool::new(subnet, req.gateway, req.ip_range)?;
+        let mut pool = AddressPool::new(subnet, req.gateway, req.ip_range)?;
+        for (name, ip) in &req.aux_addresses {
+            if !pool.subnet.contains(ip) {
+                return Err(Error::Invalid(format!(
+                    "auxiliary address {name}={ip} is not in subnet {}",
+                    pool.subnet
+                )));
+            }
+            pool.allocated.insert(*ip, format!("aux:{name}"));
+        }
         let bridge_name = match req.options.get(OPT_BRIDGE_NAME) {
             Some(b) if !b.is_empty() && b.len() <= 15 && valid_id(b) => b.clone(),
             Some(b) => return Err(Error::Invalid(format!("invalid bridge name {b:?}"))),
@@ -421,6 +434,8 @@ impl NetworkManager {
             is_default_bridge: false,
             created: now_rfc3339(),
             attachable: req.attachable,
+            ipam_options: req.ipam_options,
+            aux_addresses: req.aux_addresses,
         };
         self.put(NetworkState {
             config: cfg.clone(),
@@ -1091,6 +1106,34 @@ mod tests {
         assert_eq!(names, vec!["bridge", "host", "none"]);
         assert!(mgr.remove_network("bridge").await.is_err());
         assert!(mgr.remove_network("host").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn aux_addresses_are_reserved_and_kept() {
+        let (_d, _c, _sys, mgr) = setup();
+        mgr.ensure_default_bridge().await.unwrap();
+        let aux = BTreeMap::from([("a".to_string(), "10.7.0.2".parse().unwrap())]);
+        let n = mgr
+            .create_network(CreateNetwork {
+                name: "aux".into(),
+                subnet: Some("10.7.0.0/24".parse().unwrap()),
+                aux_addresses: aux.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(n.aux_addresses, aux);
+        let e = mgr.connect(req("aux", "c1")).await.unwrap();
+        assert_eq!(e.ip, Some("10.7.0.3".parse().unwrap()));
+        let outside = mgr
+            .create_network(CreateNetwork {
+                name: "bad".into(),
+                subnet: Some("10.8.0.0/24".parse().unwrap()),
+                aux_addresses: BTreeMap::from([("x".to_string(), "10.9.0.1".parse().unwrap())]),
+                ..Default::default()
+            })
+            .await;
+        assert!(outside.is_err());
     }
 
     #[tokio::test]

@@ -55,6 +55,12 @@ pub struct NetworkConfig {
     /// `--attachable`: recorded and reported (any berth network accepts `docker run`).
     #[serde(default)]
     pub attachable: bool,
+    /// `IPAM.Options` as given at create (`null` when none were), reported by inspect.
+    #[serde(default)]
+    pub ipam_options: Option<BTreeMap<String, String>>,
+    /// `--aux-address` name → address: reserved in the pool, never given to a container.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 impl NetworkConfig {
@@ -169,6 +175,10 @@ pub struct CreateNetwork {
     pub attachable: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// `IPAM.Options`, kept for inspect.
+    pub ipam_options: Option<BTreeMap<String, String>>,
+    /// `--aux-address` name → address, reserved in the IPv4 pool.
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 /// Transport protocol of a published port.
