@@ -14,7 +14,16 @@ W=$(mktemp -d /tmp/berth-dockerpy-XXXXXX)
 SOCK=$W/berth.sock; echo "{}" >"$W/daemon.json"
 target/debug/berthd -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/pid" \
   --cgroup-parent "${DPY_CGROUP:-berth-dockerpy}" --config-file "$W/daemon.json" --bridge "${DPY_BRIDGE:-berthpy0}" --log-level warn >"$W/berthd.log" 2>&1 &
-trap 'DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1; P=$(cat $W/pid 2>/dev/null); kill $P 2>/dev/null; for _ in $(seq 100); do kill -0 $P 2>/dev/null || break; sleep 0.1; done; grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf $W' EXIT
+# Cleanup must not stop at the first failing step (errexit and pipefail are on).
+cleanup() {
+  set +e
+  DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1
+  P=$(cat "$W/pid" 2>/dev/null); kill "$P" 2>/dev/null
+  for _ in $(seq 100); do kill -0 "$P" 2>/dev/null || break; sleep 0.1; done
+  grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 export DOCKER_HOST=unix://$SOCK DOCKER_CONFIG=$W/docker-config
 R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/root" "$R/var/opt"

@@ -86,6 +86,10 @@ pub fn extract_context(reader: impl Read, dest: &Path) -> Result<(), ContextErro
 #[derive(Debug)]
 pub struct BuildContext {
     root: PathBuf,
+    /// The Dockerfile when the ignore file excludes it: kept until it is read, then
+    /// removed, as dockerd does (docker-py sends a Dockerfile from outside the context as
+    /// `.dockerfile.<hash>` and lists it in the `.dockerignore` it sends).
+    ignored_dockerfile: Option<PathBuf>,
 }
 
 impl BuildContext {
@@ -94,8 +98,9 @@ impl BuildContext {
     /// client that did not is treated the same). The Dockerfile itself and the ignore file
     /// are kept only when not excluded, except that the Dockerfile is always readable.
     pub fn open(root: &Path, dockerfile: &str) -> Result<BuildContext, ContextError> {
-        let ctx = BuildContext {
+        let mut ctx = BuildContext {
             root: root.to_path_buf(),
+            ignored_dockerfile: None,
         };
         let df_rel = clean_path(dockerfile.trim_start_matches('/'));
         let mut patterns = Vec::new();
@@ -111,6 +116,9 @@ impl BuildContext {
         if !patterns.is_empty() {
             let pm = PatternMatcher::new(&patterns)?;
             ctx.prune(&pm, Path::new(""), &df_rel)?;
+            if pm.matches_or_parent_matches(&df_rel) {
+                ctx.ignored_dockerfile = Some(ctx.resolve(&df_rel)?);
+            }
         }
         Ok(ctx)
     }
@@ -139,6 +147,9 @@ impl BuildContext {
                 source,
             },
         })?;
+        if self.ignored_dockerfile.as_ref() == Some(&p) {
+            fs::remove_file(&p).map_err(io_err("remove", &p))?;
+        }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -864,6 +875,26 @@ mod tests {
         assert!(!d.path().join("secret").exists());
         assert!(d.path().join("src/main.rs").exists());
         assert!(d.path().join("Dockerfile").exists());
+    }
+
+    #[test]
+    fn an_ignored_dockerfile_is_read_then_removed() {
+        let d = tempfile::tempdir().expect("tmp");
+        write(d.path(), ".dockerfile.abc", "FROM x");
+        write(
+            d.path(),
+            ".dockerignore",
+            ".dockerignore\n.dockerfile.abc\n",
+        );
+        write(d.path(), "file.txt", "x");
+        let ctx = BuildContext::open(d.path(), ".dockerfile.abc").expect("open");
+        assert!(!d.path().join(".dockerignore").exists());
+        assert_eq!(
+            ctx.read_dockerfile(".dockerfile.abc").expect("read"),
+            "FROM x"
+        );
+        assert!(!d.path().join(".dockerfile.abc").exists());
+        assert!(d.path().join("file.txt").exists());
     }
 
     fn small_tar() -> Vec<u8> {

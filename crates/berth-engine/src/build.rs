@@ -50,7 +50,15 @@ pub struct CacheRecord {
     pub created: String,
     pub last_used: String,
     pub usage_count: u64,
+    /// Images built earlier for the same step (newest first): a plain build uses the
+    /// newest, as dockerd's classic builder does, but `--cache-from` may name a chain
+    /// that holds an older one.
+    #[serde(default)]
+    pub older: Vec<String>,
 }
+
+/// How many earlier images a cache entry remembers.
+const CACHE_OLDER_MAX: usize = 8;
 
 /// The options of `POST /build` the engine acts on.
 #[derive(Debug, Clone, Default)]
@@ -65,8 +73,11 @@ pub struct BuildOptions {
     pub pull: bool,
     pub network: Option<String>,
     pub platform: Option<String>,
-    /// `--cache-from`: accepted; the local cache index already covers local images.
+    /// `--cache-from`: limits cache hits to these images and their ancestors (names that
+    /// do not resolve are skipped, so only unknown names means no cache at all).
     pub cache_from: Vec<String>,
+    /// `--add-host` (`extrahosts`): `name:ip` entries for RUN's `/etc/hosts`.
+    pub extra_hosts: Vec<String>,
 }
 
 /// What a finished build produced.
@@ -167,6 +178,9 @@ impl Engine {
             context: dir.to_path_buf(),
             remote: std::sync::Arc::new(RemoteFiles::new(dir.with_extension("remote"))),
             network: opts.network.clone(),
+            cache_sources: (!opts.cache_from.is_empty())
+                .then(|| self.cache_sources(&opts.cache_from)),
+            extra_hosts: opts.extra_hosts.clone(),
         };
         let out = solver::build(&exec, &req, progress)
             .await
@@ -219,13 +233,21 @@ impl Engine {
             // Newest first, so an image is deleted before the one it was built on.
             let mut ids: Vec<(String, String, String)> = records
                 .into_iter()
-                .map(|(k, r)| (r.created.clone(), k, r.image_id))
+                .flat_map(|(k, r)| {
+                    let created = r.created.clone();
+                    std::iter::once(r.image_id)
+                        .chain(r.older)
+                        .map(move |id| (created.clone(), k.clone(), id))
+                })
                 .collect();
             ids.sort();
             ids.reverse();
             let mut seen = HashSet::new();
+            let mut seen_keys = HashSet::new();
             for (_, key, id) in ids {
-                deleted.push(key.trim_start_matches("sha256:").chars().take(25).collect());
+                if seen_keys.insert(key.clone()) {
+                    deleted.push(key.trim_start_matches("sha256:").chars().take(25).collect());
+                }
                 if !seen.insert(id.clone()) || in_use.contains(&id) {
                     continue;
                 }
@@ -261,6 +283,21 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// The ids of the `--cache-from` images and of every image below them.
+    fn cache_sources(&self, names: &[String]) -> std::collections::HashSet<String> {
+        let mut out = std::collections::HashSet::new();
+        for name in names {
+            let mut next = self.images().get(name).ok();
+            while let Some(img) = next {
+                if !out.insert(img.id.clone()) || img.parent.is_empty() {
+                    break;
+                }
+                next = self.images().get(&img.parent).ok();
+            }
+        }
+        out
     }
 
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>> {
@@ -300,6 +337,11 @@ struct EngineExecutor {
     remote: std::sync::Arc<RemoteFiles>,
     /// `--network` of the build (a network name for RUN; `None` is the default bridge).
     network: Option<String>,
+    /// With `--cache-from`: the only images a cache hit may be (the given images and their
+    /// ancestors), as in dockerd's classic builder; `None` without it (any local hit).
+    cache_sources: Option<std::collections::HashSet<String>>,
+    /// `--add-host` entries (`name:ip`) for RUN's `/etc/hosts`.
+    extra_hosts: Vec<String>,
 }
 
 /// A file ADD fetched from an http(s) URL.
@@ -728,6 +770,8 @@ impl EngineExecutor {
                                 context: self.context.clone(),
                                 remote: self.remote.clone(),
                                 network: self.network.clone(),
+                                cache_sources: self.cache_sources.clone(),
+                                extra_hosts: self.extra_hosts.clone(),
                             };
                             let l =
                                 tokio::task::spawn_blocking(move || exec.source_layer(&id2, &d2))
@@ -768,12 +812,20 @@ impl EngineExecutor {
         let host_net = step.network == RunNetwork::Host;
         let id = format!("build-{}", &step.container_id[..24]);
         if step.network != RunNetwork::None {
-            // The host's resolver and hosts files, read-only. (dockerd drops loopback
-            // nameservers for a bridge, which cannot reach them; berth does not yet.)
-            for f in ["/etc/resolv.conf", "/etc/hosts"] {
-                if Path::new(f).exists() {
-                    mounts.push(bind(Path::new(f), f, true));
-                }
+            // The host's resolver and hosts files, read-only, with `--add-host` entries
+            // appended and, on a user-defined network, the embedded DNS as the resolver
+            // (so RUN finds containers by name and alias there, as with dockerd). (dockerd
+            // drops loopback nameservers for a bridge, which cannot reach them; berth does
+            // not yet.)
+            let user_net = self
+                .network
+                .as_deref()
+                .and_then(|n| self.engine.network_manager().get(n))
+                .is_some_and(|n| n.has_dns());
+            let files = step_etc_files(work, &self.extra_hosts, user_net && !host_net)
+                .map_err(|e| Err(msg(e)))?;
+            for (src, dst) in files {
+                mounts.push(bind(&src, dst, true));
             }
         }
         let net = match step.network {
@@ -866,7 +918,16 @@ impl EngineExecutor {
                 .await
                 .map_err(|e| crate::container::start::docker_start_error(&e.to_string()))?;
             // Docker's multiplexed frames: [stream, 0, 0, 0, len u32 BE] then the payload.
-            let mut pending: Vec<u8> = Vec::new();
+            // Like dockerd's classic builder, stderr text is wrapped in red (`ESC[91m` ..
+            // `ESC[0m`), which the CLI shows and docker-py's tests look for.
+            let emit = |fd: u8, text: &str| {
+                if fd == 2 {
+                    progress.stream(&format!("\x1b[91m{text}\x1b[0m"));
+                } else {
+                    progress.stream(text);
+                }
+            };
+            let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
             loop {
                 let mut head = [0u8; 8];
                 if stream.read_exact(&mut head).await.is_err() {
@@ -877,20 +938,24 @@ impl EngineExecutor {
                 if stream.read_exact(&mut data).await.is_err() {
                     break;
                 }
-                pending.extend_from_slice(&data);
+                let fd = if head[0] == 2 { 2 } else { 1 };
+                let buf = &mut pending[usize::from(fd - 1)];
+                buf.extend_from_slice(&data);
                 // Forward whole UTF-8 text; keep an incomplete trailing sequence for later.
-                let valid = match std::str::from_utf8(&pending) {
-                    Ok(_) => pending.len(),
+                let valid = match std::str::from_utf8(buf) {
+                    Ok(_) => buf.len(),
                     Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                    Err(_) => pending.len(),
+                    Err(_) => buf.len(),
                 };
                 if valid > 0 {
-                    progress.stream(&String::from_utf8_lossy(&pending[..valid]));
-                    pending.drain(..valid);
+                    emit(fd, &String::from_utf8_lossy(&buf[..valid]));
+                    buf.drain(..valid);
                 }
             }
-            if !pending.is_empty() {
-                progress.stream(&String::from_utf8_lossy(&pending));
+            for (i, buf) in pending.iter().enumerate() {
+                if !buf.is_empty() {
+                    emit(i as u8 + 1, &String::from_utf8_lossy(buf));
+                }
             }
             let info = client
                 .wait()
@@ -962,6 +1027,40 @@ impl BuildNet {
     }
 }
 
+/// A RUN step's `/etc/hosts` and `/etc/resolv.conf`, written under `work`: the host's,
+/// plus `extra_hosts` (`name:ip`) and, for a user-defined network, the embedded DNS.
+fn step_etc_files(
+    work: &Path,
+    extra_hosts: &[String],
+    embedded_dns: bool,
+) -> Result<Vec<(PathBuf, &'static str)>> {
+    let mut out = Vec::new();
+    let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if !hosts.is_empty() && !hosts.ends_with('\n') {
+        hosts.push('\n');
+    }
+    for h in extra_hosts {
+        let (name, ip) = h
+            .split_once(':')
+            .or_else(|| h.split_once('='))
+            .ok_or_else(|| Error::InvalidArgument(format!("invalid extra host {h:?}")))?;
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    let path = work.join("hosts");
+    std::fs::write(&path, hosts).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    out.push((path, "/etc/hosts"));
+    let base = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = if embedded_dns {
+        crate::network::embedded_resolv_conf(&base)
+    } else {
+        base
+    };
+    let path = work.join("resolv.conf");
+    std::fs::write(&path, resolv).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    out.push((path, "/etc/resolv.conf"));
+    Ok(out)
+}
+
 fn bind(src: &Path, dst: &str, ro: bool) -> SpecMount {
     SpecMount {
         destination: dst.into(),
@@ -1018,18 +1117,26 @@ impl Executor for EngineExecutor {
 
     async fn cache_lookup(&self, key: &str) -> Option<String> {
         let k = key.to_string();
+        let sources = self.cache_sources.clone();
         self.engine
             .blocking(move |e| {
                 let Some(mut rec) = e.cache_get(&k)? else {
                     return Ok(None);
                 };
-                if e.images().get(&rec.image_id).is_err() {
+                let hit = std::iter::once(&rec.image_id)
+                    .chain(rec.older.iter())
+                    .find(|id| {
+                        sources.as_ref().is_none_or(|s| s.contains(*id))
+                            && e.images().get(id).is_ok()
+                    })
+                    .cloned();
+                let Some(hit) = hit else {
                     return Ok(None);
-                }
+                };
                 rec.last_used = util::now_rfc3339();
                 rec.usage_count += 1;
                 e.inner.store.put(BUILD_CACHE, &k, &rec)?;
-                Ok(Some(rec.image_id))
+                Ok(Some(hit))
             })
             .await
             .ok()
@@ -1043,16 +1150,27 @@ impl Executor for EngineExecutor {
         description: &str,
     ) -> std::result::Result<(), String> {
         let now = util::now_rfc3339();
-        let rec = CacheRecord {
+        let mut rec = CacheRecord {
             image_id: image_id.to_string(),
             description: description.to_string(),
             created: now.clone(),
             last_used: now,
             usage_count: 0,
+            older: Vec::new(),
         };
         let k = key.to_string();
         self.engine
-            .blocking(move |e| e.inner.store.put(BUILD_CACHE, &k, &rec))
+            .blocking(move |e| {
+                // Keep the images this step made before (those still stored), newest first.
+                if let Some(prev) = e.cache_get(&k)? {
+                    rec.older = std::iter::once(prev.image_id)
+                        .chain(prev.older)
+                        .filter(|id| *id != rec.image_id && e.images().get(id).is_ok())
+                        .take(CACHE_OLDER_MAX)
+                        .collect();
+                }
+                e.inner.store.put(BUILD_CACHE, &k, &rec)
+            })
             .await
             .map_err(msg)
     }
@@ -1123,6 +1241,8 @@ impl Executor for EngineExecutor {
             context: self.context.clone(),
             remote: self.remote.clone(),
             network: self.network.clone(),
+            cache_sources: self.cache_sources.clone(),
+            extra_hosts: self.extra_hosts.clone(),
         };
         let parent_id = parent.id.clone();
         let w = work.clone();

@@ -372,3 +372,64 @@ fn exec_detach_keys_end_the_attach_but_not_the_exec() {
     );
     run_ok(&d, &["rm", "-f", &id]);
 }
+
+#[test]
+fn classic_build_details_docker_py_relies_on() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let ctx = tempfile::tempdir().expect("context dir");
+    let df = "FROM busybox\n\
+              COPY . /ctx\n\
+              RUN test ! -e /ctx/Dockerfile && test ! -e /ctx/.dockerignore && test -e /ctx/kept\n\
+              RUN grep -q 'extra.test' /etc/hosts\n\
+              RUN sh -c 'echo to-stderr >&2'\n";
+    std::fs::write(ctx.path().join("Dockerfile"), df).expect("write Dockerfile");
+    std::fs::write(
+        ctx.path().join(".dockerignore"),
+        "Dockerfile\n.dockerignore\n",
+    )
+    .expect("write .dockerignore");
+    std::fs::write(ctx.path().join("kept"), "x").expect("write kept");
+    let dir = ctx.path().to_str().expect("utf8");
+    let tag = unique("fid");
+    let out = run_ok(
+        &d,
+        &[
+            "build",
+            "--add-host",
+            "extra.test:10.1.2.3",
+            "-t",
+            &tag,
+            dir,
+        ],
+    );
+    assert!(out.contains("\u{1b}[91mto-stderr\n\u{1b}[0m"), "{out}");
+
+    // Without --cache-from the steps hit the cache; with only an unknown image they do not.
+    let again = run_ok(&d, &["build", "--add-host", "extra.test:10.1.2.3", dir]);
+    assert!(again.contains("Using cache"), "{again}");
+    let cold = run_ok(
+        &d,
+        &[
+            "build",
+            "--add-host",
+            "extra.test:10.1.2.3",
+            "--cache-from",
+            "nosuchimage",
+            dir,
+        ],
+    );
+    assert!(!cold.contains("Using cache"), "{cold}");
+    let warm = run_ok(
+        &d,
+        &[
+            "build",
+            "--add-host",
+            "extra.test:10.1.2.3",
+            "--cache-from",
+            &tag,
+            dir,
+        ],
+    );
+    assert!(warm.contains("Using cache"), "{warm}");
+}

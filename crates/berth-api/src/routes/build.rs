@@ -74,6 +74,11 @@ pub fn build_options(q: &Q) -> ApiResult<BuildOptions> {
         network,
         platform: q.get("platform").map(str::to_string),
         cache_from,
+        extra_hosts: q
+            .all("extrahosts")
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .collect(),
     })
 }
 
@@ -112,9 +117,11 @@ pub async fn build(State(e): State<Engine>, q: Q, body: Body) -> ApiResult<Respo
             }
             Err(err) => {
                 let m = err.to_string();
-                let _ = tx.send(json_line(
-                    &json!({"errorDetail": {"message": m}, "error": m}),
-                ));
+                let mut detail = json!({"message": m});
+                if let Some(code) = command_exit_code(&m) {
+                    detail["code"] = json!(code);
+                }
+                let _ = tx.send(json_line(&json!({"errorDetail": detail, "error": m})));
             }
         }
     });
@@ -134,6 +141,16 @@ pub async fn prune(State(e): State<Engine>) -> ApiResult<Json<Value>> {
         "CachesDeleted": deleted,
         "SpaceReclaimed": reclaimed,
     })))
+}
+
+/// The exit code of a failed RUN, from the classic builder's fixed wording ("... returned a
+/// non-zero code: N"): dockerd puts it in `errorDetail.code`, which docker-py reads.
+fn command_exit_code(msg: &str) -> Option<i64> {
+    msg.rsplit_once("returned a non-zero code: ")?
+        .1
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -156,5 +173,18 @@ mod tests {
         assert_eq!(o.network.as_deref(), Some("host"));
         assert!(build_options(&Q::parse(Some("buildargs=nope"))).is_err());
         assert!(build_options(&Q::parse(Some("remote=https://x/y.git"))).is_err());
+        let o = build_options(&Q::parse(Some("extrahosts=a%3A1.2.3.4&extrahosts=b%3A::1")))
+            .expect("parses");
+        assert_eq!(o.extra_hosts, vec!["a:1.2.3.4", "b:::1"]);
+    }
+
+    #[test]
+    fn run_failures_carry_their_exit_code() {
+        let m = "Dockerfile:2: The command '/bin/sh -c false' returned a non-zero code: 3";
+        assert_eq!(command_exit_code(m), Some(3));
+        assert_eq!(
+            command_exit_code("Cannot locate specified Dockerfile: x"),
+            None
+        );
     }
 }
