@@ -6,12 +6,14 @@
 #   docker run --rm busybox true on dockerd, podman run --rm --network none (if installed)
 # and the create+start+stop+rm cycle, berthd idle RSS and one shim's RSS.
 # Prints p50/p90 per case and ratios. Usage: bench/run.sh [iterations]   (as root)
+# BIN=<dir> uses prebuilt berthd/berth/berth-shim from <dir> instead of building (A/B runs of
+# two builds); NOREF=1 skips dockerd and podman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-30}
 ./scripts/host-prep.sh >/dev/null
-cargo build --release --workspace --bins -q
-BIN=$PWD/target/release
+[ -n "${BIN:-}" ] || cargo build --release --workspace --bins -q
+BIN=${BIN:-$PWD/target/release}
 W=$(mktemp -d /tmp/berth-bench-XXXXXX)
 SOCK=$W/berth.sock
 export DOCKER_CONFIG=$W/docker-config
@@ -66,7 +68,7 @@ measure berth_cycle      cycle
 cycle_k() { id=$(B create --stop-signal KILL busybox sleep 60) && B start "$id" && B stop "$id" && B rm "$id"; }
 measure berth_cycle_kill cycle_k
 
-if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
+if [ -z "${NOREF:-}" ] && command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
   sleep 1
   dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
@@ -77,7 +79,7 @@ if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   dcycle() { id=$(DOCKER_HOST="unix://$W/docker.sock" docker create --network none busybox sleep 60) && DOCKER_HOST="unix://$W/docker.sock" docker start "$id" && DOCKER_HOST="unix://$W/docker.sock" docker stop -t 1 "$id" && DOCKER_HOST="unix://$W/docker.sock" docker rm "$id"; }
   measure dockerd_cycle dcycle
 fi
-if command -v podman >/dev/null; then
+if [ -z "${NOREF:-}" ] && command -v podman >/dev/null; then
   podman --root "$W/podman" --runroot "$W/podman-run" import "$W/busybox.tar" busybox:latest >/dev/null 2>&1 || true
   measure podman_run podman --root "$W/podman" --runroot "$W/podman-run" run --rm --network none busybox true
 fi
