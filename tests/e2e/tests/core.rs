@@ -239,10 +239,12 @@ fn security_defaults() {
         "{}",
         text(&o)
     );
-    // namespaces: own pid, uts, net (lo only), ipc
+    // namespaces: own pid, uts, net (lo only with --network none), ipc
     let o = d.docker(&[
         "run",
         "--rm",
+        "--network",
+        "none",
         "-h",
         "boxy",
         "busybox",
