@@ -25,7 +25,7 @@ cleanup() {
   find /sys/fs/cgroup/*/"berth-$TAG" -depth -type d -exec rmdir {} + 2>/dev/null || true
   rm -rf "$W"
 }
-trap cleanup EXIT
+trap cleanup EXIT; trap "exit 130" INT TERM
 
 echo '{}' >"$W/daemon.json"
 "$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \

@@ -31,7 +31,7 @@ cleanup() {
   find /sys/fs/cgroup/*/"berth-$TAG" -depth -type d -exec rmdir {} + 2>/dev/null || true
   rm -rf "$W"
 }
-trap cleanup EXIT
+trap cleanup EXIT; trap "exit 130" INT TERM
 wait_port() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/v2/" >/dev/null && return 0; sleep 0.1; done; echo "registry on $1 did not start"; exit 1; }
 
 echo '{}' >"$W/daemon.json"
