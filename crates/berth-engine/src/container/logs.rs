@@ -216,6 +216,7 @@ impl Engine {
             // it is read; with `tail` only the last N rendered lines are held.
             let mut tail_buf: std::collections::VecDeque<Vec<u8>> =
                 std::collections::VecDeque::new();
+            let mut batch = Batch::new(&tx);
             let mut pos = 0u64;
             for f in log_files(&path) {
                 let Ok(file) = std::fs::File::open(&f) else {
@@ -235,7 +236,7 @@ impl Engine {
                                     tail_buf.push_back(b);
                                 }
                                 None => {
-                                    if tx.blocking_send(b).is_err() {
+                                    if batch.push(b).is_err() {
                                         return;
                                     }
                                 }
@@ -249,9 +250,12 @@ impl Engine {
                 }
             }
             for l in tail_buf {
-                if tx.blocking_send(l).is_err() {
+                if batch.push(l).is_err() {
                     return;
                 }
+            }
+            if batch.flush().is_err() {
+                return;
             }
             if !opts.follow {
                 return;
@@ -325,23 +329,63 @@ fn follow_lines<R: BufRead>(
     tx: &mpsc::Sender<Vec<u8>>,
 ) -> std::ops::ControlFlow<()> {
     use std::ops::ControlFlow;
+    let mut batch = Batch::new(tx);
     loop {
         buf.clear();
         let n = r.read_line(buf).unwrap_or(0);
         if n == 0 || !buf.ends_with('\n') {
-            return ControlFlow::Continue(());
+            return match batch.flush() {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(()) => ControlFlow::Break(()),
+            };
         }
         *pos += n as u64;
         if let Ok(l) = serde_json::from_str::<Line>(buf) {
             if opts.until.is_some_and(|u| time_secs(&l.time) > u) {
+                let _ = batch.flush();
                 return ControlFlow::Break(());
             }
             if let Some(b) = render(&l, opts, details, tty) {
-                if tx.blocking_send(b).is_err() {
+                if batch.push(b).is_err() {
                     return ControlFlow::Break(());
                 }
             }
         }
+    }
+}
+
+/// Groups rendered lines into chunks of about 64 KiB: one channel message and one HTTP
+/// chunk per line made a 100 MB log stream at a few dozen MB/s.
+struct Batch<'a> {
+    tx: &'a mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl<'a> Batch<'a> {
+    const SIZE: usize = 64 * 1024;
+
+    fn new(tx: &'a mpsc::Sender<Vec<u8>>) -> Batch<'a> {
+        Batch {
+            tx,
+            buf: Vec::with_capacity(Self::SIZE),
+        }
+    }
+
+    /// Err when the client is gone.
+    fn push(&mut self, data: Vec<u8>) -> Result<(), ()> {
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() >= Self::SIZE {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::SIZE));
+        self.tx.blocking_send(chunk).map_err(|_| ())
     }
 }
 
