@@ -714,3 +714,65 @@ fn extends_and_include() {
     );
     ok(compose(&d, root, &["-p", &p, "down"]));
 }
+
+/// Named volumes outlive `down` (without `-v`) and are found again by the next `up`; bad
+/// dependency graphs are refused with the offending names.
+#[test]
+fn volume_persists_across_down_up_and_bad_graphs_are_named() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::tempdir().expect("tmp");
+    write(
+        dir.path(),
+        "compose.yaml",
+        "services:\n  store:\n    image: busybox\n    command: sh -c 'exec sleep 3600'\n    stop_grace_period: 1s\n    volumes: ['keep:/keep']\nvolumes:\n  keep: {}\n",
+    );
+    let p = unique("vol");
+    let run = |args: &[&str]| {
+        let mut a = vec!["-p", p.as_str()];
+        a.extend_from_slice(args);
+        compose(&d, dir.path(), &a)
+    };
+    ok(run(&["up", "-d"]));
+    ok(run(&[
+        "exec",
+        "-T",
+        "store",
+        "sh",
+        "-c",
+        "echo kept > /keep/f",
+    ]));
+    ok(run(&["down"]));
+    let vols = stdout(&d.docker(&["volume", "ls", "-q"]));
+    assert!(vols.lines().any(|v| v == format!("{p}_keep")), "{vols}");
+    ok(run(&["up", "-d"]));
+    let got = ok(run(&["exec", "-T", "store", "cat", "/keep/f"]));
+    assert!(got.starts_with("kept"), "{got}");
+    ok(run(&["down", "-v"]));
+    let vols = stdout(&d.docker(&["volume", "ls", "-q"]));
+    assert!(!vols.lines().any(|v| v == format!("{p}_keep")), "{vols}");
+
+    write(
+        dir.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: busybox\n    depends_on: [b]\n  b:\n    image: busybox\n    depends_on: [a]\n",
+    );
+    let out = run(&["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("cycle"), "{err}");
+    write(
+        dir.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: busybox\n    depends_on: [ghost]\n",
+    );
+    let out = run(&["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("ghost"), "{err}");
+    assert_eq!(
+        stdout(&d.docker(&["ps", "-aq"])).trim(),
+        "",
+        "nothing may be left running"
+    );
+}
