@@ -267,7 +267,7 @@ fn docker_compose_1_29_flow() {
     write(
         dir.path(),
         "docker-compose.yml",
-        "version: '2.4'\nservices:\n  app:\n    image: busybox\n    command: sh -c 'echo hi; exec sleep 3600'\n    stop_grace_period: 1s\n    networks: [back]\n    volumes: ['data:/data']\n  built:\n    build: ./img\n    command: sh -c 'cat /built; exec sleep 3600'\n    stop_grace_period: 1s\n    networks: [back]\nnetworks:\n  back: {}\nvolumes:\n  data: {}\n",
+        "version: '2.4'\nservices:\n  app:\n    image: busybox\n    command: sh -c 'echo hi; exec sleep 3600'\n    stop_grace_period: 1s\n    networks: [back, front]\n    volumes: ['data:/data']\n    healthcheck:\n      test: ['CMD', 'true']\n      interval: 1s\n  built:\n    build: ./img\n    command: sh -c 'cat /built; exec sleep 3600'\n    stop_grace_period: 1s\n    networks: [back]\n    depends_on:\n      app:\n        condition: service_healthy\nnetworks:\n  back: {}\n  front: {}\nvolumes:\n  data: {}\n",
     );
     write(
         dir.path(),
@@ -293,6 +293,20 @@ fn docker_compose_1_29_flow() {
     assert!(ps.contains(&format!("{p}_app_2")), "{ps}");
     assert!(ps.contains(&format!("{p}_built_1")), "{ps}");
     ok(d.docker(&["network", "inspect", &format!("{p}_back")]));
+    ok(d.docker(&["network", "inspect", &format!("{p}_front")]));
+    let health = stdout(&d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        &format!("{p}_app_1"),
+    ]));
+    assert_eq!(
+        health.trim(),
+        "healthy",
+        "depends_on service_healthy started built too early"
+    );
+    let ran = ok(dc(&["run", "--rm", "-T", "app", "echo", "ran-by-dc"]));
+    assert!(ran.contains("ran-by-dc"), "{ran}");
     ok(d.docker(&["volume", "inspect", &format!("{p}_data")]));
     // Service names resolve on the project network.
     ok(dc(&["exec", "-T", "built", "ping", "-c1", "-W2", "app"]));
