@@ -267,9 +267,15 @@ impl Ctx {
             }
         }
         let v = upgrade_v1(v);
-        schema::validate(&v).map_err(|source| LoadError::Schema {
-            path: path.display().to_string(),
-            source,
+        schema::validate(&v).map_err(|source| {
+            let line = schema::locate_line(text, &source.path, &source.message);
+            LoadError::Schema {
+                path: match line {
+                    Some(l) => format!("{}:{l}", path.display()),
+                    None => path.display().to_string(),
+                },
+                source,
+            }
         })?;
         let Value::Object(mut doc) = v else {
             return Err(LoadError::NotMapping {

@@ -347,3 +347,128 @@ mod tests {
             .expect("valid");
     }
 }
+
+/// The 1-based line of `path` (`services.web.ports.0`, optionally followed by an offending
+/// key named in the message) in the YAML `text`, found by walking indentation. The loader
+/// has no spans after interpolation, so this maps a schema error back to the file; `None`
+/// when the layout is too unusual (flow style, anchors) to follow.
+pub fn locate_line(text: &str, path: &str, message: &str) -> Option<usize> {
+    let mut segs: Vec<String> = path
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(k) = message
+        .split("additional properties '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+    {
+        segs.push(k.to_string());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let content = |l: &str| {
+        l.trim_start()
+            .trim_start_matches("- ")
+            .trim_start()
+            .to_string()
+    };
+    let meaningful = |l: &str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    // (line index, indentation of the key on it) of the node found so far.
+    let mut at: Option<(usize, usize)> = None;
+    for seg in segs {
+        let (from, parent_ind) = match at {
+            None => (0, None),
+            Some((i, ind)) => (i, Some(ind)),
+        };
+        let mut found = None;
+        if let Ok(n) = seg.parse::<usize>() {
+            let mut item_ind = None;
+            let mut count = 0;
+            for (i, l) in lines.iter().enumerate().skip(from + 1) {
+                if !meaningful(l) {
+                    continue;
+                }
+                let ind = indent(l);
+                if parent_ind.is_some_and(|p| ind <= p) {
+                    break;
+                }
+                if l.trim_start().starts_with('-') {
+                    let it = *item_ind.get_or_insert(ind);
+                    if ind == it {
+                        if count == n {
+                            found = Some((i, ind + 2));
+                            break;
+                        }
+                        count += 1;
+                    }
+                }
+            }
+        } else {
+            let key_forms = [
+                format!("{seg}:"),
+                format!("\"{seg}\":"),
+                format!("'{seg}':"),
+            ];
+            // The key may sit on the item line itself (`- key: v`).
+            let first = if at.is_some() { from } else { 0 };
+            for (i, l) in lines.iter().enumerate().skip(first) {
+                if !meaningful(l) {
+                    continue;
+                }
+                let ind = if l.trim_start().starts_with("- ") {
+                    indent(l) + 2
+                } else {
+                    indent(l)
+                };
+                if i > first && parent_ind.is_some_and(|p| ind <= p) && at.is_some() {
+                    break;
+                }
+                if (at.is_none() && ind == 0 || parent_ind.is_none_or(|p| ind >= p))
+                    && key_forms.iter().any(|k| content(l).starts_with(k.as_str()))
+                    && (i > first || l.trim_start().starts_with("- ") || at.is_none())
+                {
+                    found = Some((i, ind));
+                    break;
+                }
+            }
+        }
+        at = Some(found?);
+    }
+    at.map(|(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod locate_tests {
+    use super::locate_line;
+
+    const Y: &str = "services:\n  web:\n    image: busybox\n    ports:\n      - \"80:80\"\n      - foo: bar\n    bogus_key: 1\n  db:\n    image: x\n";
+
+    #[test]
+    fn finds_keys_and_items() {
+        assert_eq!(
+            locate_line(
+                Y,
+                "services.web",
+                "additional properties 'bogus_key' not allowed"
+            ),
+            Some(7)
+        );
+        assert_eq!(
+            locate_line(
+                Y,
+                "services.web.ports.1",
+                "additional properties 'foo' not allowed"
+            ),
+            Some(6)
+        );
+        assert_eq!(
+            locate_line(Y, "services.db.image", "must be a string"),
+            Some(9)
+        );
+        assert_eq!(locate_line(Y, "services.nope", "x"), None);
+    }
+}
