@@ -1,0 +1,45 @@
+# Shared by bench scripts: a private berthd with a busybox image, and the p50/p90 timer.
+# The caller sets BIN, W (a fresh temp dir), SOCK, TAG (bridge name, unique) and N, and
+# may define `bench_cleanup_extra` for its own objects. Everything is removed by PID.
+
+cleanup() {
+  DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1 || true
+  if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
+  for p in berthd dockerd containerd; do [ -f "$W/$p.pid" ] && kill "$(cat "$W/$p.pid")" 2>/dev/null || true; done
+  sleep 1
+  grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip link del "$TAG" 2>/dev/null || true
+  find /sys/fs/cgroup/*/"berth-$TAG" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  rm -rf "$W"
+}
+
+# Starts berthd on $SOCK and imports busybox:latest from Debian's busybox-static.
+start_berthd() {
+  trap cleanup EXIT; trap "exit 130" INT TERM
+  echo '{}' >"$W/daemon.json"
+  "$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
+    --cgroup-parent "berth-$TAG" --config-file "$W/daemon.json" --bridge "$TAG" --log-level error >"$W/berthd.log" 2>&1 &
+  for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+  [ -S "$SOCK" ] || { cat "$W/berthd.log"; exit 1; }
+  local R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev"
+  cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc/group"
+  tar -C "$R" -cf "$W/busybox.tar" .
+  B import "$W/busybox.tar" busybox:latest >/dev/null
+}
+
+B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
+
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# measure NAME CMD...: N timed runs after one warm-up; prints p50/p90, sets P50_<NAME>.
+measure() {
+  local name=$1; shift
+  local f=$W/t-$name; : >"$f"
+  "$@" >/dev/null 2>&1 || { echo "$name: failed: $*"; return 0; }
+  for _ in $(seq "$N"); do local t=$(date +%s%N); "$@" >/dev/null 2>&1; ms "$t" >>"$f"; done
+  sort -n "$f" -o "$f"
+  local p50 p90; p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
+  printf '%-38s p50 %5d ms   p90 %5d ms\n' "$name" "$p50" "$p90"
+  eval "P50_${name//[^a-zA-Z0-9]/_}=$p50"
+}
