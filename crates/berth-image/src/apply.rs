@@ -137,6 +137,7 @@ pub fn apply_layer(
         dirs: Vec::new(),
         size: 0,
         parent_cache: None,
+        buf: Vec::new(),
     };
     {
         let mut archive = tar::Archive::new(&mut tee);
@@ -161,6 +162,8 @@ struct Applier {
     size: u64,
     /// The last parent directory opened, since tar entries come grouped by directory.
     parent_cache: Option<(Vec<String>, OwnedFd)>,
+    /// Copy buffer for file contents: `io::copy` would move them in 8 KiB writes.
+    buf: Vec<u8>,
 }
 
 /// Ownership, mode, times and xattrs of an entry, PAX overrides applied.
@@ -174,6 +177,29 @@ struct Meta {
 
 fn name_of(entry_path: &[u8]) -> String {
     String::from_utf8_lossy(entry_path).into_owned()
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copy an entry's content through a 1 MiB buffer allocated once per layer.
+fn copy_content(r: &mut dyn Read, w: &mut dyn Write, buf: &mut Vec<u8>) -> Result<u64, CopyError> {
+    if buf.is_empty() {
+        buf.resize(1 << 20, 0);
+    }
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        w.write_all(&buf[..k]).map_err(CopyError::Write)?;
+        n += k as u64;
+    }
 }
 
 /// Split a tar path into safe components, or say why it is unsafe.
@@ -293,7 +319,15 @@ impl Applier {
                 )
                 .map_err(fs_err(&display, "create file"))?;
                 let mut file = std::fs::File::from(fd);
-                let n = io::copy(&mut entry, &mut file).map_err(ApplyError::Read)?;
+                let n =
+                    copy_content(&mut entry, &mut file, &mut self.buf).map_err(|e| match e {
+                        CopyError::Read(e) => ApplyError::Read(e),
+                        CopyError::Write(e) => ApplyError::Fs {
+                            entry: display.clone(),
+                            op: "write file",
+                            source: e,
+                        },
+                    })?;
                 self.size += n;
                 set_owner_mode_xattrs(&file, &meta, &display)?;
                 rustix::fs::futimens(&file, &meta.times).map_err(fs_err(&display, "set times"))?;

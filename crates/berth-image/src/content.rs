@@ -6,11 +6,25 @@
 //! knows it), the file is fsynced and renamed into place. A blob is therefore either
 //! absent or complete and correct: readers never see a partial blob, and two writers of
 //! the same blob simply race to an identical rename.
+//!
+//! Downloads of a blob whose digest is known ([`ContentStore::resume`]) are the exception
+//! to the random ingest name: they go to `ingest/<hex>.partial`, which survives a failed
+//! transfer (and a daemon restart, for a week) so that the next pull can continue it with
+//! an HTTP `Range` request instead of starting over. The file is `flock`ed while a writer
+//! holds it: a second pull of the same blob at the same time gets an ordinary random
+//! ingest file rather than interleaving its bytes into the first one's. The bytes already
+//! there are hashed again on resume; the digest is still checked over the whole blob at
+//! commit, so a corrupt leftover costs one failed pull, never a wrong blob.
 
 use crate::digest::{hex_part, is_sha256_digest, HashingWriter, SHA256_PREFIX};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How long a partial download is kept for a later resume.
+const PARTIAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const PARTIAL_SUFFIX: &str = ".partial";
 
 /// Content store failures.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +135,65 @@ impl ContentStore {
             store: self.clone(),
             inner: Some(HashingWriter::new(BufWriter::with_capacity(256 * 1024, f))),
             path,
+            keep_partial: false,
+        })
+    }
+
+    fn partial_path(&self, digest: &str) -> Result<PathBuf, ContentError> {
+        if !is_sha256_digest(digest) {
+            return Err(ContentError::InvalidDigest(digest.to_string()));
+        }
+        Ok(self
+            .root
+            .join("ingest")
+            .join(format!("{}{PARTIAL_SUFFIX}", hex_part(digest))))
+    }
+
+    /// Bytes kept from an interrupted download of `digest`, if any.
+    pub fn partial_size(&self, digest: &str) -> Option<u64> {
+        let p = self.partial_path(digest).ok()?;
+        fs::metadata(p).ok().map(|m| m.len())
+    }
+
+    /// A writer for a download of the known blob `digest` that continues a partial
+    /// download kept from an earlier attempt: its bytes are hashed and
+    /// [`ContentWriter::len`] says how many there are (the offset to resume from). If the
+    /// writer is dropped without commit the file is kept for the next attempt. When
+    /// another writer holds the same partial file, this one is an ordinary fresh writer.
+    pub fn resume(&self, digest: &str) -> Result<ContentWriter, ContentError> {
+        let path = self.partial_path(digest)?;
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(ioerr("open", &path))?;
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return self.writer(),
+            Err(e) => return Err(ioerr("lock", &path)(e.into())),
+        }
+        let mut hw = HashingWriter::new(BufWriter::with_capacity(
+            256 * 1024,
+            f.try_clone().map_err(ioerr("open", &path))?,
+        ));
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ioerr("read", &path)(e)),
+            };
+            hw.absorb(&buf[..n]);
+        }
+        // the clone shares the file offset, which the reads left at the end
+        Ok(ContentWriter {
+            store: self.clone(),
+            inner: Some(hw),
+            path,
+            keep_partial: true,
         })
     }
 
@@ -139,6 +212,21 @@ impl ContentStore {
         let dir = self.root.join("ingest");
         for entry in fs::read_dir(&dir).map_err(ioerr("read", &dir))? {
             let entry = entry.map_err(ioerr("read", &dir))?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(PARTIAL_SUFFIX)
+            {
+                let fresh = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age < PARTIAL_TTL);
+                if fresh {
+                    continue;
+                }
+            }
             // best effort: a concurrent writer in another store handle may own it, but a
             // store is opened once per daemon, before any write
             let _ = fs::remove_file(entry.path());
@@ -152,9 +240,46 @@ pub struct ContentWriter {
     store: ContentStore,
     inner: Option<HashingWriter<BufWriter<File>>>,
     path: PathBuf,
+    /// A resumable download: kept on drop without commit.
+    keep_partial: bool,
 }
 
 impl ContentWriter {
+    /// Bytes written so far (including those kept from an earlier attempt).
+    pub fn len(&self) -> u64 {
+        self.inner.as_ref().map_or(0, HashingWriter::len)
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ingest file (to replay the bytes kept from an earlier attempt).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Give up on this blob: the ingest file goes, even a resumable one (what it holds
+    /// is known to be wrong).
+    pub fn discard(mut self) {
+        self.inner.take();
+        let _ = fs::remove_file(&self.path);
+    }
+
+    /// Drop everything written so far and start the blob again from its first byte.
+    pub fn restart(&mut self) -> Result<(), ContentError> {
+        let hw = self.inner.as_mut().expect("writer used after commit");
+        hw.get_mut()
+            .flush()
+            .map_err(|e| ioerr("flush", &self.path)(e))?;
+        let f = hw.get_mut().get_mut();
+        f.set_len(0).map_err(ioerr("truncate", &self.path))?;
+        f.rewind().map_err(ioerr("seek", &self.path))?;
+        hw.reset();
+        Ok(())
+    }
+
     /// Verify, fsync and move into place. Returns the digest and size.
     pub fn commit(mut self, expected: Option<&str>) -> Result<(String, u64), ContentError> {
         let inner = self.inner.take().expect("commit is called once");
@@ -198,7 +323,8 @@ impl Write for ContentWriter {
 
 impl Drop for ContentWriter {
     fn drop(&mut self) {
-        if self.inner.is_some() {
+        // a kept partial download is flushed by the BufWriter's own drop
+        if self.inner.is_some() && !self.keep_partial {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -227,5 +353,57 @@ mod tests {
         assert!(!cs.delete(&d).unwrap());
         assert!(matches!(cs.read_blob(&d), Err(ContentError::NotFound(_))));
         assert!(cs.blob_path("sha256:../x").is_err());
+    }
+
+    #[test]
+    fn interrupted_download_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let d = sha256_digest(&data);
+
+        let mut w = cs.resume(&d).unwrap();
+        assert_eq!(w.len(), 0);
+        w.write_all(&data[..100_000]).unwrap();
+        // a second download of the same blob meanwhile gets its own file
+        let other = cs.resume(&d).unwrap();
+        assert_eq!(other.len(), 0);
+        assert_ne!(other.path(), w.path());
+        drop(other);
+        drop(w);
+        assert_eq!(cs.partial_size(&d), Some(100_000));
+        // kept across a reopen of the store
+        cs.clean_ingest().unwrap();
+        assert_eq!(cs.partial_size(&d), Some(100_000));
+        assert!(!cs.exists(&d));
+
+        let mut w = cs.resume(&d).unwrap();
+        assert_eq!(w.len(), 100_000);
+        w.write_all(&data[100_000..]).unwrap();
+        assert_eq!(w.commit(Some(&d)).unwrap(), (d.clone(), 300_000));
+        assert_eq!(cs.read_blob(&d).unwrap(), data);
+        assert_eq!(cs.partial_size(&d), None);
+
+        // a leftover that does not hash right is refused and removed, never stored
+        let bad = sha256_digest(b"bad");
+        let mut w = cs.resume(&bad).unwrap();
+        w.write_all(b"bxd").unwrap();
+        drop(w);
+        let w = cs.resume(&bad).unwrap();
+        assert!(matches!(
+            w.commit(Some(&bad)),
+            Err(ContentError::DigestMismatch { .. })
+        ));
+        assert_eq!(cs.partial_size(&bad), None);
+        assert!(!cs.exists(&bad));
+
+        // restart: the kept bytes are dropped
+        let mut w = cs.resume(&d).unwrap();
+        w.write_all(b"junk").unwrap();
+        w.restart().unwrap();
+        assert_eq!(w.len(), 0);
+        w.write_all(&data).unwrap();
+        w.commit(Some(&d)).unwrap();
+        assert_eq!(cs.read_blob(&d).unwrap(), data);
     }
 }

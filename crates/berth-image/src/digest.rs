@@ -57,6 +57,34 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// Bytes hashed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was hashed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Hash bytes that are already in the destination (the kept part of an interrupted
+    /// download) without writing them again.
+    pub fn absorb(&mut self, buf: &[u8]) {
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+    }
+
+    /// The inner writer (to truncate or seek it; the hash is not affected).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Forget everything hashed so far (the destination was truncated).
+    pub fn reset(&mut self) {
+        self.hasher = Sha256::new();
+        self.len = 0;
+    }
+
     /// The digest and byte count so far, and the inner writer.
     pub fn finish(self) -> (String, u64, W) {
         let digest = format!("{SHA256_PREFIX}{}", hex::encode(self.hasher.finalize()));

@@ -30,5 +30,5 @@ pub use reference::{Reference, ReferenceError};
 pub use snapshot::RwLayer;
 pub use store::{
     CommitOptions, HistoryItem, Image, ImageRecord, ImageStore, ImportOptions, LayerRecord,
-    LayerSource, LoadedImage,
+    LayerSource, LoadedImage, UnpackedLayer,
 };

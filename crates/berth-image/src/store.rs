@@ -20,7 +20,7 @@ use crate::content::ContentStore;
 use crate::digest::{self, chain_ids, hex_part};
 use crate::error::Error;
 use crate::reference::Reference;
-use crate::snapshot::{self, RwLayer, SnapshotMeta, Snapshotter};
+use crate::snapshot::{self, RwLayer, SnapshotMeta, Snapshotter, TempSnapshot};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -108,6 +108,12 @@ pub struct HistoryItem {
 pub struct LayerSource {
     pub blob: String,
     pub media_type: Option<String>,
+}
+
+/// A layer unpacked into a temporary snapshot, not yet published (removed on drop).
+pub struct UnpackedLayer {
+    tmp: TempSnapshot,
+    stats: apply::ApplyStats,
 }
 
 /// What the store records for one layer of an image.
@@ -635,6 +641,56 @@ impl ImageStore {
             parent: String::new(),
         };
         self.put_record(rec, tags)
+    }
+
+    /// Diff ids and chain ids (bottom first) of the layers the image config
+    /// `config_digest` (already in the content store) lists.
+    pub fn config_chain(&self, config_digest: &str) -> Result<Vec<(String, String)>, Error> {
+        let bytes = self.config_bytes(config_digest)?;
+        let config: ImageConfigFile = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::InvalidArgument(format!("invalid image config {config_digest}: {e}"))
+        })?;
+        let diff_ids = config.rootfs.diff_ids;
+        let chain = chain_ids(&diff_ids);
+        Ok(diff_ids.into_iter().zip(chain).collect())
+    }
+
+    /// Unpack a layer blob as it arrives (compressed or not, detected from its first
+    /// bytes) into a temporary snapshot, so that a pull can unpack while it downloads.
+    /// Nothing is visible until [`ImageStore::commit_layer`].
+    pub fn unpack_layer(&self, blob: &mut dyn Read) -> Result<UnpackedLayer, Error> {
+        let (_, mut reader) = apply::decompress(blob)?;
+        let tmp = self.inner.snapshots.prepare()?;
+        let stats = apply::apply_layer(&mut reader, &tmp.fs(), None)?;
+        Ok(UnpackedLayer { tmp, stats })
+    }
+
+    /// Publish a layer unpacked by [`ImageStore::unpack_layer`] as the snapshot
+    /// `chain_id` (on top of `parent`), once its content is the `diff_id` the image
+    /// config names. An existing snapshot of the same chain id wins.
+    pub fn commit_layer(
+        &self,
+        layer: UnpackedLayer,
+        diff_id: &str,
+        chain_id: &str,
+        parent: Option<&str>,
+    ) -> Result<(), Error> {
+        if layer.stats.diff_id != diff_id {
+            return Err(Error::InvalidArgument(format!(
+                "layer has diff id {}, but the image config says {diff_id}",
+                layer.stats.diff_id
+            )));
+        }
+        let meta = SnapshotMeta {
+            chain_id: chain_id.to_string(),
+            parent: parent.map(str::to_string),
+            diff_id: layer.stats.diff_id,
+            size: layer.stats.size,
+            tar_size: layer.stats.tar_size,
+        };
+        let _guard = self.shared_lock();
+        self.inner.snapshots.commit(layer.tmp, &meta)?;
+        Ok(())
     }
 
     /// `docker load`: a docker-archive or an OCI image layout (see [`crate::archive`]).
