@@ -20,7 +20,8 @@ use crate::manifest::{self, Manifest};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE,
+    WWW_AUTHENTICATE,
 };
 use reqwest::{RequestBuilder, Response, StatusCode};
 use std::collections::HashMap;
@@ -626,8 +627,24 @@ impl Repository {
 
     /// GET a blob (redirects to storage backends are followed).
     pub async fn get_blob(&self, digest: &str) -> Result<Response> {
+        self.get_blob_from(digest, 0).await
+    }
+
+    /// GET a blob from byte `offset` on (`Range: bytes=offset-` when not 0). A registry
+    /// may ignore the range and answer 200 with the whole blob: the caller checks
+    /// [`range_start`].
+    pub async fn get_blob_from(&self, digest: &str, offset: u64) -> Result<Response> {
         let url = self.url(&format!("blobs/{digest}"));
-        let resp = self.send(&|h: &reqwest::Client| h.get(&url)).await?;
+        let resp = self
+            .send(&|h: &reqwest::Client| {
+                let rb = h.get(&url);
+                if offset > 0 {
+                    rb.header(RANGE, format!("bytes={offset}-"))
+                } else {
+                    rb
+                }
+            })
+            .await?;
         if !resp.status().is_success() {
             return Err(registry_error(resp).await);
         }
@@ -746,6 +763,28 @@ fn tokio_util_reader(
             Err(e) => Some((Err(e), None)),
         }
     })
+}
+
+/// The offset of the first byte of a blob GET reply: the start of its `Content-Range`
+/// for a 206, 0 for a 200 (the whole blob).
+pub fn range_start(resp: &Response) -> Result<u64> {
+    if resp.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok(0);
+    }
+    let v = resp
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    v.strip_prefix("bytes ")
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| {
+            Error::Protocol(format!(
+                "partial reply from {} has an invalid Content-Range {v:?}",
+                resp.url()
+            ))
+        })
 }
 
 fn challenge_of(resp: &Response) -> Option<Challenge> {

@@ -55,6 +55,16 @@ pub enum Error {
     /// A caller-supplied value was malformed (platform, reference, server address).
     #[error("{0}")]
     InvalidArgument(String),
+    /// A blob download broke off and the retries did not get it further; the bytes that
+    /// arrived are kept in the content store's ingest area for the next pull to resume.
+    #[error("download of {digest} stopped at {have} of {size} bytes, kept to resume on the next pull: {source}")]
+    Interrupted {
+        digest: String,
+        have: u64,
+        size: u64,
+        #[source]
+        source: Box<Error>,
+    },
     /// Local image storage failed.
     #[error(transparent)]
     Image(#[from] berth_image::Error),

@@ -541,3 +541,271 @@ async fn docker_hub_names_go_to_mirrors_first() {
     assert!(rec.has("Status: Downloaded newer image for mirrored:1"));
     assert_eq!(b.store.get("mirrored:1").expect("tag").id, id);
 }
+
+/// A TCP proxy in front of a registry that can cut every connection after `limit` bytes
+/// of replies, refuse connections altogether (`down`), or go down at the first cut
+/// (`die_on_cut`: a registry dying mid-blob); it records the `Range` headers it
+/// forwards and counts the reply bytes it passes.
+struct CuttingProxy {
+    addr: SocketAddr,
+    limit: Arc<AtomicU64>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    die_on_cut: Arc<std::sync::atomic::AtomicBool>,
+    ranges: Arc<Mutex<Vec<String>>>,
+    passed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn cutting_proxy(upstream: SocketAddr, limit: u64) -> CuttingProxy {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let limit = Arc::new(AtomicU64::new(limit));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let passed = Arc::new(AtomicU64::new(0));
+    let die_on_cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (l, d, rg, ps, dc) = (
+        limit.clone(),
+        down.clone(),
+        ranges.clone(),
+        passed.clone(),
+        die_on_cut.clone(),
+    );
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            if d.load(SeqCst) {
+                drop(client);
+                continue;
+            }
+            let (l, rg, ps, d, dc) = (l.clone(), rg.clone(), ps.clone(), d.clone(), dc.clone());
+            tokio::spawn(async move {
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = up.into_split();
+                let requests = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                        for line in text.lines() {
+                            if let Some(v) = line.strip_prefix("range:") {
+                                rg.lock().expect("lock").push(v.trim().to_string());
+                            }
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let replies = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut sent = 0u64;
+                    while let Ok(n) = ur.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let budget = l.load(SeqCst).saturating_sub(sent);
+                        let k = (n as u64).min(budget) as usize;
+                        if cw.write_all(&buf[..k]).await.is_err() {
+                            break;
+                        }
+                        sent += k as u64;
+                        ps.fetch_add(k as u64, SeqCst);
+                        if k < n {
+                            // the connection goes mid-reply, and maybe the registry too
+                            if dc.load(SeqCst) {
+                                d.store(true, SeqCst);
+                            }
+                            break;
+                        }
+                    }
+                };
+                // whichever side ends first ends the connection
+                tokio::select! {
+                    _ = requests => {}
+                    _ = replies => {}
+                }
+            });
+        }
+    });
+    CuttingProxy {
+        addr,
+        limit,
+        down,
+        die_on_cut,
+        ranges,
+        passed,
+        task,
+    }
+}
+
+/// A rootfs with `n` bytes of incompressible content, so that its layer is large.
+fn big_rootfs_tar(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(n as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    b.append_data(&mut h, "big.bin", data.as_slice())
+        .expect("append");
+    b.into_inner().expect("tar")
+}
+
+#[tokio::test]
+async fn dropped_connections_resume_with_range() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let reg = registry(|_, _| {}).await;
+    let c = Client::default();
+    let a = store();
+    let tar = big_rootfs_tar(3 << 20);
+    let id = a
+        .store
+        .import(
+            &mut tar.as_slice(),
+            ImportOptions {
+                reference: Some(r("local/big:1")),
+                ..ImportOptions::default()
+            },
+        )
+        .expect("import")
+        .id;
+    push(&c, &a.store, &id, &format!("{}/r/big:1", reg.addr), None)
+        .await
+        .expect("push");
+
+    // every connection breaks after 1 MiB of replies: the pull goes on from where each
+    // one stopped, within the same pull
+    let proxy = cutting_proxy(reg.addr, 1 << 20).await;
+    let b = store();
+    let name = format!("{}/r/big:1", proxy.addr);
+    let (pulled, _) = pull(&c, &b.store, &name, None, None)
+        .await
+        .expect("pull over a connection that keeps breaking");
+    assert_eq!(pulled, id);
+    let ranges = proxy.ranges.lock().expect("lock").clone();
+    assert!(
+        ranges.len() >= 2 && ranges.iter().all(|r| r.starts_with("bytes=")),
+        "{ranges:?}"
+    );
+    // nothing was fetched twice: well under two copies of the layer went through
+    assert!(proxy.passed.load(SeqCst) < (tar.len() as u64) * 3 / 2);
+    let out = b.store.get(&name).expect("pulled image");
+    let layer = &b.store.image_record(&out.id).expect("record").layers[0];
+    assert!(b.store.content().exists(&layer.blob));
+    assert_eq!(b.store.content().partial_size(&layer.blob), None);
+}
+
+#[tokio::test]
+async fn registry_dying_mid_blob_keeps_the_partial_download_for_the_next_pull() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let reg = registry(|_, _| {}).await;
+    let c = Client::default();
+    let a = store();
+    let tar = big_rootfs_tar(3 << 20);
+    let id = a
+        .store
+        .import(
+            &mut tar.as_slice(),
+            ImportOptions {
+                reference: Some(r("local/big:1")),
+                ..ImportOptions::default()
+            },
+        )
+        .expect("import")
+        .id;
+    let (pushed, _) = push(&c, &a.store, &id, &format!("{}/r/big:1", reg.addr), None)
+        .await
+        .expect("push");
+    let layer = a.store.image_record(&id).expect("record").layers[0].clone();
+    let blob = {
+        let ep = c.endpoint(&reg.addr.to_string()).await.expect("endpoint");
+        let repo = c.repository(ep, "r/big", None, false);
+        let (m, _, _) = repo.get_manifest(&pushed.digest).await.expect("manifest");
+        let m: manifest::ImageManifest = serde_json::from_slice(&m).expect("json");
+        assert_eq!(m.layers.len(), 1);
+        m.layers[0].clone()
+    };
+    assert_eq!(layer.diff_id, berth_image::digest::sha256_digest(&tar));
+
+    // the registry dies after 1 MiB of the blob and stays down
+    let proxy = cutting_proxy(reg.addr, 1 << 20).await;
+    proxy.die_on_cut.store(true, SeqCst);
+    let b = store();
+    let name = format!("{}/r/big:1", proxy.addr);
+    let Err(err) = pull(&c, &b.store, &name, None, None).await else {
+        panic!("pull from a registry that died succeeded");
+    };
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Interrupted { .. }),
+        "not an interrupted download: {msg}"
+    );
+    assert!(
+        msg.contains(&blob.digest) && msg.contains("kept to resume"),
+        "{msg}"
+    );
+    let kept = b
+        .store
+        .content()
+        .partial_size(&blob.digest)
+        .expect("partial download kept");
+    assert!(kept > 0 && kept < blob.size, "{kept} of {}", blob.size);
+    // no half image: no image, no blob, no snapshot
+    assert!(b.store.get(&name).is_err());
+    assert!(b.store.list().expect("list").is_empty());
+    assert!(!b.store.content().exists(&blob.digest));
+    assert!(!b.store.snapshotter().exists(&layer.chain_id));
+
+    // the registry is back: the next pull starts at the kept offset
+    proxy.ranges.lock().expect("lock").clear();
+    proxy.die_on_cut.store(false, SeqCst);
+    proxy.limit.store(u64::MAX, SeqCst);
+    proxy.down.store(false, SeqCst);
+    let before = proxy.passed.load(SeqCst);
+    let (pulled, _) = pull(&c, &b.store, &name, None, None)
+        .await
+        .expect("pull after the registry came back");
+    assert_eq!(pulled, id);
+    let ranges = proxy.ranges.lock().expect("lock").clone();
+    assert!(
+        ranges.contains(&format!("bytes={kept}-")),
+        "no resume from {kept}: {ranges:?}"
+    );
+    let fetched = proxy.passed.load(SeqCst) - before;
+    assert!(
+        fetched < blob.size - kept + 64 * 1024,
+        "fetched {fetched} bytes, {} were missing",
+        blob.size - kept
+    );
+    assert_eq!(b.store.content().partial_size(&blob.digest), None);
+    assert!(b.store.snapshotter().exists(&layer.chain_id));
+    let img = b.store.get(&name).expect("image");
+    assert_eq!(img.id, id);
+}
