@@ -696,6 +696,42 @@ impl Repository {
             .map_err(|e| Error::Protocol(format!("invalid upload location {loc:?}: {e}")))
     }
 
+    /// Send a whole blob as one streamed `PATCH` to an upload (no `Content-Range`, no
+    /// length: for bodies produced on the fly, like a layer being compressed). `body` is
+    /// called for each attempt (again after a 401). Returns the location for the next
+    /// request of the upload.
+    pub async fn patch_upload(
+        &self,
+        location: &str,
+        body: &(dyn Fn() -> reqwest::Body + Sync),
+    ) -> Result<String> {
+        let resp = self
+            .send(&|h: &reqwest::Client| {
+                h.patch(location)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body())
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(registry_error(resp).await);
+        }
+        self.location(&resp)
+    }
+
+    /// Close an upload whose bytes were all sent: `PUT location?digest=` without a body.
+    pub async fn finish_upload(&self, location: &str, digest: &str) -> Result<()> {
+        let mut u = url::Url::parse(location)
+            .map_err(|e| Error::Protocol(format!("invalid upload location {location:?}: {e}")))?;
+        u.query_pairs_mut().append_pair("digest", digest);
+        let resp = self
+            .send(&|h: &reqwest::Client| h.put(u.clone()).header(CONTENT_LENGTH, "0"))
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(registry_error(resp).await);
+        }
+        Ok(())
+    }
+
     /// Finish an upload monolithically: PUT the whole file at `location?digest=`,
     /// streamed from disk. `sent` counts the bytes handed to the connection.
     pub async fn put_blob_file(

@@ -190,6 +190,36 @@ async fn push_then_pull_into_a_fresh_store() {
         .repo_digests
         .contains(&format!("{}/test/bb@{}", reg.addr, out.digest)));
 
+    // the imported layer (a plain tar) went out gzip-compressed, and its gzip digest
+    // is remembered for the next push
+    let layer = a.store.image_record(&id).expect("record").layers[0].clone();
+    let ep = c.endpoint(&reg.addr.to_string()).await.expect("endpoint");
+    let (m, _, _) = c
+        .repository(ep, "test/bb", None, false)
+        .get_manifest("1")
+        .await
+        .expect("manifest");
+    let m: manifest::ImageManifest = serde_json::from_slice(&m).expect("json");
+    assert_eq!(m.layers[0].media_type, manifest::OCI_LAYER_GZIP);
+    assert_ne!(m.layers[0].digest, layer.blob);
+    assert!(m.layers[0].size < layer.blob_size);
+    assert_eq!(
+        a.store.compressed_layer(&layer.blob).expect("lookup"),
+        Some((m.layers[0].digest.clone(), m.layers[0].size))
+    );
+    // compression is deterministic: another registry gets the same blob
+    let reg2 = registry(|_, _| {}).await;
+    let (out2, _) = push(
+        &c,
+        &a.store,
+        "local/bb:1",
+        &format!("{}/t/bb:1", reg2.addr),
+        None,
+    )
+    .await
+    .expect("push to another registry");
+    assert_eq!(out2.digest, out.digest);
+
     let (_, rec) = push(&c, &a.store, "local/bb:1", &target, None)
         .await
         .expect("push again");

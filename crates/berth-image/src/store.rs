@@ -30,6 +30,10 @@ use std::sync::{Arc, RwLock};
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("image_images");
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("image_tags");
+/// Uncompressed layer blob digest -> `<gzip digest> <gzip size>` of the gzip stream a
+/// push made of it: deterministic, so it names the same bytes in every registry, and
+/// lets a second push find the blob without compressing the layer again.
+const COMPRESSED: TableDefinition<&str, &str> = TableDefinition::new("image_compressed");
 
 /// OCI media type of an uncompressed layer.
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -184,6 +188,7 @@ impl ImageStore {
         {
             tx.open_table(IMAGES)?;
             tx.open_table(TAGS)?;
+            tx.open_table(COMPRESSED)?;
         }
         tx.commit()?;
         Ok(ImageStore {
@@ -244,6 +249,37 @@ impl ImageStore {
             );
         }
         Ok(out)
+    }
+
+    /// The gzip blob (digest, size) a push made of the uncompressed layer blob `blob`.
+    pub fn compressed_layer(&self, blob: &str) -> Result<Option<(String, u64)>, Error> {
+        let tx = self.inner.db.begin_read()?;
+        let t = tx.open_table(COMPRESSED)?;
+        let Some(v) = t.get(blob)? else {
+            return Ok(None);
+        };
+        let v = v.value();
+        let parsed = v
+            .split_once(' ')
+            .and_then(|(d, n)| Some((d.to_string(), n.parse().ok()?)))
+            .filter(|(d, _)| digest::is_sha256_digest(d));
+        match parsed {
+            Some(p) => Ok(Some(p)),
+            None => Err(Error::Corrupt(format!(
+                "compressed layer record of {blob}: {v:?}"
+            ))),
+        }
+    }
+
+    /// Remember the gzip blob a push made of the uncompressed layer blob `blob`.
+    pub fn set_compressed_layer(&self, blob: &str, gzip: &str, size: u64) -> Result<(), Error> {
+        let tx = self.inner.db.begin_write()?;
+        {
+            let mut t = tx.open_table(COMPRESSED)?;
+            t.insert(blob, format!("{gzip} {size}").as_str())?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Every tag: full reference -> image id.
