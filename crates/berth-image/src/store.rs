@@ -924,6 +924,12 @@ impl ImageStore {
         Ok(self.inner.snapshots.mount_rw(key, target)?)
     }
 
+    /// [`Self::mount_rw_layer`] for a layer removed with its container (`--rm`): mounted
+    /// `volatile`, so its unmount does not sync the upper file system.
+    pub fn mount_rw_layer_volatile(&self, key: &str, target: &Path) -> Result<(), Error> {
+        Ok(self.inner.snapshots.mount_rw_volatile(key, target)?)
+    }
+
     /// Unmount `target`; not mounted is fine, busy detaches lazily.
     pub fn unmount_rw_layer(&self, target: &Path) -> Result<(), Error> {
         Ok(snapshot::unmount(target)?)

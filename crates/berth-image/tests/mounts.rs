@@ -237,3 +237,33 @@ fn commit_a_container_layer_into_a_new_image() {
     assert!(t2.join("bin/sh").exists());
     fresh.store.unmount_rw_layer(&t2).unwrap();
 }
+
+#[test]
+fn volatile_rw_layer_is_volatile_and_mounts_again_after_a_clean_unmount() {
+    let ts = new_store();
+    let rw = ts.store.create_rw_layer("volatile-1", None).unwrap();
+    let target = ts.root().join("volatile-root");
+    ts.store
+        .mount_rw_layer_volatile("volatile-1", &target)
+        .unwrap();
+    let guard = MountGuard(target.clone());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let t = target.to_str().unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(t))
+        .expect("mounted");
+    assert!(line.contains("volatile"), "{line}");
+    std::fs::write(target.join("f"), b"kept").unwrap();
+    ts.store.unmount_rw_layer(&target).unwrap();
+    drop(guard);
+    // the kernel's marker from the first mount must not make the second one fail
+    assert!(rw.work.join("work/incompat/volatile").exists());
+    ts.store
+        .mount_rw_layer_volatile("volatile-1", &target)
+        .unwrap();
+    let _g = MountGuard(target.clone());
+    assert_eq!(std::fs::read(target.join("f")).unwrap(), b"kept");
+    ts.store.unmount_rw_layer(&target).unwrap();
+    ts.store.remove_rw_layer("volatile-1").unwrap();
+}

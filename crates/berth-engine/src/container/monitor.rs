@@ -35,6 +35,7 @@ impl Engine {
 
     pub(crate) async fn handle_exit(&self, h: &Arc<ContainerHandle>, info: ExitInfo) {
         let state_dir = self.config().container_state_dir(&h.id);
+        let t0 = std::time::Instant::now();
         // The three teardowns touch disjoint things (the runtime's state and cgroup, the
         // host-side rootfs mount, the netns and endpoints) and each takes milliseconds, so
         // they run together: `docker run --rm` and restarts wait for all of them.
@@ -53,6 +54,7 @@ impl Engine {
             }
         };
         tokio::join!(shim, unmount, self.teardown_container_network(&h.id));
+        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: shim, rootfs and network released");
         let _ = std::fs::remove_dir_all(&state_dir);
         self.release_mounts(&h.snapshot());
         let cg = h.snapshot().cgroups_path;
@@ -75,6 +77,7 @@ impl Engine {
         if let Err(e) = self.persist(h) {
             tracing::error!(id = %h.id, "persist exit: {e}");
         }
+        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: recorded");
         if info.oom_killed {
             self.emit_container(h, "oom", BTreeMap::new());
         }

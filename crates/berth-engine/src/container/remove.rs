@@ -32,8 +32,10 @@ impl Engine {
                 }
             }
         }
+        let t0 = std::time::Instant::now();
         h.update(|r| r.state.status = Some(Status::Removing));
         self.persist(&h)?;
+        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: marked");
         let c = h.snapshot();
         let state_dir = self.config().container_state_dir(&c.id);
         let rootfs = state_dir.join("rootfs");
@@ -44,6 +46,7 @@ impl Engine {
             Ok(())
         })
         .await?;
+        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: rw layer gone");
         let _ = std::fs::remove_dir_all(&state_dir);
         self.forget_container_network(&c.id).await;
         let data_dir = self.config().container_data_dir(&c.id);
@@ -53,6 +56,7 @@ impl Engine {
             }
         }
         self.inner.store.delete(crate::store::CONTAINERS, &c.id)?;
+        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: record deleted");
         self.inner
             .containers
             .write()

@@ -45,8 +45,15 @@ impl Engine {
         let rootfs = state_dir.join("rootfs");
         {
             let (key, target) = (c.id.clone(), rootfs.clone());
-            self.blocking(move |e| Ok(e.images().mount_rw_layer(&key, &target)?))
-                .await?;
+            let volatile = c.host_config.auto_remove;
+            self.blocking(move |e| {
+                Ok(if volatile {
+                    e.images().mount_rw_layer_volatile(&key, &target)?
+                } else {
+                    e.images().mount_rw_layer(&key, &target)?
+                })
+            })
+            .await?;
         }
         // Volume refs, copy-up and bind sources before the shim; refs dropped if it fails.
         let prepared = {
