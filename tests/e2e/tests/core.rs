@@ -77,6 +77,11 @@ fn live_restore_after_kill_9() {
         "sleep 1; exit 42",
     ]);
     assert!(quick.status.success(), "{}", text(&quick));
+    // an auto-remove one that exits while berthd is down is removed when it comes back
+    let gone = d.docker(&[
+        "run", "-d", "--rm", "--name", "quick-rm", "busybox", "sh", "-c", "sleep 1",
+    ]);
+    assert!(gone.status.success(), "{}", text(&gone));
     let pid = inspect(&d, "{{.State.Pid}}", "ticker");
     d.crash();
     std::thread::sleep(Duration::from_millis(1500));
@@ -97,6 +102,9 @@ fn live_restore_after_kill_9() {
         || inspect(&d, "{{.State.Status}}", "quick") == "exited",
     );
     assert_eq!(inspect(&d, "{{.State.ExitCode}}", "quick"), "42");
+    wait_until("quick-rm to be removed", Duration::from_secs(10), || {
+        !d.docker(&["inspect", "quick-rm"]).status.success()
+    });
     // exec and stop still work on the restored container
     let ex = d.docker(&["exec", "ticker", "echo", "inside"]);
     assert_eq!(stdout(&ex), "inside\n", "{}", text(&ex));

@@ -74,8 +74,13 @@ impl Engine {
             }
             (restart, r.host_config.auto_remove)
         });
-        if let Err(e) = self.persist(h) {
-            tracing::error!(id = %h.id, "persist exit: {e}");
+        // An auto-remove container's record is about to go: its removal persists
+        // `Removing` first, and a crash before that leaves `Running`, which restore turns
+        // into this same exit and removal. One metadata commit fewer on `run --rm`.
+        if restart || !auto_remove {
+            if let Err(e) = self.persist(h) {
+                tracing::error!(id = %h.id, "persist exit: {e}");
+            }
         }
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: recorded");
         if info.oom_killed {
@@ -169,6 +174,12 @@ impl Engine {
                 Status::Removing => {
                     let id = h.id.clone();
                     let _ = self.remove_container(&id, true, false).await;
+                }
+                // dockerd removes stopped auto-remove containers at start-up: the removal
+                // that should have followed their exit never ran.
+                Status::Exited if h.snapshot().host_config.auto_remove => {
+                    let id = h.id.clone();
+                    let _ = self.remove_container(&id, true, true).await;
                 }
                 _ => {
                     // No process: make sure nothing of an earlier run is left mounted.
