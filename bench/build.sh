@@ -9,7 +9,8 @@
 #                  wall time near one stage (2 s + overhead) means they ran in parallel
 # Targets: cached ctx10k < 0.5 s and >= 20x faster than classic; cold two_stage >= 2x
 # faster than classic; parallel near the longer stage.
-# Usage: bench/build.sh [RUNS=5]   (as root; BERTH_BIN=dir skips the build of berth)
+# Usage: bench/build.sh [RUNS=5]   (as root; BERTH_BIN=dir skips the build of berth;
+#        ENGINES="berth" measures berth alone, default "berth dockerd")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5}
@@ -99,9 +100,10 @@ engine_cases() {
 }
 
 echo "== builds: $N runs each, $(nproc) cores, $(uname -r), docker CLI $(docker version -f '{{.Client.Version}}' 2>/dev/null), DOCKER_BUILDKIT=0"
-engine_cases berth "$SOCK"
+ENGINES=${ENGINES:-berth dockerd}
+case " $ENGINES " in *" berth "*) engine_cases berth "$SOCK" ;; esac
 
-if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
+if [[ " $ENGINES " == *" dockerd "* ]] && command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
   sleep 1
   dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \

@@ -1,24 +1,34 @@
-//! The build context on disk: unpacking the tar the client sent, applying `.dockerignore`,
-//! finding COPY/ADD sources (wildcards), hashing their content for cache keys, and copying
-//! them into a step's mounted root filesystem with docker's rules.
+//! COPY/ADD's file rules over a source tree: finding sources (wildcards), hashing their
+//! content for cache keys, and copying them into a step's mounted root filesystem with
+//! docker's rules.
 //!
-//! Two directories are untrusted here: the context (its symlinks may point anywhere on the
-//! host) and the image rootfs being written (its symlinks, too). Every path inside either
-//! is therefore resolved with [`resolve_in_root`], which clamps symlinks and `..` to the
-//! root, and copying never follows a symlink it finds: it recreates the link.
+//! A source is a [`SourceTree`]: the build context as an in-memory index of the tar the
+//! client sent ([`crate::index::ContextIndex`], never unpacked for a COPY), or a directory
+//! on disk ([`DiskTree`]: a mounted image for `COPY --from`, a downloaded ADD URL). The
+//! rules are written once against the trait, so both give the same files, modes, owners
+//! and mtimes, and the same content hash for the same content.
 //!
-//! Content hashes cover relative path, type, permission bits, link targets and file bytes,
-//! never timestamps, so touching a file does not invalidate the cache but editing it does.
+//! Two trees are untrusted here: the source (its symlinks may point anywhere) and the
+//! image rootfs being written (its symlinks, too). Every path inside either is therefore
+//! resolved with symlinks and `..` clamped to its root ([`resolve_in_root`] on disk, the
+//! index's own resolver in memory), and copying never follows a symlink it finds: it
+//! recreates the link.
+//!
+//! Content hashes cover relative path, type, permission bits, link targets and the sha256
+//! of file bytes, never timestamps, so touching a file does not invalidate the cache but
+//! editing it does.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
 
 use berth_runtime::user::resolve_in_root;
 use sha2::{Digest, Sha256};
 
-use crate::dockerignore::{clean_path, read_ignore_file, IgnoreError, PatternMatcher};
+use crate::dockerignore::{clean_path, IgnoreError, PatternMatcher};
 
 /// A context or copy operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,132 +67,140 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Con
     }
 }
 
-/// Unpacks a build context (a tar, plain or gzip-compressed) into `dest`, which must exist.
-/// Entries are confined to `dest`; ownership is not restored (files belong to root, as the
-/// classic builder makes them), permission bits and timestamps are.
-pub fn extract_context(reader: impl Read, dest: &Path) -> Result<(), ContextError> {
-    let mut r = BufReader::with_capacity(256 * 1024, reader);
-    let magic = {
-        let buf = io::BufRead::fill_buf(&mut r).map_err(ContextError::Tar)?;
-        buf.get(..2).map(|b| [b[0], b[1]])
-    };
-    let inner: Box<dyn Read> = match magic {
-        Some([0x1f, 0x8b]) => Box::new(flate2::read::MultiGzDecoder::new(r)),
-        _ => Box::new(r),
-    };
-    let mut ar = tar::Archive::new(inner);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(false);
-    ar.set_overwrite(true);
-    for entry in ar.entries().map_err(ContextError::Tar)? {
-        let mut entry = entry.map_err(ContextError::Tar)?;
-        // unpack_in refuses `..` and absolute names; it creates parents as needed.
-        entry.unpack_in(dest).map_err(ContextError::Tar)?;
-    }
-    Ok(())
+/// What a source entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    /// Devices, fifos, sockets: never copied.
+    Other,
 }
 
-/// An unpacked build context with its ignore rules applied.
-#[derive(Debug)]
-pub struct BuildContext {
-    root: PathBuf,
-    /// The Dockerfile when the ignore file excludes it: kept until it is read, then
-    /// removed, as dockerd does (docker-py sends a Dockerfile from outside the context as
-    /// `.dockerfile.<hash>` and lists it in the `.dockerignore` it sends).
-    ignored_dockerfile: Option<PathBuf>,
+/// The metadata of a source entry the copy rules look at.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits (`& 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
 }
 
-impl BuildContext {
-    /// Opens the context at `root` for the Dockerfile at `dockerfile` (relative to the root)
-    /// and removes what the ignore file excludes (docker's CLI already left those out; a
-    /// client that did not is treated the same). The Dockerfile itself and the ignore file
-    /// are kept only when not excluded, except that the Dockerfile is always readable.
-    pub fn open(root: &Path, dockerfile: &str) -> Result<BuildContext, ContextError> {
-        let mut ctx = BuildContext {
-            root: root.to_path_buf(),
-            ignored_dockerfile: None,
-        };
-        let df_rel = clean_path(dockerfile.trim_start_matches('/'));
-        let mut patterns = Vec::new();
-        let per_df = format!("{df_rel}.dockerignore");
-        for cand in [per_df.as_str(), ".dockerignore"] {
-            let p = ctx.resolve(cand)?;
-            if p.is_file() {
-                let text = fs::read_to_string(&p).map_err(io_err("read", &p))?;
-                patterns = read_ignore_file(&text);
+/// A tree COPY and ADD read from. Paths given to [`SourceTree::resolve`] are
+/// `/`-separated and relative to the tree's root; every symlink on the way, the last
+/// component included, is followed and clamped to the root. Nodes found through
+/// [`SourceTree::children`] are not followed (a symlink there is copied as a link).
+pub trait SourceTree: Sync {
+    type Node: Clone;
+    fn resolve(&self, rel: &str) -> Result<Self::Node, ContextError>;
+    /// The entry's metadata (not following a symlink), `None` when it does not exist.
+    fn stat(&self, node: &Self::Node) -> Result<Option<Meta>, ContextError>;
+    /// A directory's entries, sorted by name.
+    fn children(&self, node: &Self::Node) -> Result<Vec<(OsString, Self::Node)>, ContextError>;
+    fn read_link(&self, node: &Self::Node) -> Result<PathBuf, ContextError>;
+    /// A regular file's bytes.
+    fn open(&self, node: &Self::Node) -> Result<Box<dyn Read + '_>, ContextError>;
+    /// sha256 of a regular file's bytes (an index has it already; a disk tree reads).
+    fn digest(&self, node: &Self::Node) -> Result<[u8; 32], ContextError> {
+        let mut r = self.open(node)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = r.read(&mut buf).map_err(ContextError::Tar)?;
+            if n == 0 {
                 break;
             }
+            h.update(&buf[..n]);
         }
-        if !patterns.is_empty() {
-            let pm = PatternMatcher::new(&patterns)?;
-            ctx.prune(&pm, Path::new(""), &df_rel)?;
-            if pm.matches_or_parent_matches(&df_rel) {
-                ctx.ignored_dockerfile = Some(ctx.resolve(&df_rel)?);
-            }
-        }
-        Ok(ctx)
+        Ok(h.finalize().into())
     }
+    /// The node's path for messages.
+    fn display(&self, node: &Self::Node) -> PathBuf;
+}
 
-    pub fn root(&self) -> &Path {
-        &self.root
+/// A directory on disk as a source tree.
+#[derive(Debug, Clone)]
+pub struct DiskTree {
+    root: PathBuf,
+}
+
+impl DiskTree {
+    pub fn new(root: impl Into<PathBuf>) -> DiskTree {
+        DiskTree { root: root.into() }
     }
+}
 
-    /// `rel` (a context path, any form) resolved inside the context.
-    pub fn resolve(&self, rel: &str) -> Result<PathBuf, ContextError> {
+impl SourceTree for DiskTree {
+    type Node = PathBuf;
+
+    fn resolve(&self, rel: &str) -> Result<PathBuf, ContextError> {
         resolve(&self.root, rel)
     }
 
-    /// Reads the Dockerfile (any path inside the context).
-    pub fn read_dockerfile(&self, rel: &str) -> Result<String, ContextError> {
-        let p = self.resolve(rel)?;
-        let bytes = fs::read(&p).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => ContextError::Io {
-                op: "Cannot locate specified Dockerfile:",
-                path: PathBuf::from(rel),
-                source,
-            },
-            _ => ContextError::Io {
-                op: "read",
-                path: p.clone(),
-                source,
-            },
-        })?;
-        if self.ignored_dockerfile.as_ref() == Some(&p) {
-            fs::remove_file(&p).map_err(io_err("remove", &p))?;
-        }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    fn stat(&self, node: &PathBuf) -> Result<Option<Meta>, ContextError> {
+        let m = match fs::symlink_metadata(node) {
+            Ok(m) => m,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(io_err("stat", node)(e)),
+        };
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Other
+        };
+        Ok(Some(Meta {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            mtime: m.modified().ok(),
+        }))
     }
 
-    fn prune(&self, pm: &PatternMatcher, rel: &Path, keep: &str) -> Result<bool, ContextError> {
-        let dir = self.root.join(rel);
-        let mut empty = true;
-        let entries = fs::read_dir(&dir).map_err(io_err("read", &dir))?;
-        for e in entries {
-            let e = e.map_err(io_err("read", &dir))?;
-            let child_rel = rel.join(e.file_name());
-            let name = child_rel.to_string_lossy().into_owned();
-            let ft = e.file_type().map_err(io_err("stat", &e.path()))?;
-            let excluded = name != keep && pm.matches_or_parent_matches(&name);
-            if ft.is_dir() {
-                // With `!` exceptions a file below an excluded directory may come back.
-                let left = if excluded && !pm.exclusions() {
-                    fs::remove_dir_all(e.path()).map_err(io_err("remove", &e.path()))?;
-                    false
-                } else {
-                    !self.prune(pm, &child_rel, keep)? || !excluded
-                };
-                if left {
-                    empty = false;
-                } else {
-                    let _ = fs::remove_dir(e.path());
-                }
-            } else if excluded {
-                fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
-            } else {
-                empty = false;
-            }
-        }
-        Ok(empty)
+    fn children(&self, node: &PathBuf) -> Result<Vec<(OsString, PathBuf)>, ContextError> {
+        let mut names: Vec<OsString> = fs::read_dir(node)
+            .map_err(io_err("read", node))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|n| {
+                let p = node.join(&n);
+                (n, p)
+            })
+            .collect())
+    }
+
+    fn read_link(&self, node: &PathBuf) -> Result<PathBuf, ContextError> {
+        fs::read_link(node).map_err(io_err("readlink", node))
+    }
+
+    fn open(&self, node: &PathBuf) -> Result<Box<dyn Read + '_>, ContextError> {
+        Ok(Box::new(
+            fs::File::open(node).map_err(io_err("open", node))?,
+        ))
+    }
+
+    fn display(&self, node: &PathBuf) -> PathBuf {
+        node.clone()
     }
 }
 
@@ -252,14 +270,14 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     inner(&p, &n)
 }
 
-/// The context-relative paths a COPY/ADD source names: itself when it has no wildcards (it
+/// The tree-relative paths a COPY/ADD source names: itself when it has no wildcards (it
 /// must exist), else every match (at least one).
-pub fn expand_source(root: &Path, src: &str) -> Result<Vec<String>, ContextError> {
+pub fn expand_source<T: SourceTree>(tree: &T, src: &str) -> Result<Vec<String>, ContextError> {
     let cleaned = clean_path(&format!("/{src}"));
     let rel = cleaned.trim_start_matches('/').to_owned();
     if !has_wildcards(&rel) {
-        let p = resolve(root, &rel)?;
-        if fs::symlink_metadata(&p).is_err() {
+        let node = tree.resolve(&rel)?;
+        if tree.stat(&node).ok().flatten().is_none() {
             return Err(ContextError::NotFound(
                 src.trim_start_matches('/').to_owned(),
             ));
@@ -271,20 +289,28 @@ pub fn expand_source(root: &Path, src: &str) -> Result<Vec<String>, ContextError
         let mut next = Vec::new();
         for base in &current {
             if has_wildcards(comp) {
-                let dir = resolve(root, base)?;
-                let Ok(rd) = fs::read_dir(&dir) else { continue };
-                let mut names: Vec<String> = rd
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| glob_match(comp, n))
-                    .collect();
-                names.sort();
-                for n in names {
-                    next.push(join_rel(base, &n));
+                let dir = tree.resolve(base)?;
+                if !matches!(
+                    tree.stat(&dir),
+                    Ok(Some(Meta {
+                        kind: Kind::Dir,
+                        ..
+                    }))
+                ) {
+                    continue;
+                }
+                let Ok(children) = tree.children(&dir) else {
+                    continue;
+                };
+                for (n, _) in children {
+                    let n = n.to_string_lossy();
+                    if glob_match(comp, &n) {
+                        next.push(join_rel(base, &n));
+                    }
                 }
             } else {
                 let cand = join_rel(base, comp);
-                if fs::symlink_metadata(resolve(root, &cand)?).is_ok() {
+                if tree.stat(&tree.resolve(&cand)?).ok().flatten().is_some() {
                     next.push(cand);
                 }
             }
@@ -305,57 +331,52 @@ fn join_rel(base: &str, name: &str) -> String {
     }
 }
 
-/// The content hash (`sha256:<hex>`) of the sources of one COPY/ADD from `root`: relative
-/// paths, types, permission bits, link targets and bytes, in sorted order; no timestamps.
-pub fn hash_sources(root: &Path, sources: &[String]) -> Result<String, ContextError> {
+/// The content hash (`sha256:<hex>`) of the sources of one COPY/ADD: relative paths,
+/// types, permission bits, link targets and each file's sha256, in sorted order; no
+/// timestamps. The same content gives the same hash from any [`SourceTree`].
+pub fn hash_sources<T: SourceTree>(tree: &T, sources: &[String]) -> Result<String, ContextError> {
     let mut h = Sha256::new();
     for src in sources {
         h.update(b"source\0");
         h.update(src.as_bytes());
-        for rel in expand_source(root, src)? {
-            let p = resolve(root, &rel)?;
-            hash_tree(&mut h, &p, &rel)?;
+        for rel in expand_source(tree, src)? {
+            let node = tree.resolve(&rel)?;
+            hash_tree(tree, &mut h, &node, &rel)?;
         }
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
-fn hash_tree(h: &mut Sha256, path: &Path, rel: &str) -> Result<(), ContextError> {
-    let meta = fs::symlink_metadata(path).map_err(io_err("stat", path))?;
+fn hash_tree<T: SourceTree>(
+    tree: &T,
+    h: &mut Sha256,
+    node: &T::Node,
+    rel: &str,
+) -> Result<(), ContextError> {
+    let Some(meta) = tree.stat(node)? else {
+        return Err(ContextError::NotFound(rel.to_owned()));
+    };
     h.update(rel.as_bytes());
     h.update([0]);
-    h.update((meta.mode() & 0o7777).to_le_bytes());
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let t = fs::read_link(path).map_err(io_err("readlink", path))?;
-        h.update(b"l");
-        h.update(t.as_os_str().as_encoded_bytes());
-    } else if ft.is_dir() {
-        h.update(b"d");
-        let mut names: Vec<_> = fs::read_dir(path)
-            .map_err(io_err("read", path))?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let child_rel = format!("{rel}/{}", n.to_string_lossy());
-            hash_tree(h, &path.join(&n), &child_rel)?;
+    h.update(meta.mode.to_le_bytes());
+    match meta.kind {
+        Kind::Symlink => {
+            h.update(b"l");
+            h.update(tree.read_link(node)?.as_os_str().as_encoded_bytes());
         }
-    } else if ft.is_file() {
-        h.update(b"f");
-        h.update(meta.len().to_le_bytes());
-        let mut f = fs::File::open(path).map_err(io_err("open", path))?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut buf).map_err(io_err("read", path))?;
-            if n == 0 {
-                break;
+        Kind::Dir => {
+            h.update(b"d");
+            for (n, child) in tree.children(node)? {
+                let child_rel = format!("{rel}/{}", n.to_string_lossy());
+                hash_tree(tree, h, &child, &child_rel)?;
             }
-            h.update(&buf[..n]);
         }
-    } else {
-        h.update(b"o");
+        Kind::File => {
+            h.update(b"f");
+            h.update(meta.size.to_le_bytes());
+            h.update(tree.digest(node)?);
+        }
+        Kind::Other => h.update(b"o"),
     }
     Ok(())
 }
@@ -403,12 +424,12 @@ pub fn dest_path(dest: &str, workdir: &str) -> String {
     cleaned
 }
 
-/// Copies `sources` (paths relative to `src_root`, wildcards allowed) to `dest` (absolute,
-/// from [`dest_path`]) inside `dest_root`, with docker's rules: a directory source copies its
-/// contents; several sources, a wildcard or a trailing `/` make `dest` a directory; a single
-/// file goes to `dest` itself unless `dest` is an existing directory.
-pub fn copy_sources(
-    src_root: &Path,
+/// Copies `sources` (paths relative to the tree's root, wildcards allowed) to `dest`
+/// (absolute, from [`dest_path`]) inside `dest_root`, with docker's rules: a directory
+/// source copies its contents; several sources, a wildcard or a trailing `/` make `dest` a
+/// directory; a single file goes to `dest` itself unless `dest` is an existing directory.
+pub fn copy_sources<T: SourceTree>(
+    tree: &T,
     sources: &[String],
     dest_root: &Path,
     dest: &str,
@@ -419,13 +440,15 @@ pub fn copy_sources(
     let mut wildcard = false;
     for s in sources {
         wildcard |= has_wildcards(s);
-        expanded.extend(expand_source(src_root, s)?);
+        expanded.extend(expand_source(tree, s)?);
     }
     let existing_dir = resolve(dest_root, dest).map(|p| p.is_dir())?;
     let dest_is_dir = dest.ends_with('/') || sources.len() > 1 || wildcard || existing_dir;
     for rel in expanded {
-        let src = resolve(src_root, &rel)?;
-        let meta = fs::metadata(&src).map_err(io_err("stat", &src))?;
+        let src = tree.resolve(&rel)?;
+        let meta = tree
+            .stat(&src)?
+            .ok_or_else(|| ContextError::NotFound(rel.clone()))?;
         let name = Path::new(&rel)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -436,7 +459,7 @@ pub fn copy_sources(
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
             join_rel(&join_rel(dest.trim_end_matches('/'), &parent), &name)
-        } else if meta.is_dir() {
+        } else if meta.kind == Kind::Dir {
             dest.trim_end_matches('/').to_owned()
         } else if dest_is_dir {
             join_rel(dest.trim_end_matches('/'), &name)
@@ -449,19 +472,19 @@ pub fn copy_sources(
             target
         };
         mkdir_parents(dest_root, &target)?;
-        if meta.is_file() && opts.unpack_archives {
-            if let Some(kind) = archive_kind(&src)? {
+        if meta.kind == Kind::File && opts.unpack_archives {
+            if let Some(kind) = archive_kind(tree, &src)? {
                 let dir = if dest_is_dir || dest.ends_with('/') {
                     dest.trim_end_matches('/').to_owned()
                 } else {
                     dest.to_owned()
                 };
                 mkdir_all(dest_root, &dir, opts)?;
-                unpack_archive(&src, kind, dest_root, &dir)?;
+                unpack_archive(tree, &src, kind, dest_root, &dir)?;
                 continue;
             }
         }
-        copy_tree(&src, dest_root, &target, opts, &excludes, "")?;
+        copy_tree(tree, &src, dest_root, &target, opts, &excludes, "")?;
     }
     Ok(())
 }
@@ -501,8 +524,9 @@ fn make_dir(p: &Path, opts: &CopyOptions) -> Result<(), ContextError> {
     std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(io_err("chown", p))
 }
 
-fn copy_tree(
-    src: &Path,
+fn copy_tree<T: SourceTree>(
+    tree: &T,
+    src: &T::Node,
     root: &Path,
     target: &str,
     opts: &CopyOptions,
@@ -513,22 +537,19 @@ fn copy_tree(
     {
         return Ok(());
     }
-    // The top-level source is followed (it was named explicitly); entries below are not.
-    let meta = if rel.is_empty() {
-        fs::metadata(src)
-    } else {
-        fs::symlink_metadata(src)
-    }
-    .map_err(io_err("stat", src))?;
+    // The top-level source was resolved (symlinks followed, it was named explicitly);
+    // entries below are not followed.
+    let meta = tree
+        .stat(src)?
+        .ok_or_else(|| ContextError::NotFound(tree.display(src).to_string_lossy().into()))?;
     let dst = resolve(root, target)?;
     let (uid, gid) = match opts.owner {
         Some(o) => o,
-        None if opts.keep_owner => (meta.uid(), meta.gid()),
+        None if opts.keep_owner => (meta.uid, meta.gid),
         None => (0, 0),
     };
-    let ft = meta.file_type();
     let existing = fs::symlink_metadata(&dst).ok();
-    if ft.is_dir() {
+    if meta.kind == Kind::Dir {
         match existing {
             Some(m) if m.is_dir() => {}
             Some(_) => {
@@ -537,20 +558,15 @@ fn copy_tree(
             }
             None => fs::create_dir(&dst).map_err(io_err("mkdir", &dst))?,
         }
-        let mode = opts.chmod.unwrap_or(meta.mode() & 0o7777);
+        let mode = opts.chmod.unwrap_or(meta.mode);
         fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", &dst))?;
         std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(io_err("chown", &dst))?;
-        let mut names: Vec<_> = fs::read_dir(src)
-            .map_err(io_err("read", src))?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for n in names {
+        for (n, child) in tree.children(src)? {
             let name = n.to_string_lossy().into_owned();
             copy_tree(
-                &src.join(&n),
+                tree,
+                &child,
                 root,
                 &format!("{}/{name}", target.trim_end_matches('/')),
                 opts,
@@ -559,7 +575,9 @@ fn copy_tree(
             )?;
         }
         // After the children: writing them changed the directory's mtime.
-        keep_mtime(&dst, &meta);
+        if let (Some(mtime), Ok(f)) = (meta.mtime, fs::File::open(&dst)) {
+            set_mtime(&f, mtime);
+        }
         return Ok(());
     }
     if let Some(m) = existing {
@@ -569,24 +587,28 @@ fn copy_tree(
             fs::remove_file(&dst).map_err(io_err("remove", &dst))?;
         }
     }
-    if ft.is_symlink() {
-        let t = fs::read_link(src).map_err(io_err("readlink", src))?;
-        std::os::unix::fs::symlink(&t, &dst).map_err(io_err("symlink", &dst))?;
-    } else if ft.is_file() {
-        let mut input = fs::File::open(src).map_err(io_err("open", src))?;
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&dst)
-            .map_err(io_err("create", &dst))?;
-        io::copy(&mut input, &mut out).map_err(io_err("write", &dst))?;
-        let mode = opts.chmod.unwrap_or(meta.mode() & 0o7777);
-        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
-            .map_err(io_err("chmod", &dst))?;
-        keep_mtime(&dst, &meta);
-    } else {
+    match meta.kind {
+        Kind::Symlink => {
+            let t = tree.read_link(src)?;
+            std::os::unix::fs::symlink(&t, &dst).map_err(io_err("symlink", &dst))?;
+        }
+        Kind::File => {
+            let mut input = tree.open(src)?;
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&dst)
+                .map_err(io_err("create", &dst))?;
+            io::copy(&mut input, &mut out).map_err(io_err("write", &dst))?;
+            let mode = opts.chmod.unwrap_or(meta.mode);
+            out.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(io_err("chmod", &dst))?;
+            if let Some(mtime) = meta.mtime {
+                set_mtime(&out, mtime);
+            }
+        }
         // Devices, fifos and sockets are not part of a build context.
-        return Ok(());
+        Kind::Dir | Kind::Other => return Ok(()),
     }
     std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(io_err("chown", &dst))
 }
@@ -594,10 +616,8 @@ fn copy_tree(
 /// Gives a copied file or directory its source's modification time, as docker's COPY and
 /// ADD do (for an ADD of a URL the source's mtime is the response's Last-Modified). Best
 /// effort: a filesystem that refuses timestamps must not fail the build.
-fn keep_mtime(dst: &Path, meta: &fs::Metadata) {
-    if let (Ok(f), Ok(mtime)) = (fs::File::open(dst), meta.modified()) {
-        let _ = f.set_times(fs::FileTimes::new().set_modified(mtime).set_accessed(mtime));
-    }
+fn set_mtime(f: &fs::File, mtime: SystemTime) {
+    let _ = f.set_times(fs::FileTimes::new().set_modified(mtime).set_accessed(mtime));
 }
 
 /// Writes inline (heredoc) sources to `dest`: a directory destination (trailing `/`) gets
@@ -641,8 +661,13 @@ pub enum Archive {
 }
 
 /// Whether `path` is a tar archive ADD should unpack (by magic bytes, as docker decides).
-pub fn archive_kind(path: &Path) -> Result<Option<Archive>, ContextError> {
-    let mut f = fs::File::open(path).map_err(io_err("open", path))?;
+pub fn archive_kind<T: SourceTree>(
+    tree: &T,
+    node: &T::Node,
+) -> Result<Option<Archive>, ContextError> {
+    let path = tree.display(node);
+    let path = path.as_path();
+    let mut f = tree.open(node)?;
     let mut head = [0u8; 512];
     let mut n = 0;
     while n < head.len() {
@@ -671,7 +696,7 @@ pub fn archive_kind(path: &Path) -> Result<Option<Archive>, ContextError> {
     }
     // A compressed file is unpacked only when it holds a tar, like docker's DetectCompression
     // followed by a tar header check.
-    let mut dec = decompressor(path, kind)?;
+    let mut dec = decompressor(tree, node, kind)?;
     let mut inner = [0u8; 512];
     let mut m = 0;
     while m < inner.len() {
@@ -684,8 +709,14 @@ pub fn archive_kind(path: &Path) -> Result<Option<Archive>, ContextError> {
     Ok((m >= 262 && &inner[257..262] == b"ustar").then_some(kind))
 }
 
-fn decompressor(path: &Path, kind: Archive) -> Result<Box<dyn Read>, ContextError> {
-    let f = BufReader::new(fs::File::open(path).map_err(io_err("open", path))?);
+fn decompressor<'a, T: SourceTree>(
+    tree: &'a T,
+    node: &T::Node,
+    kind: Archive,
+) -> Result<Box<dyn Read + 'a>, ContextError> {
+    let path = tree.display(node);
+    let path = path.as_path();
+    let f = BufReader::new(tree.open(node)?);
     Ok(match kind {
         Archive::Tar => Box::new(f),
         Archive::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
@@ -699,13 +730,14 @@ fn decompressor(path: &Path, kind: Archive) -> Result<Box<dyn Read>, ContextErro
 
 /// Unpacks a local archive into `dir` inside `root`, every entry resolved inside the root
 /// (an image symlink such as `/x -> /etc` must not redirect writes to the host).
-pub fn unpack_archive(
-    src: &Path,
+pub fn unpack_archive<T: SourceTree>(
+    tree: &T,
+    src: &T::Node,
     kind: Archive,
     root: &Path,
     dir: &str,
 ) -> Result<(), ContextError> {
-    let mut ar = tar::Archive::new(decompressor(src, kind)?);
+    let mut ar = tar::Archive::new(decompressor(tree, src, kind)?);
     for entry in ar.entries().map_err(ContextError::Tar)? {
         let mut entry = entry.map_err(ContextError::Tar)?;
         let path = entry.path().map_err(ContextError::Tar)?.into_owned();
@@ -784,18 +816,18 @@ mod tests {
         write(d.path(), "b.txt", "two");
         write(d.path(), "dir/c", "three");
         assert_eq!(
-            expand_source(d.path(), "*.txt").expect("glob"),
+            expand_source(&DiskTree::new(d.path()), "*.txt").expect("glob"),
             vec!["a.txt", "b.txt"]
         );
         assert!(matches!(
-            expand_source(d.path(), "nope"),
+            expand_source(&DiskTree::new(d.path()), "nope"),
             Err(ContextError::NotFound(_))
         ));
         assert!(matches!(
-            expand_source(d.path(), "*.rs"),
+            expand_source(&DiskTree::new(d.path()), "*.rs"),
             Err(ContextError::NoSources)
         ));
-        let h1 = hash_sources(d.path(), &["dir".into()]).expect("hash");
+        let h1 = hash_sources(&DiskTree::new(d.path()), &["dir".into()]).expect("hash");
         // Only the mtime changes: same hash.
         let f = fs::File::options()
             .write(true)
@@ -803,9 +835,15 @@ mod tests {
             .expect("open");
         f.set_modified(std::time::SystemTime::UNIX_EPOCH)
             .expect("touch");
-        assert_eq!(h1, hash_sources(d.path(), &["dir".into()]).expect("hash"));
+        assert_eq!(
+            h1,
+            hash_sources(&DiskTree::new(d.path()), &["dir".into()]).expect("hash")
+        );
         write(d.path(), "dir/c", "changed");
-        assert_ne!(h1, hash_sources(d.path(), &["dir".into()]).expect("hash"));
+        assert_ne!(
+            h1,
+            hash_sources(&DiskTree::new(d.path()), &["dir".into()]).expect("hash")
+        );
     }
 
     #[test]
@@ -820,22 +858,50 @@ mod tests {
             excludes: vec!["*.log".into()],
             ..Default::default()
         };
-        copy_sources(src.path(), &["f".into()], dst.path(), "/renamed", &opts).expect("copy");
+        copy_sources(
+            &DiskTree::new(src.path()),
+            &["f".into()],
+            dst.path(),
+            "/renamed",
+            &opts,
+        )
+        .expect("copy");
         assert_eq!(
             fs::read_to_string(dst.path().join("renamed")).expect("r"),
             "file"
         );
-        copy_sources(src.path(), &["d".into()], dst.path(), "/app/", &opts).expect("copy");
+        copy_sources(
+            &DiskTree::new(src.path()),
+            &["d".into()],
+            dst.path(),
+            "/app/",
+            &opts,
+        )
+        .expect("copy");
         assert!(dst.path().join("app/x").is_file(), "dir contents copied");
         assert!(dst.path().join("app/sub/y").is_file());
         assert!(!dst.path().join("app/skip.log").exists(), "excluded");
-        copy_sources(src.path(), &["f".into()], dst.path(), "/app", &opts).expect("copy");
+        copy_sources(
+            &DiskTree::new(src.path()),
+            &["f".into()],
+            dst.path(),
+            "/app",
+            &opts,
+        )
+        .expect("copy");
         assert!(dst.path().join("app/f").is_file(), "existing dir is a dir");
         let p = CopyOptions {
             parents: true,
             ..Default::default()
         };
-        copy_sources(src.path(), &["d/sub/y".into()], dst.path(), "/p/", &p).expect("copy");
+        copy_sources(
+            &DiskTree::new(src.path()),
+            &["d/sub/y".into()],
+            dst.path(),
+            "/p/",
+            &p,
+        )
+        .expect("copy");
         assert!(dst.path().join("p/d/sub/y").is_file());
         assert_eq!(dest_path("x", "/w"), "/w/x");
         assert_eq!(dest_path(".", "/w"), "/w/");
@@ -849,7 +915,7 @@ mod tests {
         write(src.path(), "f", "file");
         std::os::unix::fs::symlink("/etc", dst.path().join("evil")).expect("symlink");
         copy_sources(
-            src.path(),
+            &DiskTree::new(src.path()),
             &["f".into()],
             dst.path(),
             "/evil/berth-test-f",
@@ -858,43 +924,6 @@ mod tests {
         .expect("copy");
         assert!(dst.path().join("etc/berth-test-f").is_file());
         assert!(!Path::new("/etc/berth-test-f").exists());
-    }
-
-    #[test]
-    fn ignore_prunes_with_exceptions() {
-        let d = tempfile::tempdir().expect("tmp");
-        write(d.path(), "Dockerfile", "FROM x");
-        write(d.path(), ".dockerignore", "*.md\n!KEEP.md\nsecret\n");
-        write(d.path(), "a.md", "x");
-        write(d.path(), "KEEP.md", "x");
-        write(d.path(), "secret/key", "x");
-        write(d.path(), "src/main.rs", "x");
-        BuildContext::open(d.path(), "Dockerfile").expect("open");
-        assert!(!d.path().join("a.md").exists());
-        assert!(d.path().join("KEEP.md").exists());
-        assert!(!d.path().join("secret").exists());
-        assert!(d.path().join("src/main.rs").exists());
-        assert!(d.path().join("Dockerfile").exists());
-    }
-
-    #[test]
-    fn an_ignored_dockerfile_is_read_then_removed() {
-        let d = tempfile::tempdir().expect("tmp");
-        write(d.path(), ".dockerfile.abc", "FROM x");
-        write(
-            d.path(),
-            ".dockerignore",
-            ".dockerignore\n.dockerfile.abc\n",
-        );
-        write(d.path(), "file.txt", "x");
-        let ctx = BuildContext::open(d.path(), ".dockerfile.abc").expect("open");
-        assert!(!d.path().join(".dockerignore").exists());
-        assert_eq!(
-            ctx.read_dockerfile(".dockerfile.abc").expect("read"),
-            "FROM x"
-        );
-        assert!(!d.path().join(".dockerfile.abc").exists());
-        assert!(d.path().join("file.txt").exists());
     }
 
     fn small_tar() -> Vec<u8> {
@@ -923,10 +952,16 @@ mod tests {
             let d = tempfile::tempdir().expect("tmp");
             let src = d.path().join(name);
             fs::write(&src, &data).expect("write");
-            assert_eq!(archive_kind(&src).expect("kind"), Some(kind), "{name}");
+            let tree = DiskTree::new(d.path());
+            let node = tree.resolve(name).expect("resolve");
+            assert_eq!(
+                archive_kind(&tree, &node).expect("kind"),
+                Some(kind),
+                "{name}"
+            );
             let root = d.path().join("root");
             fs::create_dir(&root).expect("mkdir");
-            unpack_archive(&src, kind, &root, "/out").expect("unpack");
+            unpack_archive(&tree, &node, kind, &root, "/out").expect("unpack");
             assert_eq!(
                 fs::read_to_string(root.join("out/dir/f.txt")).expect("read"),
                 "abc"
@@ -938,7 +973,9 @@ mod tests {
         bz.write_all(b"plain text").expect("bzip2");
         let src = d.path().join("t.bz2");
         fs::write(&src, bz.finish().expect("bzip2")).expect("write");
-        assert_eq!(archive_kind(&src).expect("kind"), None);
+        let tree = DiskTree::new(d.path());
+        let node = tree.resolve("t.bz2").expect("resolve");
+        assert_eq!(archive_kind(&tree, &node).expect("kind"), None);
     }
 
     #[test]
@@ -957,7 +994,7 @@ mod tests {
             .set_modified(old)
             .expect("touch");
         copy_sources(
-            src.path(),
+            &DiskTree::new(src.path()),
             &["d".into()],
             dst.path(),
             "/out/",

@@ -6,18 +6,21 @@
 //! - [`dockerignore`]: `.dockerignore` reading and matching with docker's rules;
 //! - [`plan`]: stages, their dependency graph, what a `--target` needs, parallel levels, and
 //!   step cache keys;
-//! - [`context`]: the build context on disk (unpacking, ignore rules, source wildcards,
-//!   content hashes) and COPY/ADD's file copying into a mounted layer;
+//! - [`index`]: the build context as an in-memory index of the client's tar (hashed as
+//!   it streams in, ignore rules applied, never unpacked for COPY);
+//! - [`context`]: COPY/ADD's rules over a source tree (the index or a directory): source
+//!   wildcards, content hashes, file copying into a mounted layer;
 //! - [`solver`]: runs a plan step by step, with the cache, behind the [`solver::Executor`]
 //!   trait that the engine implements (containers, layers and stores live there).
 //!
-//! Parsing and planning are pure; only [`context`] touches the filesystem, and nothing here
+//! Parsing and planning are pure; only [`context`] and [`index`] touch the filesystem, and nothing here
 //! starts containers.
 
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod goquote;
+pub mod index;
 pub mod plan;
 pub mod shell;
 pub mod solver;

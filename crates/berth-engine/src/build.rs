@@ -17,7 +17,8 @@
 //!   `builder prune` drops the index and the images only it kept.
 
 use crate::{util, Engine, Error, Result};
-use berth_build::context::{self, BuildContext, CopyOptions};
+use berth_build::context::{self, CopyOptions, DiskTree};
+use berth_build::index::ContextIndex;
 use berth_build::solver::{
     self, BuildRequest, CopySource, CopyStep, Executor, FsOp, ImageState, MountSource, RunNetwork,
     RunStep,
@@ -144,19 +145,23 @@ impl Engine {
             opts.dockerfile.clone()
         };
         let name = df_name.clone();
-        let dockerfile = tokio::task::spawn_blocking(move || -> Result<String> {
-            context::extract_context(context, &d)
+        // The context is read once into an index (hashed as it streams in); nothing is
+        // unpacked unless a step needs files on disk (see berth_build::index).
+        let (index, dockerfile) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut index = ContextIndex::read(context, &d)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            let ctx =
-                BuildContext::open(&d, &name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            ctx.read_dockerfile(&name).map_err(|e| match e {
+            index
+                .apply_ignore(&name)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let dockerfile = index.read_dockerfile(&name).map_err(|e| match e {
                 context::ContextError::Io { source, .. }
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
                     Error::InvalidArgument(format!("Cannot locate specified Dockerfile: {name}"))
                 }
                 e => Error::InvalidArgument(e.to_string()),
-            })
+            })?;
+            Ok((index, dockerfile))
         })
         .await
         .map_err(|e| Error::Internal(format!("build context task: {e}")))??;
@@ -175,7 +180,11 @@ impl Engine {
         };
         let exec = EngineExecutor {
             engine: self.clone(),
-            context: dir.to_path_buf(),
+            context: std::sync::Arc::new(index),
+            context_dir: std::sync::Arc::new(ContextDir {
+                path: dir.join("context"),
+                ready: std::sync::OnceLock::new(),
+            }),
             remote: std::sync::Arc::new(RemoteFiles::new(dir.with_extension("remote"))),
             network: opts.network.clone(),
             cache_sources: (!opts.cache_from.is_empty())
@@ -331,8 +340,10 @@ impl Engine {
 /// The engine's side of a build.
 struct EngineExecutor {
     engine: Engine,
-    /// The unpacked context.
-    context: PathBuf,
+    /// The context, as read from the client's tar.
+    context: std::sync::Arc<ContextIndex>,
+    /// The context on disk, written on first use by a `RUN --mount=type=bind`.
+    context_dir: std::sync::Arc<ContextDir>,
     /// ADD's remote files, fetched once per build.
     remote: std::sync::Arc<RemoteFiles>,
     /// `--network` of the build (a network name for RUN; `None` is the default bridge).
@@ -342,6 +353,25 @@ struct EngineExecutor {
     cache_sources: Option<std::collections::HashSet<String>>,
     /// `--add-host` entries (`name:ip`) for RUN's `/etc/hosts`.
     extra_hosts: Vec<String>,
+}
+
+/// The build context written out to a directory, once, for the RUN steps that bind it.
+struct ContextDir {
+    path: PathBuf,
+    ready: std::sync::OnceLock<std::result::Result<(), String>>,
+}
+
+impl ContextDir {
+    fn get(&self, index: &ContextIndex) -> std::result::Result<PathBuf, String> {
+        self.ready
+            .get_or_init(|| {
+                std::fs::create_dir_all(&self.path)
+                    .map_err(|e| format!("create {}: {e}", self.path.display()))?;
+                index.materialize(&self.path).map_err(msg)
+            })
+            .clone()
+            .map(|()| self.path.clone())
+    }
 }
 
 /// A file ADD fetched from an http(s) URL.
@@ -663,7 +693,7 @@ impl EngineExecutor {
                     .get(url)
                     .ok_or_else(|| Error::Internal(format!("remote file {url} was not fetched")))?;
                 context::copy_sources(
-                    &f.dir,
+                    &DiskTree::new(&f.dir),
                     std::slice::from_ref(&f.name),
                     rootfs,
                     &dest,
@@ -676,14 +706,16 @@ impl EngineExecutor {
             return Ok(());
         }
         let _src_layer;
-        let src_root: PathBuf = match &c.source {
-            CopySource::Context => self.context.clone(),
+        let copied = match &c.source {
+            CopySource::Context => {
+                context::copy_sources(&*self.context, &local, rootfs, &dest, &opts)
+            }
             CopySource::Image(id) => {
                 _src_layer = self.source_layer(id, scratch)?;
-                scratch.to_path_buf()
+                context::copy_sources(&DiskTree::new(scratch), &local, rootfs, &dest, &opts)
             }
         };
-        context::copy_sources(&src_root, &local, rootfs, &dest, &opts).map_err(|e| {
+        copied.map_err(|e| {
             let text = e.to_string();
             Error::InvalidArgument(
                 if text.starts_with("file not found") || text.starts_with("no source") {
@@ -761,13 +793,20 @@ impl EngineExecutor {
                 }
                 MountType::Bind => {
                     let root = match &m.source {
-                        MountSource::Context => self.context.clone(),
+                        MountSource::Context => {
+                            let (dir, idx) = (self.context_dir.clone(), self.context.clone());
+                            tokio::task::spawn_blocking(move || dir.get(&idx))
+                                .await
+                                .map_err(|e| Err(msg(e)))?
+                                .map_err(Err)?
+                        }
                         MountSource::Image(id) => {
                             let dir = work.join(format!("src{i}"));
                             let (e, id2, d2) = (self.engine.clone(), id.clone(), dir.clone());
                             let exec = EngineExecutor {
                                 engine: e,
                                 context: self.context.clone(),
+                                context_dir: self.context_dir.clone(),
                                 remote: self.remote.clone(),
                                 network: self.network.clone(),
                                 cache_sources: self.cache_sources.clone(),
@@ -1239,6 +1278,7 @@ impl Executor for EngineExecutor {
         let exec = EngineExecutor {
             engine: self.engine.clone(),
             context: self.context.clone(),
+            context_dir: self.context_dir.clone(),
             remote: self.remote.clone(),
             network: self.network.clone(),
             cache_sources: self.cache_sources.clone(),
@@ -1291,7 +1331,7 @@ impl Executor for EngineExecutor {
                 Ok(format!("sha256:{}", hex::encode(h.finalize())))
             }
             CopySource::Context => {
-                let root = self.context.clone();
+                let index = self.context.clone();
                 let (remote_urls, sources): (Vec<String>, Vec<String>) =
                     step.sources.iter().cloned().partition(|s| is_remote(s));
                 if step.checksum.is_some() && (!sources.is_empty() || remote_urls.is_empty()) {
@@ -1305,7 +1345,7 @@ impl Executor for EngineExecutor {
                     remote.push(format!("{}:{}", f.name, f.digest));
                 }
                 tokio::task::spawn_blocking(move || {
-                    let mut hash = context::hash_sources(&root, &sources).map_err(|e| {
+                    let mut hash = context::hash_sources(&*index, &sources).map_err(|e| {
                         let t = e.to_string();
                         if t.starts_with("file not found") || t.starts_with("no source") {
                             format!("COPY failed: {t}")

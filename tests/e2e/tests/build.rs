@@ -278,7 +278,8 @@ fn dockerignore_args_and_errors() {
     let c = ctx(&[
         (
             "Dockerfile",
-            "FROM busybox\nARG WHO=nobody\nCOPY . /ctx/\nRUN ls -a /ctx | sort | tr '\\n' ' ' && echo \"hi $WHO\"\n",
+            "FROM busybox\nARG WHO=nobody\nCOPY . /ctx/\nRUN ls -a /ctx | sort | tr '\\n' ' ' && echo \"hi $WHO\"\n\
+             RUN --mount=type=bind,target=/b test -f /b/src/main.rs && test ! -e /b/a.*d && echo bound-ok\n",
         ),
         (".dockerignore", "*.md\n!KEEP.md\nsecret/\n"),
         ("a.md", "x"),
@@ -294,6 +295,8 @@ fn dockerignore_args_and_errors() {
     assert!(!s.contains("secret"), "{s}");
     assert!(s.contains("src"), "{s}");
     assert!(s.contains("hi you"), "{s}");
+    // The context is written to disk only for a bind mount of it, with the ignore rules.
+    assert!(s.contains("bound-ok"), "{s}");
 
     let bad = ctx(&[("Dockerfile", "FROM busybox\nRUN true\nBOGUS x\n")]);
     let o = d.docker(&["build", path(&bad)]);
