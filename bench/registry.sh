@@ -5,8 +5,10 @@
 #            skopeo copy push (docker-archive -> registry) and pull (registry -> dir:) times
 #   clients  berth pull (unpack included) vs docker pull through dockerd 20.10, cold each run,
 #            from the same registry, once from each (target >= 2.5x); berth push vs docker push of the
-#            same image into a fresh registry each run (target >= 2x)
-# The image: the busybox rootfs plus a 100 MiB file of random bytes (incompressible), one layer.
+#            same image into a fresh registry each run (target >= 2x); berth push of the imported image
+#            (a plain tar, gzip-compressed on the way as dockerd does) into a fresh registry each run
+# The image: the busybox rootfs plus a 100 MiB file of random bytes (incompressible), one layer,
+# imported into berth and pushed by it (gzip) into both registries.
 # Usage: bench/registry.sh [RUNS=3]   (as root; BERTH_BIN=dir skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -139,6 +141,8 @@ B pull "$REF" >/dev/null; B tag "$REF" "127.0.0.1:$PPORT/big:latest"
 D pull "$REF" >/dev/null; D tag "$REF" "127.0.0.1:$PPORT/big:latest"
 timed berth_push fresh_berth B push "127.0.0.1:$PPORT/big:latest"
 timed docker_push_dockerd fresh_berth D push "127.0.0.1:$PPORT/big:latest"
+B import "$W/big.tar" "127.0.0.1:$PPORT/imported:latest" >/dev/null
+timed berth_push_imported fresh_berth B push "127.0.0.1:$PPORT/imported:latest"
 
 echo "== ratios"
 ratio() { [ -n "${2:-}" ] && [ -n "${3:-}" ] && awk -v a="$2" -v b="$3" -v n="$1" 'BEGIN{ if (b > 0) printf "%-52s %.2fx\n", n, a/b}'; return 0; }
@@ -149,3 +153,4 @@ ratio "skopeo pull distribution / berth-registry" "${P50_skopeo_pull_distributio
 ratio "docker pull (dockerd) / berth pull (target >= 2.5)" "${P50_docker_pull_dockerd:-}" "${P50_berth_pull:-}"
 ratio "  the same, from distribution" "${P50_docker_pull_from_distribution:-}" "${P50_berth_pull_from_distribution:-}"
 ratio "docker push (dockerd) / berth push (target >= 2)" "${P50_docker_push_dockerd:-}" "${P50_berth_push:-}"
+ratio "docker push (dockerd) / berth push of the imported image" "${P50_docker_push_dockerd:-}" "${P50_berth_push_imported:-}"

@@ -136,6 +136,7 @@ impl ContentStore {
             inner: Some(HashingWriter::new(BufWriter::with_capacity(256 * 1024, f))),
             path,
             keep_partial: false,
+            synced: 0,
         })
     }
 
@@ -194,6 +195,7 @@ impl ContentStore {
             inner: Some(hw),
             path,
             keep_partial: true,
+            synced: 0,
         })
     }
 
@@ -242,7 +244,14 @@ pub struct ContentWriter {
     path: PathBuf,
     /// A resumable download: kept on drop without commit.
     keep_partial: bool,
+    /// Bytes whose writeback was started (see [`WRITEBACK_STEP`]).
+    synced: u64,
 }
+
+/// Writeback of a blob being written is started every this many bytes, so that the
+/// disk works while the rest arrives and the fsync of the commit finds little left to
+/// do (it is on the critical path of a pull; the writes before it are not).
+const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl ContentWriter {
     /// Bytes written so far (including those kept from an earlier attempt).
@@ -277,6 +286,7 @@ impl ContentWriter {
         f.set_len(0).map_err(ioerr("truncate", &self.path))?;
         f.rewind().map_err(ioerr("seek", &self.path))?;
         hw.reset();
+        self.synced = 0;
         Ok(())
     }
 
@@ -307,10 +317,25 @@ impl ContentWriter {
 
 impl Write for ContentWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner
-            .as_mut()
-            .expect("writer used after commit")
-            .write(buf)
+        let hw = self.inner.as_mut().expect("writer used after commit");
+        let n = hw.write(buf)?;
+        let len = hw.len();
+        if len - self.synced >= WRITEBACK_STEP {
+            hw.get_mut().flush()?;
+            let f = hw.get_mut().get_ref();
+            // SAFETY: sync_file_range only reads the descriptor, which `f` keeps open;
+            // failing is harmless (the commit's fsync does the whole job then)
+            unsafe {
+                libc::sync_file_range(
+                    std::os::fd::AsRawFd::as_raw_fd(f),
+                    self.synced as libc::off64_t,
+                    (len - self.synced) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.synced = len;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
