@@ -47,11 +47,12 @@ impl Engine {
             let (key, target) = (c.id.clone(), rootfs.clone());
             let volatile = c.host_config.auto_remove;
             self.blocking(move |e| {
-                Ok(if volatile {
-                    e.images().mount_rw_layer_volatile(&key, &target)?
+                if volatile {
+                    e.images().mount_rw_layer_volatile(&key, &target)?;
                 } else {
-                    e.images().mount_rw_layer(&key, &target)?
-                })
+                    e.images().mount_rw_layer(&key, &target)?;
+                }
+                Ok(())
             })
             .await?;
         }
