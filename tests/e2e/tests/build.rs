@@ -762,3 +762,72 @@ fn from_pulls_missing_base_and_pull_flag() {
     let o = d.docker(&["build", path(&c)]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A RUN step's intermediate container shows in `docker events` as dockerd's classic
+/// builder's do: create, attach, start, die (with its exit code), destroy, in that order,
+/// under the id printed after "Running in", with the parent image and a generated name.
+#[test]
+fn run_steps_emit_container_events() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let c = ctx(&[("Dockerfile", "FROM busybox\nRUN echo step\n")]);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+        - 1.0;
+    let o = d.docker(&["build", "--no-cache", path(&c)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = stdout(&o);
+    let short = out
+        .lines()
+        .find_map(|l| l.strip_prefix(" ---> Running in "))
+        .expect("a Running in line")
+        .trim()
+        .to_string();
+    // The destroy comes before the build's answer; `--until` in the future would wait.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let (s, u) = (format!("{since:.3}"), format!("{until:.3}"));
+    let ev = d.docker(&[
+        "events",
+        "--since",
+        &s,
+        "--until",
+        &u,
+        "--filter",
+        "type=container",
+        "--format",
+        "{{json .}}",
+    ]);
+    assert!(ev.status.success(), "{}", text(&ev));
+    let events: Vec<serde_json::Value> = stdout(&ev)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .filter(|e: &serde_json::Value| {
+            e["Actor"]["ID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(&short))
+        })
+        .collect();
+    let actions: Vec<&str> = events.iter().filter_map(|e| e["Action"].as_str()).collect();
+    assert_eq!(
+        actions,
+        ["create", "attach", "start", "die", "destroy"],
+        "{events:?}"
+    );
+    let die = &events[3]["Actor"]["Attributes"];
+    assert_eq!(die["exitCode"], "0", "{die}");
+    assert!(
+        die["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("sha256:")),
+        "{die}"
+    );
+    assert!(
+        die["name"].as_str().is_some_and(|n| n.contains('_')),
+        "{die}"
+    );
+}
