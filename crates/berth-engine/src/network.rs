@@ -285,6 +285,7 @@ impl NetSys for NoFirewall {
     }
     async fn iptables_legacy(
         &self,
+        _ipv6: bool,
         _args: &[String],
     ) -> std::result::Result<Option<String>, berth_network::sys::SysError> {
         Ok(None)
@@ -679,6 +680,13 @@ impl Engine {
     }
 
     fn save_container_net(&self, id: &str, n: &ContainerNet) -> Result<()> {
+        self.write_container_net(id, n, true)
+    }
+
+    /// Writes the record; `durable: false` skips the fsync, for the addresses of a start
+    /// and their removal at exit: the settings were written durably at create, and after a
+    /// host crash the container is not running, so the runtime part is moot.
+    fn write_container_net(&self, id: &str, n: &ContainerNet, durable: bool) -> Result<()> {
         let path = net_file(self.config(), id);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -686,8 +694,12 @@ impl Engine {
         }
         let data = serde_json::to_vec_pretty(n)
             .map_err(|e| Error::Internal(format!("encode network record of {id}: {e}")))?;
-        util::write_atomic(&path, &data)
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        if durable {
+            util::write_atomic(&path, &data)
+        } else {
+            util::write_replace(&path, &data)
+        }
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         self.net()
             .containers
             .lock()
@@ -800,7 +812,9 @@ impl Engine {
         if mode == "none" || rec.networks.is_empty() && rec.primary.is_empty() {
             return Ok(NetworkNs::New);
         }
+        let t0 = std::time::Instant::now();
         let netns = self.net().manager.create_netns(&c.id).await?;
+        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "network: namespace ready");
         rec.sandbox_key = netns.to_string_lossy().into_owned();
         rec.ports.clear();
         let mut order: Vec<String> = rec.networks.keys().cloned().collect();
@@ -831,7 +845,7 @@ impl Engine {
                 .await?;
             rec.networks.insert(name, s);
         }
-        self.save_container_net(&c.id, &rec)?;
+        self.write_container_net(&c.id, &rec, false)?;
         self.write_network_etc_files(c, &rec)?;
         Ok(NetworkNs::Path(netns))
     }
@@ -915,10 +929,12 @@ impl Engine {
     }
 
     /// `/etc/hosts` with the container's own address and its `--link`s, and the embedded
-    /// DNS in `/etc/resolv.conf` when it is on a user-defined network.
+    /// DNS in `/etc/resolv.conf` when it is on a user-defined network. Rebuilt from the
+    /// base files at every start and written once each, without fsync (`write_replace`):
+    /// these fsyncs were most of the network's cost on the start path.
     fn write_network_etc_files(&self, c: &Container, rec: &ContainerNet) -> Result<()> {
-        crate::container::spec::write_etc_files(c, self.config())?;
-        let mut hosts = std::fs::read_to_string(&c.hosts_path).unwrap_or_default();
+        let [hostname, (hosts_path, mut hosts), (resolv_path, mut resolv)] =
+            crate::container::spec::etc_files(c, self.config())?;
         let own_ip = rec
             .networks
             .get(&rec.primary)
@@ -963,28 +979,30 @@ impl Engine {
                 hosts.push_str(&format!("{ip}\t{host}.{} {host}\n", c.config.domainname));
             }
         }
-        util::write_atomic(&c.hosts_path, hosts.as_bytes())
-            .map_err(|e| Error::io(format!("write {}", c.hosts_path.display()), e))?;
         let user_net = rec
             .networks
             .keys()
             .filter_map(|n| self.net().manager.get(n))
             .any(|n| n.has_dns());
         if user_net {
-            let base = std::fs::read_to_string(&c.resolv_conf_path).unwrap_or_default();
-            util::write_atomic(&c.resolv_conf_path, embedded_resolv_conf(&base).as_bytes())
-                .map_err(|e| Error::io(format!("write {}", c.resolv_conf_path.display()), e))?;
+            resolv = embedded_resolv_conf(&resolv);
+        }
+        for (path, data) in [hostname, (hosts_path, hosts), (resolv_path, resolv)] {
+            util::write_replace(path, data.as_bytes())
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
         Ok(())
     }
 
     /// After an exit (or a failed start): every endpoint of the container goes, then its
     /// namespace; the record keeps the networks but forgets the addresses. Idempotent.
+    /// Nothing runs in the namespace any more, so the veths are deleted in the background
+    /// (`release`): their addresses stay reserved until they are gone.
     pub async fn teardown_container_network(&self, id: &str) {
         let mgr = &self.net().manager;
         for n in mgr.list() {
             if mgr.endpoints(&n.id).iter().any(|e| e.endpoint_id == id) {
-                if let Err(e) = mgr.disconnect(&n.id, id).await {
+                if let Err(e) = mgr.release(&n.id, id).await {
                     tracing::warn!(container = %id, network = %n.name, "disconnect: {e}");
                 }
             }
@@ -1016,7 +1034,7 @@ impl Engine {
                 .parent()
                 .is_some_and(Path::exists)
             {
-                if let Err(e) = self.save_container_net(id, &rec) {
+                if let Err(e) = self.write_container_net(id, &rec, false) {
                     tracing::warn!(container = %id, "save network record: {e}");
                 }
             }

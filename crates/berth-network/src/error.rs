@@ -3,6 +3,7 @@
 
 use crate::dns::DnsError;
 use crate::ipam::IpamError;
+use crate::proxy::ProxyError;
 use crate::state::StateError;
 use crate::sys::SysError;
 
@@ -30,6 +31,8 @@ pub enum Error {
     Dns(#[from] DnsError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
 }
 
 /// What kind of failure an [`Error`] is, for the API's status codes.
@@ -62,7 +65,9 @@ impl Error {
                 _ => ErrorKind::InvalidArgument,
             },
             Error::Sys(SysError::PortAllocated { .. }) => ErrorKind::Conflict,
-            Error::Sys(_) | Error::Dns(_) | Error::State(_) => ErrorKind::Internal,
+            Error::Sys(_) | Error::Dns(_) | Error::State(_) | Error::Proxy(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 }

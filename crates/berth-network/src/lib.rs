@@ -11,6 +11,7 @@ pub mod error;
 pub mod ipam;
 mod manager;
 pub mod nft;
+pub mod proxy;
 pub mod state;
 pub mod sys;
 pub mod types;

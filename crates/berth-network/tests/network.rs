@@ -348,7 +348,9 @@ fn legacy_drop_policy_with_br_netfilter_and_ipv6() {
     if !require_root() {
         return;
     }
-    if !std::path::Path::new("/usr/sbin/iptables-legacy").exists() {
+    if !std::path::Path::new("/usr/sbin/iptables-legacy").exists()
+        || !std::path::Path::new("/usr/sbin/ip6tables-legacy").exists()
+    {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("iptables-legacy is needed under CI");
         }
@@ -357,9 +359,11 @@ fn legacy_drop_policy_with_br_netfilter_and_ipv6() {
     }
     sandbox(|| async {
         let env = Env::new();
-        // The state a dockerd leaves: legacy x_tables FORWARD policy DROP, and bridged
-        // frames sent through iptables (br_netfilter; both are per namespace here).
+        // The state a dockerd leaves: legacy x_tables FORWARD policy DROP (ip6tables too,
+        // with IPv6 on), and bridged frames sent through iptables (br_netfilter; all of it
+        // per namespace here).
         sh("iptables-legacy -P FORWARD DROP");
+        sh("ip6tables-legacy -P FORWARD DROP");
         sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1");
         let outside = env.dir.path().join("outside");
         let sys = berth_network::LinuxNetSys::new().unwrap();
@@ -391,6 +395,8 @@ fn legacy_drop_policy_with_br_netfilter_and_ipv6() {
         assert!(ping(&a, "10.252.0.2"), "masqueraded IPv4 to the outside");
         let legacy = sh("iptables-legacy -S FORWARD");
         assert!(legacy.contains(&net.bridge_name), "{legacy}");
+        let legacy6 = sh("ip6tables-legacy -S FORWARD");
+        assert!(legacy6.contains(&net.bridge_name), "{legacy6}");
 
         // IPv6: addresses on the bridge and in the namespaces, usable at once (no DAD).
         let addrs = sh(&format!("ip -6 addr show dev {}", net.bridge_name));
@@ -423,6 +429,11 @@ fn legacy_drop_policy_with_br_netfilter_and_ipv6() {
         mgr.remove_network("v6").await.unwrap();
         let legacy = sh("iptables-legacy -S FORWARD");
         assert!(!legacy.contains("berth:"), "legacy rule left: {legacy}");
+        let legacy6 = sh("ip6tables-legacy -S FORWARD");
+        assert!(
+            !legacy6.contains("berth:"),
+            "legacy ip6 rule left: {legacy6}"
+        );
         mgr.shutdown_cleanup().await.unwrap();
         let tables = sh("nft list tables");
         assert!(!tables.contains(&env.cfg.nft_table), "{tables}");

@@ -10,6 +10,19 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Writes hostname, hosts and resolv.conf for a container (bind-mounted at start).
 pub fn write_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
+    for (path, data) in etc_files(c, cfg)? {
+        crate::util::write_atomic(path, data.as_bytes())
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// The base `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` of a container, with
+/// their paths (the network setup adds addresses to them before writing).
+pub fn etc_files<'a>(
+    c: &'a Container,
+    cfg: &EngineConfig,
+) -> Result<[(&'a std::path::Path, String); 3]> {
     let hc = &c.host_config;
     let host_mode = hc.network_mode == "host";
     let hostname = format!("{}\n", c.config.hostname);
@@ -37,15 +50,11 @@ pub fn write_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
     let resolv = resolv_conf(hc, cfg);
-    for (path, data) in [
-        (&c.hostname_path, hostname.as_bytes()),
-        (&c.hosts_path, hosts.as_bytes()),
-        (&c.resolv_conf_path, resolv.as_bytes()),
-    ] {
-        crate::util::write_atomic(path, data)
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-    }
-    Ok(())
+    Ok([
+        (&c.hostname_path, hostname),
+        (&c.hosts_path, hosts),
+        (&c.resolv_conf_path, resolv),
+    ])
 }
 
 fn resolv_conf(hc: &crate::models::HostConfig, cfg: &EngineConfig) -> String {

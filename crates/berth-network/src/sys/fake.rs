@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ipnet::{IpNet, Ipv4Net};
@@ -21,10 +21,13 @@ pub struct FakeNetSys {
     /// link name → master bridge.
     links: Mutex<BTreeMap<String, Option<String>>>,
     routes: Mutex<Vec<Ipv4Net>>,
-    taken_ports: Mutex<BTreeSet<(Protocol, u16)>>,
+    /// (protocol, IPv6?, port).
+    taken_ports: Mutex<BTreeSet<(Protocol, bool, u16)>>,
     next_port: AtomicU16,
     nft_scripts: Mutex<Vec<String>>,
     ruleset_json: Mutex<String>,
+    /// When set, deleting that link waits for a permit (to observe work in flight).
+    delete_gate: Mutex<Option<(String, Arc<tokio::sync::Semaphore>)>>,
 }
 
 impl Default for FakeNetSys {
@@ -37,6 +40,7 @@ impl Default for FakeNetSys {
             next_port: AtomicU16::new(32768),
             nft_scripts: Mutex::default(),
             ruleset_json: Mutex::new(r#"{"nftables":[]}"#.to_string()),
+            delete_gate: Mutex::default(),
         }
     }
 }
@@ -56,14 +60,23 @@ impl FakeNetSys {
         *lock(&self.routes) = routes;
     }
 
-    /// Pretends another process holds this port.
+    /// Pretends another process holds this port (in both families).
     pub fn take_port(&self, proto: Protocol, port: u16) {
-        lock(&self.taken_ports).insert((proto, port));
+        let mut taken = lock(&self.taken_ports);
+        taken.insert((proto, false, port));
+        taken.insert((proto, true, port));
     }
 
     /// What `nft -j list ruleset` returns.
     pub fn set_ruleset_json(&self, json: &str) {
         *lock(&self.ruleset_json) = json.to_string();
+    }
+
+    /// From now on `delete_link(name)` waits for a permit of the returned semaphore.
+    pub fn gate_delete_of(&self, name: &str) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *lock(&self.delete_gate) = Some((name.to_string(), gate.clone()));
+        gate
     }
 
     /// Every call so far, as short strings such as `create_veth vethX br0 eth0`.
@@ -107,6 +120,13 @@ impl NetSys for FakeNetSys {
     }
 
     async fn delete_link(&self, name: &str) -> Result<(), SysError> {
+        let gate = lock(&self.delete_gate).clone();
+        if let Some((_, gate)) = gate.filter(|(n, _)| n == name) {
+            gate.acquire()
+                .await
+                .expect("fake delete gate closed")
+                .forget();
+        }
         self.record(format!("delete_link {name}"));
         lock(&self.links).remove(name);
         Ok(())
@@ -166,8 +186,13 @@ impl NetSys for FakeNetSys {
         Ok(lock(&self.ruleset_json).clone())
     }
 
-    async fn iptables_legacy(&self, args: &[String]) -> Result<Option<String>, SysError> {
-        self.record(format!("iptables_legacy {}", args.join(" ")));
+    async fn iptables_legacy(
+        &self,
+        ipv6: bool,
+        args: &[String],
+    ) -> Result<Option<String>, SysError> {
+        let program = if ipv6 { "ip6tables" } else { "iptables" };
+        self.record(format!("{program}_legacy {}", args.join(" ")));
         Ok(None)
     }
 
@@ -193,17 +218,18 @@ impl NetSys for FakeNetSys {
         port: u16,
     ) -> Result<PortReservation, SysError> {
         let mut taken = lock(&self.taken_ports);
+        let v6 = ip.is_ipv6();
         let port = if port == 0 {
             loop {
                 let p = self.next_port.fetch_add(1, Ordering::Relaxed);
-                if !taken.contains(&(proto, p)) {
+                if !taken.contains(&(proto, v6, p)) {
                     break p;
                 }
             }
         } else {
             port
         };
-        if !taken.insert((proto, port)) {
+        if !taken.insert((proto, v6, port)) {
             return Err(SysError::PortAllocated { ip, port });
         }
         self.record(format!("reserve_port {proto} {ip}:{port}"));

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -17,6 +18,7 @@ use rustix::net::{AddressFamily, SocketType};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use super::netns::NetnsPool;
 use super::{netns, NetSys, PeerConfig, PortReservation, SysError, VethRequest};
 use crate::types::Protocol;
 
@@ -92,7 +94,11 @@ fn link_name(msg: &LinkMessage) -> Option<String> {
 pub struct LinuxNetSys {
     handle: Handle,
     nft: PathBuf,
+    pool: Arc<NetnsPool>,
 }
+
+/// Namespaces kept ready: enough for a burst of starts while the filler catches up.
+const NETNS_POOL_SIZE: usize = 2;
 
 impl LinuxNetSys {
     /// Opens a netlink connection in the calling thread's namespace and drives it on the
@@ -109,7 +115,11 @@ impl LinuxNetSys {
             .map(PathBuf::from)
             .find(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("nft"));
-        Ok(LinuxNetSys { handle, nft })
+        Ok(LinuxNetSys {
+            handle,
+            nft,
+            pool: NetnsPool::new(NETNS_POOL_SIZE),
+        })
     }
 
     async fn run(
@@ -159,15 +169,18 @@ impl LinuxNetSys {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The legacy (x_tables) iptables binary, if one is installed.
-    async fn legacy_iptables(&self) -> Option<PathBuf> {
-        for candidate in ["/usr/sbin/iptables-legacy", "/sbin/iptables-legacy"] {
-            if Path::new(candidate).exists() {
-                return Some(PathBuf::from(candidate));
+    /// The legacy (x_tables) iptables or ip6tables binary, if one is installed.
+    async fn legacy_iptables(&self, ipv6: bool) -> Option<PathBuf> {
+        let program = if ipv6 { "ip6tables" } else { "iptables" };
+        for dir in ["/usr/sbin", "/sbin"] {
+            let candidate = PathBuf::from(format!("{dir}/{program}-legacy"));
+            if candidate.exists() {
+                return Some(candidate);
             }
         }
-        for candidate in ["/usr/sbin/iptables", "/sbin/iptables"] {
-            let path = Path::new(candidate);
+        for dir in ["/usr/sbin", "/sbin"] {
+            let candidate = PathBuf::from(format!("{dir}/{program}"));
+            let path = candidate.as_path();
             if path.exists() {
                 if let Ok(v) = self.run(path, &["-V"], None).await {
                     if v.contains("legacy") {
@@ -346,8 +359,12 @@ impl NetSys for LinuxNetSys {
         self.run(&self.nft, &["-j", "list", "ruleset"], None).await
     }
 
-    async fn iptables_legacy(&self, args: &[String]) -> Result<Option<String>, SysError> {
-        let Some(bin) = self.legacy_iptables().await else {
+    async fn iptables_legacy(
+        &self,
+        ipv6: bool,
+        args: &[String],
+    ) -> Result<Option<String>, SysError> {
+        let Some(bin) = self.legacy_iptables(ipv6).await else {
             return Ok(None);
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -366,7 +383,7 @@ impl NetSys for LinuxNetSys {
     }
 
     async fn create_netns(&self, path: &Path) -> Result<(), SysError> {
-        netns::create(path).await
+        netns::create(path, Some(&self.pool)).await
     }
 
     async fn delete_netns(&self, path: &Path) -> Result<(), SysError> {

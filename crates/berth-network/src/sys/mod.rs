@@ -114,8 +114,13 @@ pub trait NetSys: Send + Sync {
     async fn nft_apply(&self, script: &str) -> Result<(), SysError>;
     /// `nft -j list ruleset`.
     async fn nft_ruleset_json(&self) -> Result<String, SysError>;
-    /// Runs legacy (x_tables) iptables with `args`; `Ok(None)` when there is none.
-    async fn iptables_legacy(&self, args: &[String]) -> Result<Option<String>, SysError>;
+    /// Runs legacy (x_tables) iptables (`ip6tables` when `ipv6`) with `args`; `Ok(None)`
+    /// when there is none.
+    async fn iptables_legacy(
+        &self,
+        ipv6: bool,
+        args: &[String],
+    ) -> Result<Option<String>, SysError>;
     /// Writes a sysctl such as `net/ipv4/ip_forward`.
     async fn write_sysctl(&self, key: &str, value: &str) -> Result<(), SysError>;
     /// Creates a new namespace bind-mounted at `path`, with `lo` up.
