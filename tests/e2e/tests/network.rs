@@ -1016,3 +1016,84 @@ fn udp_publish_hairpin_and_loopback() {
     ok(&d, &["rm", "-f", &u, &w]);
     ok(&d, &["network", "rm", &net]);
 }
+
+/// Whether something listens on TCP `port` over IPv6 (on the host).
+fn v6_listening(port: u16) -> bool {
+    let out = Command::new("ss")
+        .args(["-H", "-6", "-ltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss");
+    !stdout(&out).trim().is_empty()
+}
+
+#[test]
+fn published_ports_over_ipv6_loopback_and_host_address() {
+    let Some(d) = ready() else { return };
+    let net = unique("pub6");
+    let subnet6 = random_subnet6();
+    let gw6 = subnet6.replace("::/64", "::1");
+    let (subnet, _) = random_subnet();
+    ok(
+        &d,
+        &[
+            "network", "create", "--ipv6", "--subnet", &subnet, "--subnet", &subnet6, &net,
+        ],
+    );
+    let web = [
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello-six > /www/index.html && exec httpd -f -p 80 -h /www",
+    ];
+    // `-p PORT:80`: every local address of both families, [::1] included (the kernel
+    // cannot DNAT from IPv6 loopback; berth proxies it, as docker-proxy does).
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        &net,
+        "-p",
+        &publish,
+    ];
+    args.extend_from_slice(&web);
+    ok(&d, &args);
+    for host in ["127.0.0.1".to_string(), "[::1]".into(), format!("[{gw6}]")] {
+        let body = fetch(&format!("http://{host}:{port}/"))
+            .unwrap_or_else(|| panic!("published port over {host}"));
+        assert_eq!(body.trim(), "hello-six", "{host}");
+    }
+    // The IPv6 side of the port is held (by the proxy's listener).
+    assert!(v6_listening(port), "nothing holds [::]:{port}");
+
+    // An explicit [::1] binding.
+    let port1 = free_port();
+    let publish1 = format!("[::1]:{port1}:80");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        "web6b",
+        "--network",
+        &net,
+        "-p",
+        &publish1,
+    ];
+    args.extend_from_slice(&web);
+    ok(&d, &args);
+    let body = fetch(&format!("http://[::1]:{port1}/")).expect("[::1] binding answers");
+    assert_eq!(body.trim(), "hello-six");
+    assert_eq!(
+        ok(&d, &["port", "web6b"]),
+        format!("80/tcp -> [::1]:{port1}")
+    );
+
+    // Removal frees both families.
+    ok(&d, &["rm", "-f", "web6", "web6b"]);
+    assert!(!v6_listening(port), "IPv6 port {port} held after rm");
+    assert!(!v6_listening(port1), "IPv6 port {port1} held after rm");
+    assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok());
+}
