@@ -92,6 +92,29 @@ impl ContextIndex {
         Self::read_with_limit(reader, spill_dir, MEMORY_LIMIT)
     }
 
+    /// Reads a directory on disk (a git checkout) into an index: it is tarred into a pipe
+    /// by a helper thread, so the same entry rules apply as to a client's tar.
+    pub fn from_dir(dir: &Path, spill_dir: &Path) -> Result<ContextIndex, ContextError> {
+        let (reader, writer) = io::pipe().map_err(ContextError::Tar)?;
+        let src = dir.to_path_buf();
+        let tarrer = std::thread::Builder::new()
+            .name("build-ctx-tar".into())
+            .spawn(move || -> io::Result<()> {
+                let mut b = tar::Builder::new(io::BufWriter::with_capacity(256 * 1024, writer));
+                b.follow_symlinks(false);
+                b.append_dir_all(".", &src)?;
+                b.into_inner()?.flush()
+            })
+            .map_err(ContextError::Tar)?;
+        let idx = Self::read(reader, spill_dir);
+        let tarred = tarrer
+            .join()
+            .map_err(|_| tar_error("tar of the context directory panicked".into()))?;
+        // A read error usually comes from the writer's failure: report that one.
+        tarred.map_err(ContextError::Tar)?;
+        idx
+    }
+
     fn read_with_limit(
         reader: impl Read,
         spill_dir: &Path,

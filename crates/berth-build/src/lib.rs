@@ -10,6 +10,7 @@
 //!   it streams in, ignore rules applied, never unpacked for COPY);
 //! - [`context`]: COPY/ADD's rules over a source tree (the index or a directory): source
 //!   wildcards, content hashes, file copying into a mounted layer;
+//! - [`remote`]: git build contexts (`remote=<git URL>#ref:subdir`), fetched with git;
 //! - [`solver`]: runs a plan step by step, with the cache, behind the [`solver::Executor`]
 //!   trait that the engine implements (containers, layers and stores live there).
 //!
@@ -22,5 +23,6 @@ pub mod dockerignore;
 pub mod goquote;
 pub mod index;
 pub mod plan;
+pub mod remote;
 pub mod shell;
 pub mod solver;

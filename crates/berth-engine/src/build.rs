@@ -35,6 +35,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncReadExt;
 
+pub use berth_build::remote::is_git_url;
 pub use berth_build::solver::Progress;
 
 /// The build cache index.
@@ -79,6 +80,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// `--add-host` (`extrahosts`): `name:ip` entries for RUN's `/etc/hosts`.
     pub extra_hosts: Vec<String>,
+    /// `remote`: a git URL (`#ref:subdir` allowed) to fetch the context from; the
+    /// request body is then not read.
+    pub remote: Option<String>,
 }
 
 /// What a finished build produced.
@@ -145,11 +149,16 @@ impl Engine {
             opts.dockerfile.clone()
         };
         let name = df_name.clone();
+        let remote = opts.remote.clone();
         // The context is read once into an index (hashed as it streams in); nothing is
         // unpacked unless a step needs files on disk (see berth_build::index).
         let (index, dockerfile) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut index = ContextIndex::read(context, &d)
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let mut index = match remote {
+                Some(url) => berth_build::remote::git_context(&url, &d)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+                None => ContextIndex::read(context, &d)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+            };
             index
                 .apply_ignore(&name)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;

@@ -831,3 +831,92 @@ fn run_steps_emit_container_events() {
         "{die}"
     );
 }
+
+/// A git context: `berth build git://...#ref:subdir` sends `remote=` and berthd fetches
+/// the repository with git (served here by git-daemon on loopback), checks out the ref and
+/// builds from the subdirectory.
+#[test]
+fn git_context_with_ref_and_subdir() {
+    if !require("git") {
+        return;
+    }
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let base = ctx(&[]);
+    let repo = base.path().join("repo");
+    std::fs::create_dir_all(repo.join("app")).expect("mkdir");
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("app/Dockerfile"), "FROM busybox\nCOPY v /v\n").expect("write");
+    std::fs::write(repo.join("app/v"), "tagged").expect("write");
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("app/v"), "newer").expect("write");
+    git(&["commit", "-q", "-am", "two"]);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let exec_path = std::process::Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("git --exec-path");
+    let exec_path = String::from_utf8_lossy(&exec_path.stdout)
+        .trim()
+        .to_string();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Kill(
+        std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args([
+                "--export-all",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.path().display()),
+                &base.path().display().to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git-daemon"),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("git://127.0.0.1:{port}/repo");
+    for (frag, want) in [("#v1:app", "tagged"), ("#main:app", "newer")] {
+        let o = d.berth(&["build", "-t", "fromgit", &format!("{url}{frag}")]);
+        assert!(o.status.success(), "{frag}: {}", text(&o));
+        assert_eq!(run_out(&d, "fromgit", &["cat", "/v"]), want, "{frag}");
+    }
+    let o = d.berth(&["build", &format!("{url}#nope:app")]);
+    assert!(!o.status.success(), "a missing ref fails");
+    assert!(
+        text(&o).contains("unable to prepare context"),
+        "{}",
+        text(&o)
+    );
+}

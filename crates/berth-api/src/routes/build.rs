@@ -46,10 +46,16 @@ fn json_map<T: serde::de::DeserializeOwned + Default>(q: &Q, key: &str) -> ApiRe
 
 /// Parses the classic builder's query parameters.
 pub fn build_options(q: &Q) -> ApiResult<BuildOptions> {
-    if q.get("remote").is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::bad_request(
-            "remote build contexts (git or URL) are not supported by this berthd; send the context as a tar",
-        ));
+    let remote = q
+        .get("remote")
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    if let Some(r) = &remote {
+        if !berth_engine::build::is_git_url(r) {
+            return Err(ApiError::bad_request(format!(
+                "remote build context {r:?} is not a git URL: this berthd fetches git contexts only; send other contexts as a tar"
+            )));
+        }
     }
     // Build args may be null ("--build-arg X" with X unset in the client's environment).
     let raw_args: HashMap<String, Option<String>> = json_map(q, "buildargs")?;
@@ -74,6 +80,7 @@ pub fn build_options(q: &Q) -> ApiResult<BuildOptions> {
         network,
         platform: q.get("platform").map(str::to_string),
         cache_from,
+        remote,
         extra_hosts: q
             .all("extrahosts")
             .into_iter()
@@ -172,7 +179,12 @@ mod tests {
         assert!(o.no_cache);
         assert_eq!(o.network.as_deref(), Some("host"));
         assert!(build_options(&Q::parse(Some("buildargs=nope"))).is_err());
-        assert!(build_options(&Q::parse(Some("remote=https://x/y.git"))).is_err());
+        let o = build_options(&Q::parse(Some(
+            "remote=https%3A%2F%2Fx%2Fy.git%23main%3Asub",
+        )))
+        .expect("a git remote");
+        assert_eq!(o.remote.as_deref(), Some("https://x/y.git#main:sub"));
+        assert!(build_options(&Q::parse(Some("remote=https://x/ctx.tar.gz"))).is_err());
         let o = build_options(&Q::parse(Some("extrahosts=a%3A1.2.3.4&extrahosts=b%3A::1")))
             .expect("parses");
         assert_eq!(o.extra_hosts, vec!["a:1.2.3.4", "b:::1"]);

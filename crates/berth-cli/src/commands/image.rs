@@ -709,11 +709,25 @@ pub fn context_tar(dir: &std::path::Path, dockerfile: &str) -> CliResult<Vec<u8>
     b.into_inner().map_err(io)
 }
 
+/// docker's `IsGitURL`: such a context is fetched by the daemon (`remote=`), the CLI
+/// sends no tar.
+fn is_git_url(s: &str) -> bool {
+    if s.starts_with("git://") || s.starts_with("git@") || s.starts_with("github.com/") {
+        return true;
+    }
+    let lower = s.to_ascii_lowercase();
+    let path = s.split(['#', '?']).next().unwrap_or(s);
+    (lower.starts_with("http://") || lower.starts_with("https://")) && path.ends_with(".git")
+}
+
 /// `berth build`.
 pub async fn build(c: &Client, a: BuildArgs) -> CliResult {
     let dir = std::path::PathBuf::from(&a.context);
     let dockerfile_name = a.file.clone().unwrap_or_else(|| "Dockerfile".to_string());
-    let (tar, df_param) = if a.file.as_deref() == Some("-") {
+    let git = is_git_url(&a.context);
+    let (tar, df_param) = if git {
+        (Vec::new(), dockerfile_name.clone())
+    } else if a.file.as_deref() == Some("-") {
         // Dockerfile from stdin: add it to the context under a fixed name.
         let df = read_input(Some("-"))?;
         let mut t = context_tar(&dir, "")?;
@@ -773,6 +787,9 @@ pub async fn build(c: &Client, a: BuildArgs) -> CliResult {
         (context_tar(&dir, &rel)?, rel)
     };
     let mut q: Vec<(&str, String)> = vec![("dockerfile", df_param)];
+    if git {
+        q.push(("remote", a.context.clone()));
+    }
     for t in &a.tag {
         q.push(("t", t.clone()));
     }
