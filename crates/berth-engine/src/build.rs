@@ -761,13 +761,6 @@ impl EngineExecutor {
     ) -> std::result::Result<ImageState, std::result::Result<i64, String>> {
         let cfg = self.engine.config().clone();
         let rootfs = work.join("rootfs");
-        let layer = {
-            let (e, p, r) = (self.engine.clone(), parent.id.clone(), rootfs.clone());
-            tokio::task::spawn_blocking(move || StepLayer::create(&e, p.as_deref(), &r))
-                .await
-                .map_err(|e| Err(msg(e)))?
-                .map_err(|e| Err(msg(e)))?
-        };
         use berth_build::dockerfile::instructions::MountType;
         if step
             .mounts
@@ -781,6 +774,34 @@ impl EngineExecutor {
                 "the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled".into(),
             ));
         }
+        let id = format!("build-{}", &step.container_id[..24]);
+        // The step's layer and its network endpoint do not depend on each other: made
+        // concurrently (the endpoint is a namespace, a veth and firewall rules, often the
+        // longer of the two).
+        let (layer, net) = tokio::join!(
+            async {
+                let (e, p, r) = (self.engine.clone(), parent.id.clone(), rootfs.clone());
+                tokio::task::spawn_blocking(move || StepLayer::create(&e, p.as_deref(), &r))
+                    .await
+                    .map_err(msg)?
+                    .map_err(msg)
+            },
+            async {
+                match step.network {
+                    RunNetwork::Default => Some(
+                        BuildNet::attach(&self.engine, &id, self.network.as_deref())
+                            .await
+                            .map_err(msg),
+                    ),
+                    _ => None,
+                }
+            }
+        );
+        let mut net = NetGuard {
+            engine: self.engine.clone(),
+            net: net.transpose().map_err(Err)?,
+        };
+        let layer = layer.map_err(Err)?;
         let mut sources = Vec::new();
         let mut mounts = Vec::new();
         for (i, m) in step.mounts.iter().enumerate() {
@@ -874,7 +895,6 @@ impl EngineExecutor {
             ));
         }
         let host_net = step.network == RunNetwork::Host;
-        let id = format!("build-{}", &step.container_id[..24]);
         if step.network != RunNetwork::None {
             // The host's resolver and hosts files, read-only, with `--add-host` entries
             // appended and, on a user-defined network, the embedded DNS as the resolver
@@ -892,14 +912,6 @@ impl EngineExecutor {
                 mounts.push(bind(&src, dst, true));
             }
         }
-        let net = match step.network {
-            RunNetwork::Default => Some(
-                BuildNet::attach(&self.engine, &id, self.network.as_deref())
-                    .await
-                    .map_err(|e| Err(msg(e)))?,
-            ),
-            _ => None,
-        };
         let opts = SpecOptions {
             rootfs: rootfs.clone(),
             args: step.args.clone(),
@@ -908,7 +920,7 @@ impl EngineExecutor {
             user,
             hostname: step.container_id[..12].to_string(),
             mounts,
-            network: match (&net, host_net) {
+            network: match (&net.net, host_net) {
                 (Some(n), _) => NetworkNs::Path(n.netns.clone()),
                 (None, true) => NetworkNs::Host,
                 (None, false) => NetworkNs::New,
@@ -960,19 +972,25 @@ impl EngineExecutor {
             }
         };
         let _ = berth_runtime::cgroups::remove(&opts.cgroups_path);
-        if let Some(n) = net {
-            n.detach(&self.engine).await;
-        }
         drop(sources);
-        let code = result?;
-        if code != 0 {
-            return Err(Ok(code));
+        match result {
+            Ok(0) => {}
+            Ok(code) => {
+                net.detach().await;
+                return Err(Ok(code));
+            }
+            Err(e) => {
+                net.detach().await;
+                return Err(e);
+            }
         }
+        // The endpoint goes while the layer is committed: neither needs the other.
         let (config, created_by) = (step.config.clone(), step.created_by.clone());
-        tokio::task::spawn_blocking(move || layer.commit(config, created_by))
-            .await
-            .map_err(|e| Err(msg(e)))?
-            .map_err(|e| Err(msg(e)))
+        let (committed, ()) = tokio::join!(
+            tokio::task::spawn_blocking(move || layer.commit(config, created_by)),
+            net.detach()
+        );
+        committed.map_err(|e| Err(msg(e)))?.map_err(|e| Err(msg(e)))
     }
 
     /// Attaches, starts, forwards output until the process exits; its exit code.
@@ -1105,6 +1123,30 @@ struct BuildNet {
     id: String,
     network: String,
     netns: PathBuf,
+}
+
+/// A RUN step's endpoint, released on every path: [`NetGuard::detach`] where the step
+/// can wait for it, else (an early error return) from `Drop` on a spawned task.
+struct NetGuard {
+    engine: Engine,
+    net: Option<BuildNet>,
+}
+
+impl NetGuard {
+    async fn detach(&mut self) {
+        if let Some(n) = self.net.take() {
+            n.detach(&self.engine).await;
+        }
+    }
+}
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        if let Some(n) = self.net.take() {
+            let engine = self.engine.clone();
+            tokio::spawn(async move { n.detach(&engine).await });
+        }
+    }
 }
 
 impl BuildNet {
