@@ -988,6 +988,11 @@ impl Engine {
             resolv = embedded_resolv_conf(&resolv);
         }
         for (path, data) in [hostname, (hosts_path, hosts), (resolv_path, resolv)] {
+            // Create wrote the base files; rewriting an unchanged one (hostname, the default
+            // bridge's resolv.conf) would only cost a file creation and a rename.
+            if std::fs::read(path).ok().as_deref() == Some(data.as_bytes()) {
+                continue;
+            }
             util::write_replace(path, data.as_bytes())
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }

@@ -3,10 +3,12 @@
 //!
 //! It owns network definitions and endpoints (an id plus a namespace path), never
 //! containers. Mutating operations are serialized by one async lock: each one updates the
-//! in-memory state, persists the network's JSON file before touching the kernel (so a
-//! crash leaves a record that [`NetworkManager::reconcile`] can clean up), does the kernel
-//! work, and regenerates berth's nftables table from the whole state. Reads (`list`, `get`)
-//! take only a short synchronous lock and never wait for an operation.
+//! in-memory state, does the kernel work, persists the network's JSON file and regenerates
+//! berth's nftables table from the whole state. An endpoint is persisted once its veth
+//! exists: a crash in between leaves a veth on one of our bridges that no record owns, and
+//! [`NetworkManager::reconcile`] deletes exactly those (its address was never persisted).
+//! Reads (`list`, `get`) take only a short synchronous lock and never wait for an
+//! operation.
 //!
 //! # Cheap attach and detach
 //!
@@ -899,7 +901,8 @@ impl NetworkManager {
             default_route,
             dns_servers: req.dns_servers.clone(),
         };
-        // Persist first: a crash from here on leaves a record reconcile can undo.
+        // In memory now (a failed attach rolls it back through `detach`); on disk once the
+        // veth exists, see the module docs for why that order is crash-safe.
         {
             let mut nets = self.nets();
             let entry = nets
@@ -907,7 +910,6 @@ impl NetworkManager {
                 .ok_or_else(|| Error::NetworkNotFound(req.network.clone()))?;
             entry.ipam = Some(pool);
             entry.endpoints.insert(ep.endpoint_id.clone(), ep.clone());
-            state::save_runtime(&self.inner.cfg.state_dir, entry)?;
         }
         match self
             .attach(&st.config, ep.clone(), &req.port_bindings)
