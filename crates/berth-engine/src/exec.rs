@@ -184,9 +184,8 @@ impl Engine {
             )));
         }
         let process = self.exec_process(&e)?;
-        let client = ShimClient::connect(&self.config().container_state_dir(&h.id))
-            .await
-            .map_err(|err| Error::Internal(format!("connect to shim: {err}")))?;
+        // No probe connection: a shim that is gone fails the exec call itself just the same.
+        let client = ShimClient::new(&self.config().container_state_dir(&h.id));
         let cfg = &e.config;
         let spec = ExecSpec {
             exec_id: id.to_string(),
@@ -196,7 +195,7 @@ impl Engine {
             stdout: cfg.attach_stdout && !detach,
             stderr: cfg.attach_stderr && !detach,
         };
-        let stream = client.exec(spec).await.map_err(|err| {
+        let (pid, stream) = client.exec_with_pid(spec).await.map_err(|err| {
             let msg = exec_error_message(&err.to_string());
             // dockerd records 126 for every exec that fails to start, a missing binary
             // included (its ContainerExecStart overrides the 127 of the start-error mapping).
@@ -206,11 +205,7 @@ impl Engine {
             st.exit_code = Some(code);
             Error::Internal(msg)
         })?;
-        if let Ok(client) = ShimClient::connect(&self.config().container_state_dir(&h.id)).await {
-            if let Ok(s) = client.exec_state(id).await {
-                e.status.lock().expect("exec status lock").pid = s.pid;
-            }
-        }
+        e.status.lock().expect("exec status lock").pid = pid;
         let mut attrs = BTreeMap::new();
         attrs.insert("execID".into(), id.to_string());
         let cmdline = cfg.cmd.clone().unwrap_or_default().join(" ");
@@ -220,10 +215,7 @@ impl Engine {
         let h2 = h.clone();
         tokio::spawn(async move {
             let dir = engine.config().container_state_dir(&h2.id);
-            let code = match ShimClient::connect(&dir).await {
-                Ok(c) => c.exec_wait(&e2.id).await.unwrap_or(-1),
-                Err(_) => -1,
-            };
+            let code = ShimClient::new(&dir).exec_wait(&e2.id).await.unwrap_or(-1);
             {
                 let mut st = e2.status.lock().expect("exec status lock");
                 st.running = false;
@@ -255,16 +247,14 @@ impl Engine {
         let running = e.status.lock().expect("exec status lock").running;
         if running {
             let dir = self.config().container_state_dir(&e.container_id);
-            if let Ok(c) = ShimClient::connect(&dir).await {
-                if let Ok(s) = c.exec_state(id).await {
-                    let mut st = e.status.lock().expect("exec status lock");
-                    if !s.running && s.exit_code.is_some() {
-                        st.running = false;
-                        st.exit_code = s.exit_code;
-                    }
-                    if s.pid != 0 {
-                        st.pid = s.pid;
-                    }
+            if let Ok(s) = ShimClient::new(&dir).exec_state(id).await {
+                let mut st = e.status.lock().expect("exec status lock");
+                if !s.running && s.exit_code.is_some() {
+                    st.running = false;
+                    st.exit_code = s.exit_code;
+                }
+                if s.pid != 0 {
+                    st.pid = s.pid;
                 }
             }
         }

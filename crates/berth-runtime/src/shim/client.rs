@@ -3,6 +3,11 @@
 //! Every call opens its own connection: requests such as `wait` block for as long as the
 //! container runs, and `attach` / `exec` turn their connection into a raw stream, so sharing
 //! one connection would serialise unrelated work. Unix socket connects are cheap.
+//!
+//! The answer line is read with `MSG_PEEK` first and then consumed up to its newline: the
+//! bytes after it belong to the raw stream of `attach` / `exec` and must stay in the socket,
+//! and reading one byte per syscall (the simple way to guarantee that) cost a wake-up per
+//! byte on the exec round trip.
 
 use std::path::{Path, PathBuf};
 
@@ -25,11 +30,17 @@ const MAX_LINE: usize = 1 << 20;
 impl ShimClient {
     /// Check that the shim in `state_dir` answers and return a client for it.
     pub async fn connect(state_dir: &Path) -> Result<ShimClient, ShimError> {
-        let client = ShimClient {
-            socket: state_dir.join("shim.sock"),
-        };
+        let client = ShimClient::new(state_dir);
         client.open().await?;
         Ok(client)
+    }
+
+    /// A client for the shim in `state_dir` without a probe connection: the first call
+    /// reports a shim that is not there. Hot paths (exec) use this to save a round trip.
+    pub fn new(state_dir: &Path) -> ShimClient {
+        ShimClient {
+            socket: state_dir.join("shim.sock"),
+        }
     }
 
     async fn open(&self) -> Result<UnixStream, ShimError> {
@@ -49,28 +60,15 @@ impl ShimClient {
         s.write_all(&line)
             .await
             .map_err(|e| ShimError::io("write request to", &self.socket, e))?;
-        // Byte by byte so nothing of a following raw stream is consumed here.
-        let mut buf = Vec::with_capacity(256);
-        loop {
-            let mut b = [0u8; 1];
-            let n = s
-                .read(&mut b)
-                .await
-                .map_err(|e| ShimError::io("read answer from", &self.socket, e))?;
-            if n == 0 {
-                return Err(ShimError::Protocol(format!(
+        let buf = read_line(&mut s)
+            .await
+            .map_err(|e| ShimError::io("read answer from", &self.socket, e))?
+            .ok_or_else(|| {
+                ShimError::Protocol(format!(
                     "shim at {} closed the connection without answering",
                     self.socket.display()
-                )));
-            }
-            if b[0] == b'\n' {
-                break;
-            }
-            buf.push(b[0]);
-            if buf.len() > MAX_LINE {
-                return Err(ShimError::Protocol("answer line too long".into()));
-            }
-        }
+                ))
+            })?;
         let resp: Response = serde_json::from_slice(&buf)
             .map_err(|e| ShimError::Protocol(format!("bad answer: {e}")))?;
         match resp.error {
@@ -141,6 +139,14 @@ impl ShimClient {
         Ok(s)
     }
 
+    /// Like [`ShimClient::exec`], also returning the process id from the shim's answer
+    /// (saves an `exec_state` round trip).
+    pub async fn exec_with_pid(&self, spec: ExecSpec) -> Result<(u32, UnixStream), ShimError> {
+        let (v, s) = self.call(&Request::Exec(spec)).await?;
+        let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+        Ok((pid, s))
+    }
+
     /// Block until the exec'd process has exited; its exit code (128 + signal if killed).
     pub async fn exec_wait(&self, exec_id: &str) -> Result<i64, ShimError> {
         #[derive(serde::Deserialize)]
@@ -182,6 +188,46 @@ impl ShimClient {
     /// Delete the container from the runtime and stop the shim. Refused while it runs.
     pub async fn shutdown(&self) -> Result<(), ShimError> {
         self.call_unit(&Request::Shutdown).await
+    }
+}
+
+/// Reads one `\n`-terminated line (returned without the newline) and nothing after it;
+/// `None` when the peer closed before a full line.
+async fn read_line(s: &mut UnixStream) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::fd::AsRawFd;
+    let mut line = Vec::with_capacity(256);
+    let mut peeked = [0u8; 4096];
+    loop {
+        s.readable().await?;
+        let fd = s.as_raw_fd();
+        let n = match s.try_io(tokio::io::Interest::READABLE, || {
+            nix::sys::socket::recv(fd, &mut peeked, nix::sys::socket::MsgFlags::MSG_PEEK)
+                .map_err(std::io::Error::from)
+        }) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let (take, done) = match peeked[..n].iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (n, false),
+        };
+        // The peeked bytes are in the socket buffer: this read returns them at once.
+        s.read_exact(&mut peeked[..take]).await?;
+        line.extend_from_slice(&peeked[..take]);
+        if done {
+            line.pop();
+            return Ok(Some(line));
+        }
+        if line.len() > MAX_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "answer line too long",
+            ));
+        }
     }
 }
 
