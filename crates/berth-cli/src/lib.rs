@@ -38,9 +38,53 @@ fn usage_path(cmd: &Cmd) -> Option<&'static str> {
     }
 }
 
+/// `berth [-H HOST] exec ...` parsed with only the exec subcommand built.
+///
+/// clap's derive builds the whole command tree (every subcommand and flag of docker's CLI)
+/// before it parses anything: about a third of the CLI's start-up CPU, paid on the exec
+/// round trip that issue #3 measures. When the command line has exactly this shape, only
+/// `exec`'s arguments are built and parsed. Anything else (other global flags, `--help`,
+/// a parse error) returns `None` and goes through the full parser, so messages and
+/// behaviour stay those of the full tree; a test checks both parsers agree.
+fn parse_exec_fast(args: &[String]) -> Option<Cli> {
+    use clap::{Args, FromArgMatches};
+    let mut rest = args.get(1..)?;
+    let mut host = None;
+    match rest.first().map(String::as_str) {
+        Some("-H" | "--host") => {
+            host = Some(rest.get(1)?.clone());
+            rest = &rest[2..];
+        }
+        Some(a) if a.starts_with("--host=") => {
+            host = Some(a["--host=".len()..].to_string());
+            rest = &rest[1..];
+        }
+        _ => {}
+    }
+    if rest.first().map(String::as_str) != Some("exec") {
+        return None;
+    }
+    let cmd = cli::ExecArgs::augment_args(clap::Command::new("exec"));
+    let m = cmd.try_get_matches_from(rest).ok()?;
+    let exec = cli::ExecArgs::from_arg_matches(&m).ok()?;
+    Some(Cli {
+        host,
+        log_level: "info".to_string(),
+        debug: false,
+        config: None,
+        context: None,
+        version: false,
+        command: Some(Cmd::Exec(exec)),
+    })
+}
+
 /// Run the CLI with explicit arguments (argv[0] included).
 pub fn run_args(args: Vec<String>) -> i32 {
-    let cli = match Cli::try_parse_from(&args) {
+    let parsed = match parse_exec_fast(&args) {
+        Some(c) => Ok(c),
+        None => Cli::try_parse_from(&args),
+    };
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => return clap_error(e, &args),
     };
@@ -197,6 +241,49 @@ fn clap_error(e: clap::Error, args: &[String]) -> i32 {
             } else {
                 1
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn exec_fast_path_agrees_with_the_full_parser() {
+        for line in [
+            "berth exec c true",
+            "berth -H unix:///x.sock exec c true",
+            "berth --host unix:///x.sock exec -it c sh -c ls",
+            "berth --host=tcp://h:1 exec -e A=1 -e B=2 --env-file f -u 1:2 -w /tmp c ls -l",
+            "berth exec -d --detach-keys ctrl-x --privileged c sleep 1",
+            "berth exec c ls -- -x --y",
+        ] {
+            let args = argv(line);
+            let fast = parse_exec_fast(&args).unwrap_or_else(|| panic!("fast path: {line}"));
+            let full = Cli::try_parse_from(&args).expect("full parser");
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{line}");
+        }
+    }
+
+    #[test]
+    fn exec_fast_path_leaves_other_shapes_to_the_full_parser() {
+        for line in [
+            "berth exec",
+            "berth exec c",
+            "berth exec --help",
+            "berth exec --bogus c true",
+            "berth -D exec c true",
+            "berth --log-level debug exec c true",
+            "berth container exec c true",
+            "berth ps",
+            "berth -H",
+        ] {
+            assert!(parse_exec_fast(&argv(line)).is_none(), "{line}");
         }
     }
 }

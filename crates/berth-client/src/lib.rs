@@ -1,10 +1,20 @@
 //! berth-client: an async Docker Engine API client over `unix://` and `tcp://` (plain HTTP).
 //!
-//! It owns the wire: connecting, API version negotiation (`HEAD /_ping`, then
-//! `min(1.50, API-Version)` as the `/v1.NN` prefix), turning non-2xx answers into
+//! It owns the wire: connecting, API version negotiation (`min(1.50, API-Version)` as the
+//! `/v1.NN` prefix, see below), turning non-2xx answers into
 //! [`Error::Api`], reading JSON message streams (pull, load, build, events) and hijacking
 //! connections for attach and exec (`Connection: Upgrade`, `Upgrade: tcp`, answer 101, then a
 //! raw bidirectional byte stream, demultiplexed with [`frame::Demuxer`] when not a TTY).
+//!
+//! **Lazy negotiation.** The docker CLI starts every command with `HEAD /_ping`; that is a
+//! whole round trip (a daemon wake-up, a connection) before the real work, measurable on
+//! `berth exec C true`. Every daemon answer carries `API-Version`, so the client sends its
+//! first request with its own newest version and learns the daemon's from the answer. A
+//! daemon older than us refuses a too-new version with 400 before acting on the request,
+//! so that one request is repeated with the learned version; its body is in memory
+//! (JSON, bytes, empty). A streamed body (a build context, a tar upload) cannot be
+//! replayed: before one of those, or a hijack, the client pings first as docker does.
+//! [`Client::negotiate`] still pings on demand (`berth version`).
 //!
 //! Every request opens its own connection. Over a local unix socket that costs tens of
 //! microseconds, keeps the code free of pool state, and matches what a hijack needs anyway
@@ -21,6 +31,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use std::sync::{Arc, OnceLock};
 
 pub use error::{Error, Result};
 pub use host::{Host, DEFAULT_HOST};
@@ -91,7 +102,9 @@ pub fn with_query(path: &str, q: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Client {
     host: Host,
-    version: String,
+    /// The version to use once known; shared by clones (a resize task, say) so that one
+    /// negotiation serves them all.
+    version: Arc<OnceLock<String>>,
 }
 
 /// A connected socket of either kind, so that hyper sees one IO type.
@@ -101,19 +114,19 @@ enum Conn {
 }
 
 impl Client {
-    /// A client for `host` that will use [`MAX_API_VERSION`] until [`Client::negotiate`].
+    /// A client for `host`; the version is negotiated by the first answer (see the module
+    /// docs) or by [`Client::negotiate`].
     pub fn new(host: Host) -> Client {
         Client {
             host,
-            version: MAX_API_VERSION.to_string(),
+            version: Arc::new(OnceLock::new()),
         }
     }
 
-    /// Build a client from the `-H` flag and the environment, and negotiate the version.
+    /// Build a client from the `-H` flag and the environment. Nothing is sent yet: the
+    /// version is learned from the first answer.
     pub async fn from_env(flag: Option<&str>) -> Result<Client> {
-        let mut c = Client::new(Host::from_env(flag)?);
-        c.negotiate().await?;
-        Ok(c)
+        Ok(Client::new(Host::from_env(flag)?))
     }
 
     /// The daemon address.
@@ -121,32 +134,53 @@ impl Client {
         &self.host
     }
 
-    /// The API version used as path prefix, e.g. `1.50`.
+    /// The API version used as path prefix, e.g. `1.50` ([`MAX_API_VERSION`] until the
+    /// daemon's is known).
     pub fn api_version(&self) -> &str {
-        &self.version
+        self.version
+            .get()
+            .map(String::as_str)
+            .unwrap_or(MAX_API_VERSION)
+    }
+
+    fn negotiated(&self) -> bool {
+        self.version.get().is_some()
+    }
+
+    /// Record the version an answer announces: `min(ours, API-Version)`. A daemon that
+    /// sends no version header keeps ours, as docker does. Returns whether the version is
+    /// lower than the one the request was sent with.
+    fn learn(&self, resp: &Response) -> bool {
+        let v = match resp
+            .headers()
+            .get("api-version")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(d) => min_version(MAX_API_VERSION, d).to_string(),
+            None => MAX_API_VERSION.to_string(),
+        };
+        let lower = v != MAX_API_VERSION;
+        let _ = self.version.set(v);
+        lower
     }
 
     /// `HEAD /_ping` and lower the version to the daemon's `API-Version` when it is older.
-    /// A daemon that sends no version header keeps ours, as docker does.
     pub async fn negotiate(&mut self) -> Result<()> {
+        self.ping_negotiate().await
+    }
+
+    async fn ping_negotiate(&self) -> Result<()> {
         let resp = self
             .raw_request(http::Method::HEAD, "/_ping", empty_body(), &[])
             .await?;
         let status = resp.status();
-        let daemon = resp
-            .headers()
-            .get("api-version")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if status >= 400 && daemon.is_none() {
+        if status >= 400 && resp.headers().get("api-version").is_none() {
             return Err(Error::Api {
                 status,
                 message: format!("ping failed with status {status}"),
             });
         }
-        if let Some(d) = daemon {
-            self.version = min_version(MAX_API_VERSION, &d).to_string();
-        }
+        self.learn(&resp);
         Ok(())
     }
 
@@ -215,7 +249,7 @@ impl Client {
 
     /// The versioned form of `path`: `/v1.50/containers/json`.
     pub fn versioned(&self, path: &str) -> String {
-        format!("/v{}{}", self.version, path)
+        format!("/v{}{}", self.api_version(), path)
     }
 
     /// Send a versioned request; non-2xx answers become [`Error::Api`].
@@ -226,8 +260,40 @@ impl Client {
         body: Body,
         headers: &[(&str, &str)],
     ) -> Result<Response> {
+        if !self.negotiated() {
+            use hyper::body::Body as _;
+            if body.size_hint().exact().is_none() {
+                self.ping_negotiate().await?;
+            } else {
+                return self.first_request(method, path, body, headers).await;
+            }
+        }
         let full = self.versioned(path);
         let resp = self.raw_request(method, &full, body, headers).await?;
+        resp.error_for_status().await
+    }
+
+    /// The first request of a client that has not negotiated: sent with our version; when
+    /// the answer shows an older daemon that refused it, sent again with the daemon's.
+    async fn first_request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
+        let data = body.collect().await.map_err(Error::Io)?.to_bytes();
+        let full = self.versioned(path);
+        let resp = self
+            .raw_request(method.clone(), &full, bytes_body(data.clone()), headers)
+            .await?;
+        if self.learn(&resp) && resp.status() == 400 {
+            let full = self.versioned(path);
+            let again = self
+                .raw_request(method, &full, bytes_body(data), headers)
+                .await?;
+            return again.error_for_status().await;
+        }
         resp.error_for_status().await
     }
 
@@ -262,6 +328,9 @@ impl Client {
     /// POST a request that the daemon answers with `101 Switching Protocols`, and return the
     /// raw connection. `body` is sent as JSON when present (exec start).
     pub async fn hijack(&self, path: &str, body: Option<&Value>) -> Result<Hijacked> {
+        if !self.negotiated() {
+            self.ping_negotiate().await?;
+        }
         let full = self.versioned(path);
         let mut headers = vec![("connection", "Upgrade"), ("upgrade", "tcp")];
         let b = match body {

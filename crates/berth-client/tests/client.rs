@@ -155,3 +155,61 @@ async fn unreachable_socket_is_a_connect_error() {
         "Cannot connect to the berth daemon at unix:///nonexistent/berth-test.sock. Is the berth daemon running?"
     );
 }
+
+static OLD_DAEMON_HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A daemon at API 1.44 that behaves like dockerd: every answer names its version, and a
+/// newer version in the path is refused with 400 before anything is done.
+async fn old_daemon(req: Request) -> Response {
+    OLD_DAEMON_HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    let mut r = if path.starts_with("/v1.50/") {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": "client version 1.50 is too new. Maximum supported API version is 1.44"})),
+        )
+            .into_response()
+    } else if path == "/v1.44/containers/c/exec" {
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let sent: serde_json::Value = serde_json::from_slice(&body).expect("json body");
+        (
+            StatusCode::CREATED,
+            axum::Json(json!({"Id": "e1", "Sent": sent})),
+        )
+            .into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    };
+    r.headers_mut()
+        .insert("API-Version", HeaderValue::from_static("1.44"));
+    r
+}
+
+#[tokio::test]
+async fn first_request_negotiates_without_a_ping() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("old.sock");
+    let l = tokio::net::UnixListener::bind(&sock).expect("bind");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, Router::new().fallback(old_daemon)).await;
+    });
+    let c = Client::new(Host::Unix(sock));
+    assert_eq!(c.api_version(), "1.50");
+    // Refused at 1.50, repeated at 1.44 with the same body.
+    let v = c
+        .post_json("/containers/c/exec", Some(&json!({"Cmd": ["true"]})))
+        .await
+        .expect("created after the retry");
+    assert_eq!(v["Sent"]["Cmd"][0], "true");
+    assert_eq!(c.api_version(), "1.44");
+    assert_eq!(OLD_DAEMON_HITS.load(Ordering::SeqCst), 2);
+    // Clones share the negotiated version; no more retries.
+    let c2 = c.clone();
+    c2.post_json("/containers/c/exec", Some(&json!({"Cmd": ["x"]})))
+        .await
+        .expect("created");
+    assert_eq!(OLD_DAEMON_HITS.load(Ordering::SeqCst), 3);
+}

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::cli::{Cmd, ContainerCmd, ImageCmd, NetworkCmd, SystemCmd, VolumeCmd};
 use crate::error::{CliError, CliResult};
 
-/// Connect to the daemon named by `-H` / the environment and negotiate the API version.
+/// A client for the daemon named by `-H` / the environment; the API version is negotiated
+/// by the first answer (no `_ping` round trip first, see `berth_client`).
 pub async fn connect(host: Option<&str>) -> CliResult<Client> {
     Ok(Client::from_env(host).await?)
 }

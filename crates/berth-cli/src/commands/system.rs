@@ -48,7 +48,12 @@ fn client_version(api: &str) -> Value {
 
 /// `berth version`.
 pub async fn version(host: Option<&str>, f: &FormatOnly) -> CliResult {
-    let conn = super::connect(host).await;
+    // Ping explicitly: the client part shows the negotiated version, and a daemon that
+    // is not there must fail here, before the server part.
+    let conn = match super::connect(host).await {
+        Ok(mut c) => c.negotiate().await.map(|()| c).map_err(CliError::from),
+        Err(e) => Err(e),
+    };
     let api = conn
         .as_ref()
         .map(|c| c.api_version().to_string())
