@@ -29,7 +29,8 @@ impl StreamKind {
         }
     }
 
-    fn from_byte(b: u8) -> Option<Self> {
+    /// The stream a header byte names, if any.
+    pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             0 => Some(StreamKind::Stdin),
             1 => Some(StreamKind::Stdout),
