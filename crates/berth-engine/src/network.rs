@@ -1030,14 +1030,17 @@ impl Engine {
                 .map(|h| self.container_net(&h.snapshot())),
         };
         if let Some(mut rec) = rec {
+            let before = rec.clone();
             for s in rec.networks.values_mut() {
                 s.clear_runtime();
             }
             rec.ports.clear();
             rec.sandbox_key.clear();
-            if net_file(self.config(), id)
-                .parent()
-                .is_some_and(Path::exists)
+            // `rm` after an exit (the `--rm` path) finds it cleared already: no rewrite.
+            if rec != before
+                && net_file(self.config(), id)
+                    .parent()
+                    .is_some_and(Path::exists)
             {
                 if let Err(e) = self.write_container_net(id, &rec, false) {
                     tracing::warn!(container = %id, "save network record: {e}");
