@@ -442,3 +442,45 @@ fn legacy_drop_policy_with_br_netfilter_and_ipv6() {
             .unwrap();
     });
 }
+
+#[test]
+fn pooled_namespaces_have_lo_up_and_are_refilled() {
+    if !require_root() {
+        return;
+    }
+    sandbox(|| async {
+        let env = Env::new();
+        let pool = netns::NetnsPool::new(2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pool.len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.len(), 2, "pool did not fill");
+        let path = env.netns_dir().join("pooled");
+        netns::create(&path, Some(&pool)).await.expect("create");
+        let lo = sh(&format!(
+            "nsenter --net={} ip -o link show lo",
+            path.display()
+        ));
+        assert!(lo.contains("UP"), "{lo}");
+        let links = sh(&format!("nsenter --net={} ip -o link show", path.display()));
+        assert_eq!(
+            links.lines().count(),
+            1,
+            "a fresh namespace has only lo: {links}"
+        );
+        let ours = std::fs::read_link("/proc/thread-self/ns/net").expect("own ns");
+        let theirs = sh(&format!(
+            "nsenter --net={} readlink /proc/self/ns/net",
+            path.display()
+        ));
+        assert_ne!(ours.to_string_lossy(), theirs.trim());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pool.len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.len(), 2, "pool was not refilled");
+        netns::delete(&path).expect("delete");
+        assert!(!path.exists());
+    });
+}
