@@ -226,7 +226,7 @@ fn config_and_run() {
             "web",
             "sh",
             "-c",
-            "ping -c1 -W2 db >/dev/null && exit 7",
+            "ping -c1 -W2 db && exit 7",
         ],
     );
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
