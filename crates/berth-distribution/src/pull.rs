@@ -328,6 +328,23 @@ impl Read for FeedReader {
     }
 }
 
+impl std::io::BufRead for FeedReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.cur.is_empty() && !self.ended {
+            match self.rx.recv() {
+                Ok(Feed::Data(b)) => self.cur = b,
+                Ok(Feed::End) => self.ended = true,
+                Err(_) => return Err(std::io::Error::other("layer download interrupted")),
+            }
+        }
+        Ok(&self.cur)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.cur = self.cur.slice(amt..);
+    }
+}
+
 /// How one attempt at the rest of a blob ended.
 enum Attempt {
     Complete,

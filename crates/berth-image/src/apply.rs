@@ -115,6 +115,29 @@ pub fn decompress<'a, R: Read + 'a>(
     }
 }
 
+/// [`decompress`] for a buffered source: the decoder reads the source's own buffers (a
+/// download's chunks) instead of copying them through one of its own.
+pub fn decompress_buffered<'a, R: io::BufRead + 'a>(
+    mut r: R,
+) -> Result<(Compression, Box<dyn Read + 'a>), ApplyError> {
+    let head = r.fill_buf().map_err(ApplyError::Read)?;
+    if head.len() < 6 {
+        // a tiny first chunk: sniff the slow way
+        return decompress(r);
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok((
+            Compression::Gzip,
+            Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        ))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = zstd::stream::read::Decoder::with_buffer(r).map_err(ApplyError::Read)?;
+        Ok((Compression::Zstd, Box::new(d)))
+    } else {
+        decompress(r)
+    }
+}
+
 /// Apply an uncompressed layer tar into `dest` (an existing, normally empty directory).
 /// `side`, when given, receives a copy of every byte read (to store the layer blob).
 pub fn apply_layer(
@@ -191,12 +214,20 @@ fn copy_content(r: &mut dyn Read, w: &mut dyn Write, buf: &mut Vec<u8>) -> Resul
     }
     let mut n = 0u64;
     loop {
-        let k = match r.read(buf) {
-            Ok(0) => return Ok(n),
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
+        // fill the buffer first: decoders hand out a few KiB per read, and each write
+        // costs a syscall and a pass through the filesystem's write path
+        let mut k = 0;
+        while k < buf.len() {
+            match r.read(&mut buf[k..]) {
+                Ok(0) => break,
+                Ok(m) => k += m,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Read(e)),
+            }
+        }
+        if k == 0 {
+            return Ok(n);
+        }
         w.write_all(&buf[..k]).map_err(CopyError::Write)?;
         n += k as u64;
     }
@@ -641,6 +672,32 @@ fn parse_pax_time(v: &str) -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffered_decompression_matches_the_plain_reader() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        };
+        let zst = zstd::encode_all(data.as_slice(), 1).unwrap();
+        for (input, kind) in [
+            (&gz, Compression::Gzip),
+            (&zst, Compression::Zstd),
+            (&data, Compression::None),
+        ] {
+            // a normal buffer, and one smaller than the magic bytes
+            for cap in [64 * 1024, 3] {
+                let r = io::BufReader::with_capacity(cap, input.as_slice());
+                let (c, mut out) = decompress_buffered(r).unwrap();
+                assert_eq!(c, kind);
+                let mut got = Vec::new();
+                out.read_to_end(&mut got).unwrap();
+                assert_eq!(got, data, "{kind:?} with a {cap}-byte buffer");
+            }
+        }
+    }
 
     #[test]
     fn component_rules() {

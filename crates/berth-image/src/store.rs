@@ -694,8 +694,8 @@ impl ImageStore {
     /// Unpack a layer blob as it arrives (compressed or not, detected from its first
     /// bytes) into a temporary snapshot, so that a pull can unpack while it downloads.
     /// Nothing is visible until [`ImageStore::commit_layer`].
-    pub fn unpack_layer(&self, blob: &mut dyn Read) -> Result<UnpackedLayer, Error> {
-        let (_, mut reader) = apply::decompress(blob)?;
+    pub fn unpack_layer(&self, blob: &mut dyn std::io::BufRead) -> Result<UnpackedLayer, Error> {
+        let (_, mut reader) = apply::decompress_buffered(blob)?;
         let tmp = self.inner.snapshots.prepare()?;
         let stats = apply::apply_layer(&mut reader, &tmp.fs(), None)?;
         Ok(UnpackedLayer { tmp, stats })
