@@ -37,6 +37,28 @@ pub struct ClientConfig {
     pub insecure_registries: Vec<String>,
     /// `registry-mirrors`: URLs of Docker Hub pull-through mirrors, tried in order.
     pub registry_mirrors: Vec<String>,
+    /// `max-concurrent-downloads`: layers a pull transfers at once (0: docker's 3).
+    pub max_concurrent_downloads: usize,
+    /// `max-concurrent-uploads`: layers a push transfers at once (0: docker's 5).
+    pub max_concurrent_uploads: usize,
+}
+
+impl ClientConfig {
+    /// Layers a pull transfers at once.
+    pub fn downloads(&self) -> usize {
+        match self.max_concurrent_downloads {
+            0 => 3,
+            n => n,
+        }
+    }
+
+    /// Layers a push transfers at once.
+    pub fn uploads(&self) -> usize {
+        match self.max_concurrent_uploads {
+            0 => 5,
+            n => n,
+        }
+    }
 }
 
 /// A registry base URL (`https://registry-1.docker.io`, `http://127.0.0.1:5000`).
@@ -440,6 +462,11 @@ pub enum MountOutcome {
 }
 
 impl Repository {
+    /// The client this repository's calls go through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Ask for pull access to another repository too (the source of a mount).
     pub fn add_scope(&self, scope: String) {
         let mut s = self.scopes.lock().expect("scope lock");
@@ -963,6 +990,7 @@ mod tests {
                 "plain.example".into(),
             ],
             registry_mirrors: vec!["http://127.0.0.1:5001/".into(), "not a url".into()],
+            ..ClientConfig::default()
         });
         assert!(c.is_insecure("localhost:5000"));
         assert!(c.is_insecure("127.0.0.1:5000"));

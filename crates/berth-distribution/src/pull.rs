@@ -23,7 +23,7 @@
 //! the store only when its digest matches, the snapshot is published only when its diff
 //! id matches the config, and the image is registered only after every layer. Memory
 //! stays bounded by a few chunks whatever the layer size. Up to three layers transfer at
-//! once, as dockerd's default `max-concurrent-downloads`; a layer whose snapshot already
+//! once by default (dockerd's `max-concurrent-downloads`, which sets it); a layer whose snapshot already
 //! exists is only downloaded, one whose chain id is unknown is unpacked afterwards by the
 //! image store.
 //!
@@ -52,7 +52,6 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Attempts to continue a broken blob download in a row without getting further.
 pub const MAX_RETRIES: u32 = 3;
@@ -196,7 +195,8 @@ impl ResolvedPull {
                 missing.push((i, l));
             }
         }
-        for (_, l) in missing.iter().skip(MAX_CONCURRENT_DOWNLOADS) {
+        let parallel = self.repo.client().config().downloads();
+        for (_, l) in missing.iter().skip(parallel) {
             progress(Progress::status(Some(&short_id(&l.digest)), "Waiting"));
         }
         // collected first: a lazy `map` closure here makes the future's lifetimes too
@@ -216,8 +216,7 @@ impl ResolvedPull {
                 download(&self.repo, &content, l, unpack, Some(progress))
             })
             .collect();
-        let mut downloads =
-            futures_util::stream::iter(jobs).buffer_unordered(MAX_CONCURRENT_DOWNLOADS);
+        let mut downloads = futures_util::stream::iter(jobs).buffer_unordered(parallel);
         while let Some(res) = downloads.next().await {
             res?;
         }

@@ -12,8 +12,8 @@
 //! Per layer: `HEAD` first (`Layer already exists`); otherwise a cross-repository mount
 //! from another repository of the same registry that the image is known to be in (its
 //! repo digests; `Mounted from x`); otherwise an upload (`POST`, then for stored blobs a
-//! monolithic `PUT ?digest=` streamed from disk). Up to five layers go at once, as
-//! dockerd's default `max-concurrent-uploads`. The manifest is Docker schema 2 when every
+//! monolithic `PUT ?digest=` streamed from disk). Up to five layers go at once by default
+//! (dockerd's `max-concurrent-uploads`, which sets it). The manifest is Docker schema 2 when every
 //! layer carries a Docker media type, OCI otherwise (see [`crate::manifest::build_manifest`]).
 
 use crate::auth::{stored_credentials, Credentials};
@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const MAX_CONCURRENT_UPLOADS: usize = 5;
 /// Media type of an uncompressed Docker layer.
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 /// gzip level of pushed layers: zlib's default, what docker uses. Changing it changes
@@ -107,7 +106,8 @@ impl Client {
         for l in &layers {
             progress(Progress::status(Some(&short_id(&l.diff_id)), "Preparing"));
         }
-        for l in layers.iter().skip(MAX_CONCURRENT_UPLOADS) {
+        let parallel = self.config().uploads();
+        for l in layers.iter().skip(parallel) {
             progress(Progress::status(Some(&short_id(&l.diff_id)), "Waiting"));
         }
         let content = store.content();
@@ -139,7 +139,7 @@ impl Client {
             });
         }
         let mut pushed = std::collections::HashMap::new();
-        let mut uploads = futures_util::stream::iter(jobs).buffer_unordered(MAX_CONCURRENT_UPLOADS);
+        let mut uploads = futures_util::stream::iter(jobs).buffer_unordered(parallel);
         while let Some(res) = uploads.next().await {
             let (blob, desc) = res?;
             pushed.insert(blob, desc);

@@ -839,3 +839,69 @@ async fn registry_dying_mid_blob_keeps_the_partial_download_for_the_next_pull() 
     let img = b.store.get(&name).expect("image");
     assert_eq!(img.id, id);
 }
+
+#[tokio::test]
+async fn max_concurrent_downloads_is_honoured() {
+    let reg = registry(|_, _| {}).await;
+    let c = Client::default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ep = c.endpoint(&reg.addr.to_string()).await.expect("endpoint");
+    let repo = c.repository(ep, "two/layers", None, true);
+    let tars = [rootfs_tar("lower"), rootfs_tar("upper")];
+    let mut layers = Vec::new();
+    for t in &tars {
+        let gz = gzip(t);
+        let d = upload(&repo, &gz, tmp.path()).await;
+        layers.push(
+            serde_json::json!({"mediaType": DOCKER_LAYER_GZIP, "digest": d, "size": gz.len()}),
+        );
+    }
+    let diff_ids: Vec<String> = tars
+        .iter()
+        .map(|t| berth_image::digest::sha256_digest(t))
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .expect("json");
+    let config_d = upload(&repo, &config, tmp.path()).await;
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "digest": config_d, "size": config.len()},
+        "layers": layers,
+    }))
+    .expect("json");
+    repo.put_manifest("v1", DOCKER_MANIFEST, &m)
+        .await
+        .expect("put manifest");
+    let name = format!("{}/two/layers:v1", reg.addr);
+
+    let s = store();
+    let (id, rec) = pull(&c, &s.store, &name, None, None).await.expect("pull");
+    assert_eq!(id, config_d);
+    assert!(!rec.has("Waiting"), "{:?}", rec.statuses());
+
+    let one = Client::new(ClientConfig {
+        max_concurrent_downloads: 1,
+        ..ClientConfig::default()
+    });
+    let s = store();
+    let (id, rec) = pull(&one, &s.store, &name, None, None)
+        .await
+        .expect("pull one layer at a time");
+    assert_eq!(id, config_d);
+    assert_eq!(
+        rec.statuses()
+            .iter()
+            .filter(|s| s.ends_with(": Waiting"))
+            .count(),
+        1,
+        "{:?}",
+        rec.statuses()
+    );
+    // both layers unpacked on top of each other
+    let img = s.store.image_record(&id).expect("record");
+    assert_eq!(img.layers.len(), 2);
+    assert!(s.store.snapshotter().exists(&img.layers[1].chain_id));
+}

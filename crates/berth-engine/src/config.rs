@@ -30,6 +30,10 @@ pub struct EngineConfig {
     pub insecure_registries: Vec<String>,
     /// daemon.json `registry-mirrors`: Docker Hub mirrors tried before Hub on pulls.
     pub registry_mirrors: Vec<String>,
+    /// daemon.json `max-concurrent-downloads` / `max-concurrent-uploads`: layers a pull
+    /// or push transfers at once (0: docker's 3 and 5).
+    pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
     /// Linux bridge of the default `bridge` network (`--bridge`, daemon.json `bridge`).
     pub bridge: String,
     /// `--bip`: the default bridge's gateway address with prefix, e.g. `10.99.0.1/24`.
@@ -66,6 +70,8 @@ impl EngineConfig {
             debug: false,
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
+            max_concurrent_downloads: 0,
+            max_concurrent_uploads: 0,
             bridge: "berth0".into(),
             bip: None,
             default_address_pools: Vec::new(),

@@ -20,6 +20,8 @@ pub(crate) fn registry_client(cfg: &EngineConfig) -> berth_distribution::Client 
     berth_distribution::Client::new(ClientConfig {
         insecure_registries: cfg.insecure_registries.clone(),
         registry_mirrors: cfg.registry_mirrors.clone(),
+        max_concurrent_downloads: cfg.max_concurrent_downloads,
+        max_concurrent_uploads: cfg.max_concurrent_uploads,
     })
 }
 

@@ -77,6 +77,8 @@ struct DaemonJson {
     userland_proxy: Option<bool>,
     insecure_registries: Option<Vec<String>>,
     registry_mirrors: Option<Vec<String>>,
+    max_concurrent_downloads: Option<i64>,
+    max_concurrent_uploads: Option<i64>,
     features: Option<BTreeMap<String, bool>>,
 }
 
@@ -265,6 +267,15 @@ fn main() -> Result<()> {
     }
     if let Some(m) = dj.registry_mirrors {
         cfg.registry_mirrors = m;
+    }
+    // dockerd refuses negative values and reads 0 as its default
+    if let Some(n) = dj.max_concurrent_downloads {
+        cfg.max_concurrent_downloads =
+            usize::try_from(n).with_context(|| format!("invalid max concurrent downloads: {n}"))?;
+    }
+    if let Some(n) = dj.max_concurrent_uploads {
+        cfg.max_concurrent_uploads =
+            usize::try_from(n).with_context(|| format!("invalid max concurrent uploads: {n}"))?;
     }
     write_pidfile(&pidfile)?;
 
