@@ -365,3 +365,164 @@ fn docker_push_pull_against_distribution() {
     let name = format!("127.0.0.1:{}/dist/{}:1", reg.port, unique("bb"));
     round_trip(&d, &name);
 }
+
+/// A TCP proxy in front of a registry that dies mid-reply: every connection ends after
+/// `limit` bytes of replies, and after the first cut new connections are refused until
+/// [`DyingProxy::revive`]. It records the `Range` headers of the requests it forwards.
+struct DyingProxy {
+    port: u16,
+    limit: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ranges: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl DyingProxy {
+    fn start(upstream: u16, limit: u64) -> DyingProxy {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let limit = Arc::new(AtomicU64::new(limit));
+        let down = Arc::new(AtomicBool::new(false));
+        let ranges = Arc::new(Mutex::new(Vec::new()));
+        let (l, d, rg) = (limit.clone(), down.clone(), ranges.clone());
+        // the accept loop lives as long as the test process; it holds nothing else
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(SeqCst) {
+                    continue;
+                }
+                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut u_out) = (
+                    client.try_clone().expect("clone"),
+                    up.try_clone().expect("clone"),
+                );
+                let rg = rg.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                        for line in text.lines() {
+                            if let Some(v) = line.strip_prefix("range:") {
+                                rg.lock().expect("lock").push(v.trim().to_string());
+                            }
+                        }
+                        if u_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let (mut u_in, mut c_out) = (up, client);
+                let (l, d) = (l.clone(), d.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut sent = 0u64;
+                    while let Ok(n) = u_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let k = (n as u64).min(l.load(SeqCst).saturating_sub(sent)) as usize;
+                        if c_out.write_all(&buf[..k]).is_err() {
+                            break;
+                        }
+                        sent += k as u64;
+                        if k < n {
+                            d.store(true, SeqCst);
+                            break;
+                        }
+                    }
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                    let _ = u_in.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        DyingProxy {
+            port,
+            limit,
+            down,
+            ranges,
+        }
+    }
+
+    fn revive(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.limit.store(u64::MAX, SeqCst);
+        self.down.store(false, SeqCst);
+    }
+}
+
+fn partial_downloads(d: &Daemon) -> Vec<(String, u64)> {
+    let dir = d.dir.path().join("data/content/ingest");
+    std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+                .map(|e| {
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    (e.file_name().to_string_lossy().into_owned(), len)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn registry_dying_mid_pull_leaves_a_resumable_download() {
+    let reg = berth_registry(false);
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let direct = format!("127.0.0.1:{}/e2e/dying:1", reg.port);
+    ok(d.berth(&["tag", "busybox", &direct]), "tag");
+    ok(d.berth(&["push", &direct]), "push");
+    ok(d.berth(&["rmi", "-f", "busybox", &direct]), "rmi");
+
+    // manifests and config pass; the layer (busybox, gzip) breaks off after 64 KiB and
+    // the registry stays away
+    let proxy = DyingProxy::start(reg.port, 64 * 1024);
+    let name = format!("127.0.0.1:{}/e2e/dying:1", proxy.port);
+    let o = d.docker(&["pull", &name]);
+    assert!(!o.status.success(), "pull succeeded: {}", text(&o));
+    assert!(
+        text(&o).contains("kept to resume on the next pull"),
+        "{}",
+        text(&o)
+    );
+    let kept = partial_downloads(&d);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].1 > 0, "{kept:?}");
+    // no half image
+    let o = d.docker(&["image", "inspect", &name]);
+    assert!(!o.status.success(), "image visible after a failed pull");
+    assert_eq!(stdout(&d.docker(&["images", "-q"])).trim(), "");
+
+    // the registry is back: the pull continues from the kept bytes
+    proxy.ranges.lock().expect("lock").clear();
+    proxy.revive();
+    let out = ok(
+        d.docker(&["pull", &name]),
+        "pull after the registry came back",
+    );
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    let ranges = proxy.ranges.lock().expect("lock").clone();
+    assert!(
+        ranges.contains(&format!("bytes={}-", kept[0].1)),
+        "no resume from {}: {ranges:?}",
+        kept[0].1
+    );
+    assert!(partial_downloads(&d).is_empty());
+    let out = ok(
+        d.docker(&["run", "--rm", "--network", "none", &name, "echo", "resumed"]),
+        "run the resumed image",
+    );
+    assert_eq!(out.trim(), "resumed");
+}
