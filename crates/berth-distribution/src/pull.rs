@@ -22,10 +22,10 @@
 //! Nothing becomes visible before both digests are checked: the blob is renamed into
 //! the store only when its digest matches, the snapshot is published only when its diff
 //! id matches the config, and the image is registered only after every layer. Memory
-//! stays bounded by a few chunks whatever the layer size. Up to three layers transfer at
-//! once by default (dockerd's `max-concurrent-downloads`, which sets it); a layer whose snapshot already
-//! exists is only downloaded, one whose chain id is unknown is unpacked afterwards by the
-//! image store.
+//! stays bounded by a few chunks whatever the layer size. Up to three layers transfer
+//! at once by default (daemon.json `max-concurrent-downloads`, as dockerd); a layer
+//! whose snapshot already exists is only downloaded, one whose chain id is unknown is
+//! unpacked afterwards by the image store.
 //!
 //! # Interrupted downloads
 //!

@@ -12,9 +12,10 @@
 //! Per layer: `HEAD` first (`Layer already exists`); otherwise a cross-repository mount
 //! from another repository of the same registry that the image is known to be in (its
 //! repo digests; `Mounted from x`); otherwise an upload (`POST`, then for stored blobs a
-//! monolithic `PUT ?digest=` streamed from disk). Up to five layers go at once by default
-//! (dockerd's `max-concurrent-uploads`, which sets it). The manifest is Docker schema 2 when every
-//! layer carries a Docker media type, OCI otherwise (see [`crate::manifest::build_manifest`]).
+//! monolithic `PUT ?digest=` streamed from disk). Up to five layers go at once by
+//! default (daemon.json `max-concurrent-uploads`, as dockerd). The manifest is Docker
+//! schema 2 when every layer carries a Docker media type, OCI otherwise (see
+//! [`crate::manifest::build_manifest`]).
 
 use crate::auth::{stored_credentials, Credentials};
 use crate::client::{Client, MountOutcome, Repository};
