@@ -4,7 +4,8 @@
 #   docker exec C true                     (real docker CLI -> berthd)
 #   crun exec C true                       (the raw OCI runtime on the same container, the floor)
 #   docker exec C true on dockerd 20.10    (reference; its own container)
-# Prints p50/p90 per case and the berth/crun ratio (target <= 1.5x).
+# Prints p50/p90 per case and the berth/crun ratio (target <= 1.5x). crun and berth run
+# alternately (one of each per round), so load from other work falls on both alike.
 # Usage: bench/exec.sh [iterations=30]   (as root; BERTH_BIN=dir skips the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +26,28 @@ ID=$(B run -d --network none busybox sleep 100000)
 RR=$(sed -n 's/.*"runtime_root": *"\([^"]*\)".*/\1/p' "$W/exec/containers/$ID/shim.json")
 [ -n "$RR" ] || { echo "no runtime_root in shim.json"; exit 1; }
 
+# measure_pair NAME_A NAME_B: runs "${A[@]}" and "${B_[@]}" alternately, N times each, so
+# that load from other work on the machine falls on both alike; prints both like `measure`.
+measure_pair() {
+  local fa=$W/t-$1 fb=$W/t-$2; : >"$fa"; : >"$fb"
+  "${A[@]}" >/dev/null 2>&1 && "${B_[@]}" >/dev/null 2>&1 || { echo "$1/$2: failed"; return 0; }
+  for _ in $(seq "$N"); do
+    local t=$(date +%s%N); "${A[@]}" >/dev/null 2>&1; ms "$t" >>"$fa"
+    t=$(date +%s%N); "${B_[@]}" >/dev/null 2>&1; ms "$t" >>"$fb"
+  done
+  local n f p50 p90
+  for n in "$1" "$2"; do
+    f=$W/t-$n; sort -n "$f" -o "$f"
+    p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
+    printf '%-38s p50 %5d ms   p90 %5d ms\n' "$n" "$p50" "$p90"
+    eval "P50_${n}=$p50"
+  done
+}
+
 echo "== exec: $N runs each, $(nproc) cores, $(uname -r)"
-measure crun_exec        crun --root "$RR" exec "$ID" true
-measure berth_exec       B exec "$ID" true
+# crun and berth alternate: the ratio is what the target is about.
+A=(crun --root "$RR" exec "$ID" true); B_=(B exec "$ID" true)
+measure_pair crun_exec berth_exec
 measure docker_cli_berthd env DOCKER_HOST="unix://$SOCK" docker exec "$ID" true
 measure berth_exec_i     B exec -i "$ID" true
 

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # logs of a 100 MiB log: a container writes SIZE MiB of 100-byte lines to stdout; then
-#   cat <id>-json.log                      (the file itself, page cache warm: "disk speed")
-#   berth logs C, docker logs C            (through berthd)
+#   cat <id>-json.log                      (the file itself, page cache warm)
+#   berth logs C, docker logs C            (through berthd, page cache warm)
+#   cold_cat, cold_berth_logs              (the same after `sync; echo 3 > drop_caches`
+#                                           before each run: the file comes from the disk)
 #   docker logs C on dockerd 20.10         (reference, same payload)
 # each to /dev/null, RUNS times. Prints payload MB/s (median) and the daemon's RSS before,
 # peak during (sampled every 20 ms) and after. Targets: logs streams at disk speed
-# (ratio to cat near 1) with flat daemon memory (peak - before small, independent of SIZE).
+# (cold berth_logs near cold cat; warm ratio shows the CPU cost) with flat daemon memory
+# (peak - before small, independent of SIZE). Dropping caches is host-wide: other work on
+# the machine rereads its files too.
 # Usage: bench/logs.sh [SIZE_MiB=100] [RUNS=3]   (as root; BERTH_BIN=dir skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +60,7 @@ case_() {
   local before peak after s; before=$(rss "$pid"); : >"$W/peak-$name"; : >"$W/mbs-$name"
   peak_rss "$pid" "$W/peak-$name" & local sampler=$!
   for _ in $(seq "$RUNS"); do
+    ${PRE:-true}
     s=$(date +%s%N); "$@" >/dev/null; s=$(( $(date +%s%N) - s ))
     awk -v b="$BYTES" -v ns="$s" 'BEGIN{printf "%.1f\n", b / (ns / 1e9) / 1e6}' >>"$W/mbs-$name"
   done
@@ -78,6 +83,9 @@ case_ cat_json_log "$BPID" cat "$LOG"
 case_ berth_logs "$BPID" B logs "$ID"
 [ "$(B logs "$ID" | wc -c)" = "$BYTES" ] || { echo "berth logs returned a short stream"; exit 1; }
 case_ docker_cli_berthd "$BPID" DB logs "$ID"
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+PRE=drop_caches case_ cold_cat_json_log "$BPID" cat "$LOG"
+PRE=drop_caches case_ cold_berth_logs "$BPID" B logs "$ID"
 
 if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
   containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
@@ -94,5 +102,6 @@ fi
 
 echo "== ratios"
 ratio() { [ -n "${2:-}" ] && [ -n "${3:-}" ] && awk -v a="$2" -v b="$3" -v n="$1" 'BEGIN{ if (b > 0) printf "%-44s %.3f\n", n, a/b}'; return 0; }
-ratio "berth_logs / cat_json_log (disk speed = 1)" "${MBS_berth_logs:-}" "${MBS_cat_json_log:-}"
+ratio "berth_logs / cat_json_log (page cache)" "${MBS_berth_logs:-}" "${MBS_cat_json_log:-}"
+ratio "cold_berth_logs / cold_cat (disk speed = 1)" "${MBS_cold_berth_logs:-}" "${MBS_cold_cat_json_log:-}"
 ratio "berth_logs / dockerd_logs" "${MBS_berth_logs:-}" "${MBS_dockerd_logs:-}"
