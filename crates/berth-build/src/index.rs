@@ -21,7 +21,7 @@
 //! `..` entries are skipped, leading `/` and `.` ignored, later entries replace earlier
 //! ones, missing parents are created 0755, ownership is not kept (files are root's, as the
 //! classic builder makes them), permission bits are, and a file's or symlink's mtime is its
-//! header's (0 becomes 1, as the tar crate does). A hard link shares its target's bytes and
+//! header's (0 becomes 1, as the tar crate does). A hard link gets its target's bytes and
 //! metadata. Paths are resolved like `resolve_in_root` does on disk: every symlink followed,
 //! clamped to the root.
 
@@ -31,7 +31,6 @@ use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -50,8 +49,12 @@ const ROOT: NodeId = 0;
 
 #[derive(Debug, Clone)]
 enum Data {
-    Mem(Arc<[u8]>),
-    Spill { offset: u64, len: u64 },
+    /// Exactly the file's bytes (allocated at its size, so boxing does not copy).
+    Mem(Box<[u8]>),
+    Spill {
+        offset: u64,
+        len: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +197,7 @@ impl ContextIndex {
                     entry.read_to_end(&mut v).map_err(ContextError::Tar)?;
                     h.update(&v);
                     idx.mem_len += v.len() as u64;
-                    Data::Mem(v.into())
+                    Data::Mem(v.into_boxed_slice())
                 } else {
                     let offset = idx.spill_len;
                     let file = idx.spill_file(spill_dir)?;
