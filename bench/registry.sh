@@ -107,12 +107,16 @@ fresh_berth() { fresh_registry berth; }
 fresh_distribution() { fresh_registry distribution; }
 
 echo "== registry servers: $N runs, $(nproc) cores, $(uname -r)"
+# Blob GETs alternate between the two servers (2N each), so that a burst of load from
+# elsewhere on the machine lands on both rather than on one server's runs.
+: >"$W/blob-berth"; : >"$W/blob-distribution"
+for _ in $(seq $((N * 2))); do
+  for s in berth:$RPORT distribution:$DPORT; do
+    curl -fs -o /dev/null -w '%{speed_download}\n' "http://127.0.0.1:${s#*:}/v2/big/blobs/$LAYER" | awk '{printf "%.0f\n", $1 / 1e6}' >>"$W/blob-${s%:*}"
+  done
+done
 for s in berth:$RPORT distribution:$DPORT; do
   name=${s%:*}; port=${s#*:}
-  : >"$W/blob-$name"
-  for _ in $(seq "$N"); do
-    curl -fs -o /dev/null -w '%{speed_download}\n' "http://127.0.0.1:$port/v2/big/blobs/$LAYER" | awk '{printf "%.0f\n", $1 / 1e6}' >>"$W/blob-$name"
-  done
   bl=$(median <"$W/blob-$name")
   rps=$(wrk -t2 -c8 -d5s -H "Accept: $ACCEPT" "http://127.0.0.1:$port/v2/big/manifests/latest" | awk '/Requests\/sec/{printf "%.0f", $2}')
   printf '%-40s blob GET %6s MB/s   manifest GET %7s req/s\n' "$name-registry" "$bl" "$rps"
