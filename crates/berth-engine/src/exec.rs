@@ -57,6 +57,8 @@ pub struct ExecHandle {
     pub container_id: String,
     pub config: ExecConfig,
     pub status: Mutex<ExecStatus>,
+    /// Signalled when the exit code has been recorded (see [`Engine::exec_settle`]).
+    exited: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -91,6 +93,7 @@ impl Engine {
                 container_id: h.id.clone(),
                 config: cfg,
                 status: Mutex::new(ExecStatus::default()),
+                exited: tokio::sync::Notify::new(),
             }),
         );
         self.emit_container(&h, &format!("exec_create: {cmdline}"), attrs);
@@ -221,22 +224,34 @@ impl Engine {
                 st.running = false;
                 st.exit_code = Some(code);
             }
+            e2.exited.notify_waiters();
             attrs.insert("exitCode".into(), code.to_string());
             engine.emit_container(&h2, "exec_die", attrs);
         });
         Ok(if detach { None } else { Some(stream) })
     }
 
-    /// Waits until the exec has finished (for clients that inspect right after the stream ends).
+    /// Waits (at most a second) until the exec's exit code is recorded. The API calls this
+    /// when the process's stream has ended, before it closes the client's connection: the
+    /// client inspects the exec right after, and finds the code here instead of making
+    /// berthd ask the shim again.
     pub async fn exec_settle(&self, id: &str) {
-        for _ in 0..100 {
-            match self.exec_handle(id) {
-                Ok(e) if e.status.lock().expect("exec status lock").running => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+        let Ok(e) = self.exec_handle(id) else {
+            return;
+        };
+        let settled = async {
+            loop {
+                let notified = e.exited.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so a notification in between is not lost.
+                notified.as_mut().enable();
+                if !e.status.lock().expect("exec status lock").running {
+                    return;
                 }
-                _ => return,
+                notified.await;
             }
-        }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), settled).await;
     }
 
     /// Exec state as Docker reports it. While the exec is believed running the shim is asked,

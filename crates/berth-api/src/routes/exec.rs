@@ -16,7 +16,7 @@ use berth_engine::Engine;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub async fn create(
     State(e): State<Engine>,
@@ -78,6 +78,7 @@ pub async fn start(
             .await?
             .ok_or_else(|| ApiError::bad_request("exec produced no stream"))?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let engine = e.clone();
         tokio::spawn(async move {
             let mut s = Reframed::new(stream, reframe);
             let mut buf = vec![0u8; 32 * 1024];
@@ -86,6 +87,7 @@ pub async fn start(
                     break;
                 }
             }
+            engine.exec_settle(&id).await;
         });
         let mut resp = body_from_channel(rx).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, ctype);
@@ -107,10 +109,12 @@ pub async fn start(
         let mut client = TokioIo::new(upgraded);
         match engine.exec_start(&id, false).await {
             Ok(Some(stream)) => {
-                let stream = Reframed::new(stream, reframe);
-                if !splice_detachable(client, stream, detach_keys).await {
-                    engine.exec_settle(&id).await;
-                }
+                let (e2, id2) = (engine.clone(), id.clone());
+                let stream = SettleOnEof {
+                    inner: Reframed::new(stream, reframe),
+                    settle: Some(Box::pin(async move { e2.exec_settle(&id2).await })),
+                };
+                splice_detachable(client, stream, detach_keys).await;
             }
             Ok(None) => {
                 let _ = client.shutdown().await;
@@ -138,6 +142,59 @@ pub async fn start(
     Ok(resp)
 }
 
+/// The shim's exec stream, whose end of file is held back until the exit code is
+/// recorded: the client's connection closes only then, so the `exec inspect` a client sends
+/// right after EOF (the docker CLI's and ours, for the exit status) is answered from memory
+/// instead of another round trip to the shim.
+struct SettleOnEof<S> {
+    inner: S,
+    settle: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SettleOnEof<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::{ready, Poll};
+        let before = buf.filled().len();
+        ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before || buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(f) = self.settle.as_mut() {
+            ready!(f.as_mut().poll(cx));
+            self.settle = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SettleOnEof<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 pub async fn inspect(State(e): State<Engine>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(e.exec_inspect(&id).await?))
 }
@@ -147,4 +204,39 @@ pub async fn resize(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> Ap
     let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     e.exec_resize(&id, h, w).await?;
     Ok(empty(StatusCode::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn end_of_stream_waits_for_the_settle() {
+        let (mut shim, ours) = tokio::io::duplex(64);
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let settled = Arc::new(AtomicBool::new(false));
+        let s2 = settled.clone();
+        let mut s = SettleOnEof {
+            inner: ours,
+            settle: Some(Box::pin(async move {
+                let _ = go_rx.await;
+                s2.store(true, Ordering::SeqCst);
+            })),
+        };
+        shim.write_all(b"out").await.expect("write");
+        drop(shim);
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"out");
+        // The shim side is closed, but EOF only comes once the exit is recorded.
+        let eof =
+            tokio::time::timeout(std::time::Duration::from_millis(50), s.read(&mut buf)).await;
+        assert!(eof.is_err(), "EOF before the settle");
+        go_tx.send(()).expect("send");
+        assert_eq!(s.read(&mut buf).await.expect("eof"), 0);
+        assert!(settled.load(Ordering::SeqCst));
+        assert_eq!(s.read(&mut buf).await.expect("still eof"), 0);
+    }
 }
