@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage, State};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use rustix::net::{AddressFamily, SocketType};
@@ -62,6 +62,40 @@ pub(crate) async fn set_link_up(handle: &Handle, name: &str) -> Result<(), SysEr
         .execute()
         .await
         .map_err(|e| nl_err(format!("set {name} up"), e))
+}
+
+/// Waits (briefly) until the kernel has activated `name`'s queueing discipline.
+///
+/// A veth's carrier comes on when its second end goes up, but the device keeps the `noop`
+/// qdisc, which drops every packet, until the kernel's link-watch work runs. That work is
+/// asynchronous and, on a loaded machine, can run after the container's first packet (a
+/// `ping -c1` right at start lost its only echo request). Both ends' events are handled in
+/// the same run, so the container side being ready means the pair is.
+async fn wait_link_ready(handle: &Handle, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let mut links = handle.link().get().match_name(name.to_string()).execute();
+        let ready = match links.try_next().await {
+            Ok(Some(msg)) => {
+                msg.attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+                    && !msg
+                        .attributes
+                        .iter()
+                        .any(|a| matches!(a, LinkAttribute::Qdisc(q) if q == "noop"))
+            }
+            // Gone or unreadable: the caller's next step reports it.
+            _ => true,
+        };
+        if ready || std::time::Instant::now() >= deadline {
+            if !ready {
+                tracing::debug!(link = name, "link not ready after 2 s; going on");
+            }
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 async fn add_address_on(handle: &Handle, link: &str, address: IpNet) -> Result<(), SysError> {
@@ -299,6 +333,7 @@ impl NetSys for LinuxNetSys {
                 add_address_on(&handle, &cfg.ifname, IpNet::V6(a6)).await?;
             }
             set_link_up(&handle, &cfg.ifname).await?;
+            wait_link_ready(&handle, &cfg.ifname).await;
             if let Some(gw) = cfg.default_gateway {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
                 match handle.route().add(route).execute().await {

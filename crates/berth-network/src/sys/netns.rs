@@ -109,6 +109,7 @@ where
 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
         .map_err(|source| SysError::Io {
             op: "build helper runtime for",
