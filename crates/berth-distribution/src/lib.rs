@@ -18,6 +18,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod manifest;
+pub mod pargz;
 pub mod progress;
 pub mod pull;
 pub mod push;
