@@ -24,6 +24,13 @@ fn run_echo_and_exit_codes() {
     let out = d.docker(&["run", "--rm", "busybox", "echo", "hello from berth"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(stdout(&out), "hello from berth\n");
+    // The CLI starts the container the moment it reads the attach's 101: an attach the
+    // daemon registered only after answering lost this output now and then.
+    for i in 0..10 {
+        let msg = format!("early output {i}");
+        let out = d.docker(&["run", "--rm", "busybox", "echo", &msg]);
+        assert_eq!(stdout(&out), format!("{msg}\n"), "{}", text(&out));
+    }
     let out = d.docker(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let out = d.docker(&["run", "--rm", "busybox", "/no/such/binary"]);

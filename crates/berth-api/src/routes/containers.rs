@@ -274,6 +274,8 @@ pub async fn attach(
             .insert(header::CONTENT_TYPE, stream_content_type(tty));
         return Ok(resp);
     }
+    // Registered before the 101: the client may call start the moment it reads it.
+    let prepared = e.attach_prepare(&id, opts).await?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -284,7 +286,7 @@ pub async fn attach(
             }
         };
         let mut client = TokioIo::new(upgraded);
-        let attached = match e.attach_container(&id, opts).await {
+        let attached = match prepared.connect(&e).await {
             Ok(a) => a,
             Err(err) => {
                 let msg = format!("{err}\n");

@@ -24,6 +24,72 @@ pub struct Attached {
     pub stream: Option<tokio::net::UnixStream>,
 }
 
+/// How a prepared attach gets its stream.
+enum Connect {
+    /// `stream=0`: replay only.
+    None,
+    /// The container runs: connect to its shim now.
+    Live,
+    /// Parked: `start` sends the stream when it connects the attaches.
+    AtStart(oneshot::Receiver<Result<tokio::net::UnixStream>>),
+}
+
+/// An attach registered with [`Engine::attach_prepare`], connected with
+/// [`PreparedAttach::connect`].
+pub struct PreparedAttach {
+    h: std::sync::Arc<super::ContainerHandle>,
+    tty: bool,
+    replay: Vec<Vec<u8>>,
+    how: Connect,
+    o: AttachOptions,
+}
+
+impl PreparedAttach {
+    /// Waits for the container's stream (for a parked attach, until `start` runs).
+    pub async fn connect(self, engine: &Engine) -> Result<Attached> {
+        let PreparedAttach {
+            h,
+            tty,
+            replay,
+            how,
+            o,
+        } = self;
+        let stream = match how {
+            Connect::None => {
+                return Ok(Attached {
+                    tty,
+                    replay,
+                    stream: None,
+                })
+            }
+            Connect::AtStart(rx) => match rx.await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Ok(Attached {
+                        tty,
+                        replay,
+                        stream: None,
+                    })
+                }
+            },
+            Connect::Live => berth_runtime::shim::ShimClient::connect(
+                &engine.config().container_state_dir(&h.id),
+            )
+            .await
+            .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?
+            .attach(o.stdin, o.stdout, o.stderr)
+            .await
+            .map_err(|e| Error::Internal(format!("attach: {e}")))?,
+        };
+        engine.emit_container(&h, "attach", Default::default());
+        Ok(Attached {
+            tty,
+            replay,
+            stream: Some(stream),
+        })
+    }
+}
+
 impl Engine {
     /// Checks the container can be attached to; the caller answers 101 only after this.
     pub fn attach_precheck(&self, name: &str) -> Result<bool> {
@@ -38,6 +104,15 @@ impl Engine {
     }
 
     pub async fn attach_container(&self, name: &str, o: AttachOptions) -> Result<Attached> {
+        self.attach_prepare(name, o).await?.connect(self).await
+    }
+
+    /// The first half of an attach: the log replay and, for a container that has not
+    /// started, its place among the streams `start` connects before the process runs.
+    /// A hijacked attach does this before answering 101: the docker CLI calls `start` as
+    /// soon as it has the 101, and an attach registered after that start would miss the
+    /// container's first output (a `docker run --rm busybox echo` could print nothing).
+    pub async fn attach_prepare(&self, name: &str, o: AttachOptions) -> Result<PreparedAttach> {
         let h = self.lookup(name)?;
         let c = h.snapshot();
         let tty = c.config.tty;
@@ -58,16 +133,18 @@ impl Engine {
             }
         }
         if !o.stream {
-            return Ok(Attached {
+            return Ok(PreparedAttach {
+                h,
                 tty,
                 replay,
-                stream: None,
+                how: Connect::None,
+                o,
             });
         }
-        let rx = {
+        let how = {
             let _op = h.op.lock().await;
             match h.status() {
-                Status::Running => None,
+                Status::Running => Connect::Live,
                 Status::Created | Status::Exited | Status::Restarting => {
                     let (tx, rx) = oneshot::channel();
                     h.pending_attaches
@@ -79,7 +156,7 @@ impl Engine {
                             stderr: o.stderr,
                             reply: tx,
                         });
-                    Some(rx)
+                    Connect::AtStart(rx)
                 }
                 s => {
                     return Err(Error::Conflict(format!(
@@ -89,34 +166,14 @@ impl Engine {
                 }
             }
         };
-        let stream = match rx {
-            Some(rx) => match rx.await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Ok(Attached {
-                        tty,
-                        replay,
-                        stream: None,
-                    })
-                }
-            },
-            None => {
-                berth_runtime::shim::ShimClient::connect(&self.config().container_state_dir(&c.id))
-                    .await
-                    .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?
-                    .attach(o.stdin, o.stdout, o.stderr)
-                    .await
-                    .map_err(|e| Error::Internal(format!("attach: {e}")))?
-            }
-        };
-        self.emit_container(&h, "attach", Default::default());
-        Ok(Attached {
+        Ok(PreparedAttach {
+            h,
             tty,
             replay,
-            stream: Some(stream),
+            how,
+            o,
         })
     }
-
     /// A client left an attach with the detach keys: dockerd's `detach` event.
     pub fn container_detached(&self, name: &str) {
         if let Ok(h) = self.lookup(name) {
