@@ -124,6 +124,16 @@ impl Registry {
         Ok(self.storage.blob_open(d, offset, len).await?)
     }
 
+    /// [`Self::open_blob`] as one shared, uncopied buffer where the storage can map it.
+    pub async fn mapped_blob(
+        &self,
+        d: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        Ok(self.storage.blob_mapped(d, offset, len).await?)
+    }
+
     /// Unlink a blob from a repository (its content goes at the next GC).
     pub async fn delete_blob(&self, repo: &RepoName, d: &Digest) -> Result<(), RegistryError> {
         if !self.opts.delete_enabled {

@@ -278,6 +278,31 @@ impl Storage for FsStorage {
         Ok(Box::pin(f.take(len)))
     }
 
+    async fn blob_mapped(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let p = self.blob_path(digest);
+        let Some(f) = not_found_ok(std::fs::File::open(&p)).map_err(ioerr("opening", &p))? else {
+            return Err(StorageError::BlobNotFound(digest.clone()));
+        };
+        let size = f.metadata().map_err(ioerr("stat", &p))?.len();
+        let end = offset.checked_add(len).filter(|&e| e <= size);
+        let (Some(end), Ok(total)) = (end, usize::try_from(size)) else {
+            return Ok(None);
+        };
+        if len == 0 {
+            return Ok(Some(Bytes::new()));
+        }
+        match Mapped::new(&f, total) {
+            Ok(m) => Ok(Some(Bytes::from_owner(m).slice(offset as usize..end as usize))),
+            // Not mappable (an odd file system): the caller reads it instead.
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn blob_read(&self, digest: &Digest) -> Result<Bytes, StorageError> {
         let p = self.blob_path(digest);
         not_found_ok(tokio::fs::read(&p).await)
@@ -833,4 +858,55 @@ fn repo_has_content(dir: &Path) -> Result<bool, StorageError> {
         }
     }
     Ok(false)
+}
+
+/// A read-only private map of a whole blob file, owned by the `Bytes` that serve it.
+///
+/// Blob GET from a map skips the copy from the page cache into a read buffer: the pages are
+/// copied once, straight into the socket. A blob file is never written again once it has its
+/// digest name (uploads go to their own files and are renamed in; GC unlinks, which leaves
+/// a live map intact), so the map can't shrink under a reader and fault.
+struct Mapped {
+    ptr: *mut std::ffi::c_void,
+    len: usize,
+}
+
+// SAFETY: the map is read-only and never changed or unmapped while shared; `Drop` runs once.
+unsafe impl Send for Mapped {}
+// SAFETY: as above: shared reads of immutable memory.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    fn new(f: &std::fs::File, len: usize) -> io::Result<Mapped> {
+        use rustix::mm::{madvise, mmap, Advice, MapFlags, ProtFlags};
+        // SAFETY: a fresh read-only private map of `len` bytes of a file we hold open;
+        // nothing else owns this address range.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::PRIVATE,
+                f,
+                0,
+            )
+        }?;
+        // SAFETY: advice on the range just mapped; failure only loses read-ahead.
+        let _ = unsafe { madvise(ptr, len, Advice::Sequential) };
+        Ok(Mapped { ptr, len })
+    }
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the range mapped in `new`, unmapped exactly once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
+    }
 }

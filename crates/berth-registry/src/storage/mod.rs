@@ -104,6 +104,17 @@ pub trait Storage: Send + Sync + 'static {
         offset: u64,
         len: u64,
     ) -> Result<BlobReader, StorageError>;
+    /// Bytes `offset..offset + len` of a blob as one shared buffer, when the backend can
+    /// hand them out without copying (a memory map); `None` means read with
+    /// [`Storage::blob_open`].
+    async fn blob_mapped(
+        &self,
+        _digest: &Digest,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(None)
+    }
     /// Read a whole (small) blob into memory; used for manifests.
     async fn blob_read(&self, digest: &Digest) -> Result<Bytes, StorageError>;
     /// Store `data` as a blob after checking it hashes to `digest`. If the blob exists
