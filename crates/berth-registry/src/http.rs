@@ -603,9 +603,9 @@ async fn blob_get(
     if let Some(data) = reg.mapped_blob(d, start, len).await? {
         // Slices of one map: no copy until the socket write.
         let n = data.len();
-        let chunks = (0..n).step_by(MAPPED_CHUNK).map(move |i| {
-            Ok::<_, std::io::Error>(data.slice(i..(i + MAPPED_CHUNK).min(n)))
-        });
+        let chunks = (0..n)
+            .step_by(MAPPED_CHUNK)
+            .map(move |i| Ok::<_, std::io::Error>(data.slice(i..(i + MAPPED_CHUNK).min(n))));
         return Ok(respond(
             status,
             out,

@@ -297,7 +297,9 @@ impl Storage for FsStorage {
             return Ok(Some(Bytes::new()));
         }
         match Mapped::new(&f, total) {
-            Ok(m) => Ok(Some(Bytes::from_owner(m).slice(offset as usize..end as usize))),
+            Ok(m) => Ok(Some(
+                Bytes::from_owner(m).slice(offset as usize..end as usize),
+            )),
             // Not mappable (an odd file system): the caller reads it instead.
             Err(_) => Ok(None),
         }
