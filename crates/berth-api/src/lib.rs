@@ -5,6 +5,7 @@
 //! so every route exists once. Handlers parse the request into typed engine calls and turn
 //! results back into Docker's JSON; they hold no state of their own.
 
+mod drain;
 pub mod error;
 pub mod query;
 pub mod reframe;
@@ -92,10 +93,12 @@ pub fn app(
     tower::service_fn(move |req: Request| {
         let router = router.clone();
         async move {
+            let (req, body) = drain::share(req);
             let mut resp = match strip_version(req) {
                 Ok(req) => router.oneshot(req).await?,
                 Err(resp) => resp,
             };
+            drain::after(resp.status(), body).await;
             let h = resp.headers_mut();
             h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
             h.insert("Docker-Experimental", HeaderValue::from_static("false"));

@@ -17,8 +17,6 @@ use berth_engine::container::top::TopBody;
 use berth_engine::models::ContainerConfig;
 use berth_engine::Engine;
 use serde_json::json;
-use std::io::Read;
-use std::sync::{Arc, Mutex};
 
 const PATH_STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
 
@@ -98,37 +96,15 @@ pub async fn archive_put(
     q: Q,
     req: Request,
 ) -> ApiResult<Response> {
-    let body = SharedReader(Arc::new(Mutex::new(Box::new(body_reader(req.into_body())))));
-    let res = async {
-        let path = archive_path(&q)?;
-        let opts = ExtractOptions {
-            no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
-            copy_uid_gid: q.bool("copyUIDGID"),
-        };
-        e.archive_put(&id, &path, opts, Box::new(body.clone()))
-            .await?;
-        Ok(empty(StatusCode::OK))
-    }
-    .await;
-    if res.is_err() {
-        // A refusal comes before the client has sent all of its tar. Closing the
-        // connection with unread bytes makes the kernel answer with a reset and the
-        // client reports "broken pipe" instead of our message: read the rest first.
-        let mut rest = body.clone();
-        let _ = tokio::task::spawn_blocking(move || std::io::copy(&mut rest, &mut std::io::sink()))
-            .await;
-    }
-    res
-}
-
-/// A request body read by the extractor and, after a refusal, drained by the handler.
-#[derive(Clone)]
-struct SharedReader(Arc<Mutex<Box<dyn Read + Send>>>);
-
-impl Read for SharedReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).read(buf)
-    }
+    let path = archive_path(&q)?;
+    let opts = ExtractOptions {
+        no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
+        copy_uid_gid: q.bool("copyUIDGID"),
+    };
+    // A refusal leaves most of the tar unread: the drain layer (drain.rs) reads it.
+    let reader = body_reader(req.into_body());
+    e.archive_put(&id, &path, opts, Box::new(reader)).await?;
+    Ok(empty(StatusCode::OK))
 }
 
 pub async fn changes(
