@@ -37,6 +37,31 @@ impl hyper::body::Body for Shared {
     }
 }
 
+impl Drop for Shared {
+    /// A handler that answers with a stream (a build's progress) may stop reading its body
+    /// early, say at a Dockerfile error, while the answer still goes out as 200: the rest
+    /// is read in the background, so the connection stays readable until the client has
+    /// sent it all.
+    fn drop(&mut self) {
+        use hyper::body::Body as _;
+        let mut body = {
+            let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_end_stream() {
+                return;
+            }
+            std::mem::replace(&mut *guard, Body::empty())
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+                    while let Some(Ok(_)) = body.frame().await {}
+                })
+                .await;
+            });
+        }
+    }
+}
+
 /// Splits `req` into the request the router sees and a handle on its body.
 pub fn share(req: Request) -> (Request, Arc<Mutex<Body>>) {
     let (parts, body) = req.into_parts();
