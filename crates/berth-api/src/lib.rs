@@ -93,12 +93,11 @@ pub fn app(
     tower::service_fn(move |req: Request| {
         let router = router.clone();
         async move {
-            let (req, body) = drain::share(req);
+            let req = drain::wrap(req);
             let mut resp = match strip_version(req) {
                 Ok(req) => router.oneshot(req).await?,
                 Err(resp) => resp,
             };
-            drain::after(resp.status(), body).await;
             let h = resp.headers_mut();
             h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
             h.insert("Docker-Experimental", HeaderValue::from_static("false"));
