@@ -708,11 +708,8 @@ fn big_rootfs_tar(n: usize) -> Vec<u8> {
     b.into_inner().expect("tar")
 }
 
-#[tokio::test]
-async fn dropped_connections_resume_with_range() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let reg = registry(|_, _| {}).await;
-    let c = Client::default();
+/// A store holding `local/big:1`, one 3 MiB layer of incompressible bytes: the tar, the id.
+fn big_image() -> (Store, Vec<u8>, String) {
     let a = store();
     let tar = big_rootfs_tar(3 << 20);
     let id = a
@@ -726,6 +723,15 @@ async fn dropped_connections_resume_with_range() {
         )
         .expect("import")
         .id;
+    (a, tar, id)
+}
+
+#[tokio::test]
+async fn dropped_connections_resume_with_range() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let reg = registry(|_, _| {}).await;
+    let c = Client::default();
+    let (a, tar, id) = big_image();
     push(&c, &a.store, &id, &format!("{}/r/big:1", reg.addr), None)
         .await
         .expect("push");
@@ -757,19 +763,7 @@ async fn registry_dying_mid_blob_keeps_the_partial_download_for_the_next_pull() 
     use std::sync::atomic::Ordering::SeqCst;
     let reg = registry(|_, _| {}).await;
     let c = Client::default();
-    let a = store();
-    let tar = big_rootfs_tar(3 << 20);
-    let id = a
-        .store
-        .import(
-            &mut tar.as_slice(),
-            ImportOptions {
-                reference: Some(r("local/big:1")),
-                ..ImportOptions::default()
-            },
-        )
-        .expect("import")
-        .id;
+    let (a, tar, id) = big_image();
     let (pushed, _) = push(&c, &a.store, &id, &format!("{}/r/big:1", reg.addr), None)
         .await
         .expect("push");
