@@ -17,5 +17,6 @@ pub mod progress;
 pub mod runner;
 pub mod schema;
 pub mod spec;
+pub mod yaml;
 
 pub use loader::{load, LoadError, LoadOptions, Project};

@@ -9,6 +9,9 @@
 //! the project directory), resolve `extends`; then merge the files in order, select the
 //! services by profile, fold `env_file` into `environment`, give networks and volumes their
 //! project-scoped names, and check references (depends_on, networks, volumes, secrets).
+//! Before each file (or an extending service, or an included file) is merged onto what
+//! came before, the paths it tagged `!reset` or `!override` are deleted from that base
+//! ([`crate::yaml`]), which is all the two tags need.
 //!
 //! The interpolation environment is the process environment over the `.env` file (or the
 //! `--env-file`s): the process wins, as in docker compose.
@@ -23,6 +26,7 @@ use crate::interpolate::{InterpolateError, Interpolator};
 use crate::merge::merge_map;
 use crate::normalize::{self, NormalizeError};
 use crate::schema::{self, SchemaError};
+use crate::yaml::{self, MergeTag, Parsed, YamlError};
 
 /// Errors of loading a project.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +38,9 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("yaml: {path}: {message}")]
-    Yaml { path: String, message: String },
+    /// `location` is `file:line:col` when the parser knows the position.
+    #[error("yaml: {location}: {message}")]
+    Yaml { location: String, message: String },
     #[error("{path}: {source}")]
     Interpolate {
         path: String,
@@ -45,6 +50,12 @@ pub enum LoadError {
     Schema { path: String, source: SchemaError },
     #[error("{0}")]
     Normalize(#[from] NormalizeError),
+    /// A normalization error with the file (and line, when found) it comes from.
+    #[error("{location}: {source}")]
+    NormalizeAt {
+        location: String,
+        source: NormalizeError,
+    },
     #[error("{0}")]
     Dotenv(#[from] DotenvError),
     #[error("{path}: top-level object must be a mapping")]
@@ -173,16 +184,24 @@ fn valid_project_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-fn parse_yaml(text: &str, path: &Path) -> Result<Value, LoadError> {
-    let mut opts = serde_saphyr::Options::default();
-    opts.strict_booleans = true;
-    opts.leading_zero_numbers_as_strings = true;
-    let v: Value =
-        serde_saphyr::from_str_with_options(text, opts).map_err(|e| LoadError::Yaml {
-            path: path.display().to_string(),
-            message: e.to_string().lines().next().unwrap_or("").to_string(),
-        })?;
-    Ok(if v.is_null() { json!({}) } else { v })
+fn parse_yaml(text: &str, path: &Path) -> Result<Parsed, LoadError> {
+    let mut p = yaml::parse(text).map_err(|e| {
+        let YamlError::Syntax {
+            line,
+            column,
+            message,
+        } = e;
+        let location = match (line, column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+            (Some(l), None) => format!("{}:{l}", path.display()),
+            _ => path.display().to_string(),
+        };
+        LoadError::Yaml { location, message }
+    })?;
+    if p.value.is_null() {
+        p.value = json!({});
+    }
+    Ok(p)
 }
 
 /// Compose file format 1 (docker-compose 1.x): services at the top level, no `version`
@@ -227,6 +246,8 @@ struct Ctx {
     unset: Vec<String>,
     /// `(file, service)` pairs being extended, to detect cycles.
     extending: Vec<(PathBuf, String)>,
+    /// The `!reset`/`!override` paths of each file read, applied where it is merged.
+    tags: BTreeMap<PathBuf, Vec<(Vec<String>, MergeTag)>>,
 }
 
 impl Ctx {
@@ -253,7 +274,8 @@ impl Ctx {
         base: &Path,
         extends: bool,
     ) -> Result<Map<String, Value>, LoadError> {
-        let mut v = parse_yaml(text, path)?;
+        let Parsed { value: mut v, tags } = parse_yaml(text, path)?;
+        self.tags.insert(path.to_path_buf(), tags);
         let mut interp = Interpolator::new(&self.env);
         interp
             .value(&mut v, "")
@@ -289,7 +311,16 @@ impl Ctx {
                     *svc = json!({});
                 }
                 if let Some(m) = svc.as_object_mut() {
-                    normalize::service(name, m, base)?;
+                    normalize::service(name, m, base).map_err(|source| {
+                        let line = schema::locate_line(text, source.path(), "");
+                        LoadError::NormalizeAt {
+                            location: match line {
+                                Some(l) => format!("{}:{l}", path.display()),
+                                None => path.display().to_string(),
+                            },
+                            source,
+                        }
+                    })?;
                 }
             }
         }
@@ -366,6 +397,7 @@ impl Ctx {
         for p in &paths {
             let file = abs(base, Path::new(p));
             let d = self.load_file(&file, &inc_dir, true)?;
+            self.clear_tagged(&mut merged, &file, &[]);
             merge_map(&mut merged, d);
         }
         self.env = saved;
@@ -472,9 +504,18 @@ impl Ctx {
         }
         if let (Some(p), Value::Object(c)) = (parent.as_object_mut(), child) {
             p.remove("extends");
+            self.clear_tagged(p, path, &["services", name]);
             merge_map(p, c);
         }
         Ok(parent)
+    }
+
+    /// Before `file` (or its service under `prefix`) is merged onto `base`, remove from
+    /// `base` what the file tagged `!reset` or `!override`.
+    fn clear_tagged(&self, base: &mut Map<String, Value>, file: &Path, prefix: &[&str]) {
+        if let Some(tags) = self.tags.get(file) {
+            yaml::clear_tagged(base, &yaml::tags_under(tags, prefix));
+        }
     }
 }
 
@@ -541,7 +582,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, LoadError> {
     } else {
         let mut from_file = None;
         for (t, f) in texts.iter().zip(&files) {
-            let raw = parse_yaml(t, f)?;
+            let raw = parse_yaml(t, f)?.value;
             if let Some(n) = raw.get("name").and_then(Value::as_str) {
                 let mut i = Interpolator::new(&env);
                 from_file = Some(
@@ -572,6 +613,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, LoadError> {
         env,
         unset: Vec::new(),
         extending: Vec::new(),
+        tags: BTreeMap::new(),
     };
     let mut model = Map::new();
     let mut warnings = Vec::new();
@@ -584,6 +626,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, LoadError> {
             ));
         }
         doc.remove("name");
+        ctx.clear_tagged(&mut model, f, &[]);
         merge_map(&mut model, doc);
     }
     let env = ctx.env;

@@ -34,6 +34,20 @@ pub enum NormalizeError {
     Invalid { path: String, message: String },
 }
 
+impl NormalizeError {
+    /// The key path the error is about (`services.web.ports.0`).
+    pub fn path(&self) -> &str {
+        match self {
+            NormalizeError::Port { path, .. }
+            | NormalizeError::Volume { path, .. }
+            | NormalizeError::Size { path, .. }
+            | NormalizeError::Duration { path, .. }
+            | NormalizeError::Quotes { path, .. }
+            | NormalizeError::Invalid { path, .. } => path,
+        }
+    }
+}
+
 type R<T> = Result<T, NormalizeError>;
 
 /// Lexically clean `p` (no `.` parts, `..` folded) as Go's `filepath.Clean`.

@@ -350,8 +350,9 @@ mod tests {
 
 /// The 1-based line of `path` (`services.web.ports.0`, optionally followed by an offending
 /// key named in the message) in the YAML `text`, found by walking indentation. The loader
-/// has no spans after interpolation, so this maps a schema error back to the file; `None`
-/// when the layout is too unusual (flow style, anchors) to follow.
+/// has no spans after interpolation, so this maps a schema error back to the file. When
+/// the path ends inside a flow collection it gives the line that collection starts on;
+/// `None` when the layout is too unusual (anchors) or the key is not there.
 pub fn locate_line(text: &str, path: &str, message: &str) -> Option<usize> {
     let mut segs: Vec<String> = path
         .split('.')
@@ -436,7 +437,13 @@ pub fn locate_line(text: &str, path: &str, message: &str) -> Option<usize> {
                 }
             }
         }
-        at = Some(found?);
+        // Flow style (`{target: 1, foo: 2}`) hides deeper keys from this walk: the line of
+        // the flow node found still points the user at the right place.
+        match (found, at) {
+            (Some(f), _) => at = Some(f),
+            (None, Some((i, _))) if lines[i].contains(['{', '[']) => break,
+            (None, _) => return None,
+        }
     }
     at.map(|(i, _)| i + 1)
 }
@@ -470,5 +477,14 @@ mod locate_tests {
             Some(9)
         );
         assert_eq!(locate_line(Y, "services.nope", "x"), None);
+        let flow = "services:\n  web:\n    ports: [{target: 1, foo: 2}]\n";
+        assert_eq!(
+            locate_line(
+                flow,
+                "services.web.ports.0",
+                "additional properties 'foo' not allowed"
+            ),
+            Some(3)
+        );
     }
 }

@@ -362,3 +362,117 @@ fn unset_variables_warn() {
     );
     assert!(p.warnings[1].contains("`version` is obsolete"));
 }
+
+#[test]
+fn merge_rules_across_files() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    write(d, "a.yml", "services:\n  web:\n    image: a\n    entrypoint: [sh, -c]\n    ports: ['80:80', '81']\n    expose: ['9000']\n    dns: [1.1.1.1]\n    environment: {A: '1', B: '2'}\n    secrets: [{source: s1, target: /run/s}]\n    volumes: ['./a:/data', './c:/cache']\nsecrets:\n  s1: {file: ./s1}\n  s2: {file: ./s2}\n");
+    write(d, "b.yml", "services:\n  web:\n    entrypoint: [bash]\n    ports: ['80:80', '82']\n    expose: ['9000', '9001']\n    dns: [1.1.1.1, 8.8.8.8]\n    environment: [B=3, C=4]\n    secrets: [{source: s2, target: /run/s}]\n    volumes: ['./b:/data']\n");
+    let mut o = opts(d);
+    o.files = vec!["a.yml".into(), "b.yml".into()];
+    let p = load(&o).expect("merges");
+    let web = p.service("web").expect("web");
+    assert_eq!(web["entrypoint"], json!(["bash"]));
+    let published: Vec<(Value, Value)> = web["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| (p["target"].clone(), p["published"].clone()))
+        .collect();
+    assert_eq!(
+        published,
+        vec![
+            (json!(80), json!("80")),
+            (json!(81), Value::Null),
+            (json!(82), Value::Null)
+        ]
+    );
+    assert_eq!(web["expose"], json!(["9000", "9001"]));
+    assert_eq!(web["dns"], json!(["1.1.1.1", "8.8.8.8"]));
+    assert_eq!(web["environment"], json!({"A": "1", "B": "3", "C": "4"}));
+    assert_eq!(
+        web["secrets"],
+        json!([{"source": "s2", "target": "/run/s"}])
+    );
+    let vols: Vec<(&str, &str)> = web["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .map(|v| {
+            (
+                v["source"].as_str().unwrap_or(""),
+                v["target"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let b = d.join("b").display().to_string();
+    let c = d.join("c").display().to_string();
+    assert_eq!(vols, vec![(b.as_str(), "/data"), (c.as_str(), "/cache")]);
+}
+
+#[test]
+fn reset_and_override_tags_apply_to_the_base() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    write(d, "a.yml", "services:\n  web:\n    image: a\n    command: echo hi\n    ports: ['80', '81']\n    environment: {A: '1', B: '2'}\n    labels: {x: '1'}\n    dns: [1.1.1.1]\n");
+    write(d, "b.yml", "services:\n  base:\n    image: b\n    ports: ['90']\n    environment: {K: v, L: w}\n  web:\n    ports: !reset []\n    command: !reset null\n    environment: !override {C: '3'}\n    labels:\n      x: !reset\n      y: '2'\n    dns: [8.8.8.8]\n  child:\n    extends: base\n    ports: !reset []\n    environment:\n      L: !reset\n      M: z\n");
+    let mut o = opts(d);
+    o.files = vec!["a.yml".into(), "b.yml".into()];
+    let p = load(&o).expect("merges");
+    let web = p.service("web").expect("web");
+    assert!(web.get("ports").is_none(), "{web}");
+    assert!(web.get("command").is_none(), "{web}");
+    assert_eq!(web["environment"], json!({"C": "3"}));
+    assert_eq!(web["labels"], json!({"y": "2"}));
+    // Untagged sequences still append.
+    assert_eq!(web["dns"], json!(["1.1.1.1", "8.8.8.8"]));
+    // extends: the child's tags clear what the extended service gave.
+    let child = p.service("child").expect("child");
+    assert_eq!(child["image"], "b");
+    assert!(child.get("ports").is_none(), "{child}");
+    assert_eq!(child["environment"], json!({"K": "v", "M": "z"}));
+    assert_eq!(p.service("base").expect("base")["ports"][0]["target"], 90);
+    // Alone, a file reads as if the reset attributes were absent.
+    let mut o = opts(d);
+    o.files = vec!["b.yml".into()];
+    o.no_consistency = true;
+    let p = load(&o).expect("b alone");
+    assert_eq!(p.service("web").expect("web")["labels"], json!({"y": "2"}));
+}
+
+#[test]
+fn yaml_errors_name_file_line_and_column() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    ports: [80\n",
+    );
+    let e = load(&opts(d)).expect_err("bad yaml").to_string();
+    let file = d.join("compose.yaml").display().to_string();
+    let re =
+        regex::Regex::new(&format!(r"^yaml: {}:\d+:\d+: \S", regex::escape(&file))).expect("regex");
+    assert!(re.is_match(&e), "{e}");
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    ports:\n      - 80\n      - target: x\n    restart: 'no'\n",
+    );
+    let e = load(&opts(d)).expect_err("schema").to_string();
+    assert!(
+        e.starts_with(&format!("{file}:6: services.web.ports.1")),
+        "{e}"
+    );
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    ports:\n      - 80\n      - {target: 1, foo: 2}\n",
+    );
+    let e = load(&opts(d)).expect_err("schema").to_string();
+    assert!(
+        e.starts_with(&format!("validating {file}:6: services.web.ports.1")),
+        "{e}"
+    );
+}
