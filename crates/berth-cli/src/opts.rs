@@ -296,6 +296,28 @@ pub fn parse_publish(spec: &str) -> R<Vec<(String, String, String)>> {
     Ok(out)
 }
 
+/// `./x`, `../x` and `.` made absolute against the cwd and cleaned lexically (Go's
+/// `filepath.Abs`); anything else as given.
+fn abs_if_dotted(p: &str) -> String {
+    if !p.starts_with('.') {
+        return p.to_string();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return p.to_string();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for part in cwd.to_string_lossy().split('/').chain(p.split('/')) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_string()),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
 /// `--mount type=...,source=...,target=...` into an API `Mount`.
 pub fn parse_mount(spec: &str) -> R<Value> {
     let bad = |r: &str| invalid("--mount", spec, r.to_string());
@@ -325,6 +347,9 @@ pub fn parse_mount(spec: &str) -> R<Value> {
             "volume-nocopy" => {
                 vol_opts.insert("NoCopy".into(), Value::Bool(truthy(&v)?));
             }
+            "bind-nonrecursive" if v.is_none() => {
+                bind_opts.insert("NonRecursive".into(), Value::Bool(true));
+            }
             _ => {
                 let v = v.ok_or_else(|| {
                     bad(&format!("invalid field '{field}' must be a key=value pair"))
@@ -332,7 +357,8 @@ pub fn parse_mount(spec: &str) -> R<Value> {
                 match k.as_str() {
                     "type" => kind = v,
                     "source" | "src" => {
-                        m.insert("Source".into(), Value::String(v));
+                        // docker's CLI resolves `./dir` and `../dir` against its own cwd.
+                        m.insert("Source".into(), Value::String(abs_if_dotted(&v)));
                     }
                     "target" | "dst" | "destination" => {
                         m.insert("Target".into(), Value::String(v));
@@ -343,7 +369,27 @@ pub fn parse_mount(spec: &str) -> R<Value> {
                     "bind-propagation" => {
                         bind_opts.insert("Propagation".into(), Value::String(v));
                     }
-                    "bind-recursive" => {}
+                    "bind-nonrecursive" => {
+                        bind_opts.insert("NonRecursive".into(), Value::Bool(truthy(&Some(v))?));
+                    }
+                    "bind-recursive" => {
+                        let key = match v.as_str() {
+                            // Read-only binds are recursively read-only where the kernel
+                            // allows it: the daemon's default.
+                            "enabled" => None,
+                            "disabled" => Some("NonRecursive"),
+                            "writable" => Some("ReadOnlyNonRecursive"),
+                            "readonly" => Some("ReadOnlyForceRecursive"),
+                            _ => {
+                                return Err(bad(&format!(
+                                    "invalid value for {k}: {v} (must be \"enabled\", \"disabled\", \"writable\", or \"readonly\")"
+                                )))
+                            }
+                        };
+                        if let Some(key) = key {
+                            bind_opts.insert(key.into(), Value::Bool(true));
+                        }
+                    }
                     "volume-subpath" => {
                         vol_opts.insert("Subpath".into(), Value::String(v));
                     }
@@ -379,6 +425,37 @@ pub fn parse_mount(spec: &str) -> R<Value> {
     if !m.contains_key("Target") {
         return Err(bad("target is required"));
     }
+    // docker's validateMountOptions: options of another mount type are an error, not
+    // silently dropped.
+    let volume_opts_given =
+        !vol_opts.is_empty() || !vol_labels.is_empty() || !driver_opts.is_empty();
+    for (given, family, typ) in [
+        (volume_opts_given, "volume", "volume"),
+        (!bind_opts.is_empty(), "bind", "bind"),
+        (!tmpfs_opts.is_empty(), "tmpfs", "tmpfs"),
+    ] {
+        if given && kind != typ {
+            return Err(bad(&format!(
+                "cannot mix '{family}-*' options with mount type '{kind}'"
+            )));
+        }
+    }
+    let read_only = m.get("ReadOnly").and_then(Value::as_bool).unwrap_or(false);
+    if bind_opts.contains_key("ReadOnlyNonRecursive") && !read_only {
+        return Err(bad(
+            "option 'bind-recursive=writable' requires 'readonly' to be specified in conjunction",
+        ));
+    }
+    if bind_opts.contains_key("ReadOnlyForceRecursive") {
+        if !read_only {
+            return Err(bad(
+                "option 'bind-recursive=readonly' requires 'readonly' to be specified in conjunction",
+            ));
+        }
+        if bind_opts.get("Propagation").and_then(Value::as_str) != Some("rprivate") {
+            return Err(bad("option 'bind-recursive=readonly' requires 'bind-propagation=rprivate' to be specified in conjunction"));
+        }
+    }
     match kind.as_str() {
         "bind" => {
             if !m.contains_key("Source") {
@@ -392,7 +469,8 @@ pub fn parse_mount(spec: &str) -> R<Value> {
             if !vol_labels.is_empty() {
                 vol_opts.insert("Labels".into(), Value::Object(vol_labels));
             }
-            if !driver_opts.is_empty() {
+            // docker's CLI sends an empty DriverConfig with any volume option.
+            if !driver_opts.is_empty() || !vol_opts.is_empty() {
                 vol_opts.insert("DriverConfig".into(), Value::Object(driver_opts));
             }
             if !vol_opts.is_empty() {
@@ -553,6 +631,11 @@ pub fn build_create(a: &RunArgs) -> R<CreateRequest> {
                 v,
                 format!("invalid volume specification: '{v}'"),
             ));
+        } else if parts[0].starts_with('.') {
+            // As docker's CLI: a host part starting with `.` is a path relative to the
+            // client's cwd, made absolute before it goes to the daemon.
+            let (host, rest) = v.split_once(':').expect("has a colon");
+            binds.push(format!("{}:{rest}", abs_if_dotted(host)));
         } else {
             binds.push(v.clone());
         }
@@ -967,6 +1050,54 @@ mod tests {
         );
         assert!(parse_mount("type=bind,target=/x").is_err());
         assert!(parse_mount("src=/x").is_err());
+    }
+
+    #[test]
+    fn mount_flag_as_docker_cli() {
+        let m = parse_mount("type=bind,src=/a,dst=/b,bind-recursive=disabled").expect("valid");
+        assert_eq!(m["BindOptions"], json!({"NonRecursive": true}));
+        let m =
+            parse_mount("type=bind,src=/a,dst=/b,readonly,bind-recursive=writable").expect("valid");
+        assert_eq!(m["BindOptions"], json!({"ReadOnlyNonRecursive": true}));
+        let m = parse_mount(
+            "type=bind,src=/a,dst=/b,readonly,bind-recursive=readonly,bind-propagation=rprivate",
+        )
+        .expect("valid");
+        assert_eq!(
+            m["BindOptions"],
+            json!({"ReadOnlyForceRecursive": true, "Propagation": "rprivate"})
+        );
+        let err = |spec: &str| parse_mount(spec).expect_err(spec).to_string();
+        assert!(
+            err("type=bind,src=/a,dst=/b,readonly,bind-recursive=readonly")
+                .contains("requires 'bind-propagation=rprivate'"),
+            "needs rprivate"
+        );
+        assert!(err("type=bind,src=/a,dst=/b,bind-recursive=writable")
+            .contains("option 'bind-recursive=writable' requires 'readonly'"));
+        assert!(err("type=bind,src=/a,dst=/b,bind-recursive=sometimes")
+            .contains("invalid value for bind-recursive: sometimes"));
+        assert!(err("type=tmpfs,dst=/b,bind-propagation=rshared")
+            .contains("cannot mix 'bind-*' options with mount type 'tmpfs'"));
+        assert!(err("type=bind,src=/a,dst=/b,volume-nocopy")
+            .contains("cannot mix 'volume-*' options with mount type 'bind'"));
+        assert!(err("type=volume,dst=/b,tmpfs-size=1m")
+            .contains("cannot mix 'tmpfs-*' options with mount type 'volume'"));
+        // The CLI sends an empty DriverConfig with any volume option, as docker's does.
+        let m = parse_mount("type=volume,src=v,dst=/b,volume-nocopy").expect("valid");
+        assert_eq!(
+            m["VolumeOptions"],
+            json!({"NoCopy": true, "DriverConfig": {}})
+        );
+        // Relative sources are resolved against the cwd.
+        let cwd = std::env::current_dir().expect("cwd");
+        let m = parse_mount("type=bind,src=./x/../y,dst=/b").expect("valid");
+        assert_eq!(m["Source"], json!(cwd.join("y").to_string_lossy()));
+        let b = body(&["-v", "./data:/d:ro", "-v", "named:/n", "busybox"]);
+        assert_eq!(
+            b["HostConfig"]["Binds"],
+            json!([format!("{}:/d:ro", cwd.join("data").display()), "named:/n"])
+        );
     }
 
     #[test]
