@@ -764,6 +764,7 @@ fn finish_services(
         if !environment.is_empty() {
             s.insert("environment".into(), Value::Object(environment));
         }
+        add_implied_dependencies(s);
         if s.get("networks").is_none() && s.get("network_mode").is_none() {
             s.insert("networks".into(), json!({"default": null}));
         }
@@ -775,6 +776,47 @@ fn finish_services(
         }
     }
     Ok(())
+}
+
+/// docker compose (compose-go's normalize) makes a service depend on the services whose
+/// namespaces (`network_mode`, `ipc`, `pid`, `uts`, `cgroup`: `service:x`), volumes
+/// (`volumes_from`) or name (`links`) it uses: `x` must exist first, and a restart of `x`
+/// restarts it. Without this, `network_mode: service:web` could be created before `web`.
+fn add_implied_dependencies(s: &mut Map<String, Value>) {
+    let mut implied: Vec<String> = Vec::new();
+    for k in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+        if let Some(n) = s
+            .get(k)
+            .and_then(Value::as_str)
+            .and_then(|v| v.strip_prefix("service:"))
+        {
+            implied.push(n.to_string());
+        }
+    }
+    for (k, skip_prefix) in [("links", None), ("volumes_from", Some("container:"))] {
+        let Some(Value::Array(items)) = s.get(k) else {
+            continue;
+        };
+        for item in items.iter().filter_map(Value::as_str) {
+            if skip_prefix.is_some_and(|p| item.starts_with(p)) {
+                continue;
+            }
+            if let Some(n) = item.split(':').next().filter(|n| !n.is_empty()) {
+                implied.push(n.to_string());
+            }
+        }
+    }
+    if implied.is_empty() {
+        return;
+    }
+    let deps = s.entry("depends_on").or_insert_with(|| json!({}));
+    if let Some(m) = deps.as_object_mut() {
+        for n in implied {
+            m.entry(n).or_insert_with(
+                || json!({"condition": "service_started", "required": true, "restart": true}),
+            );
+        }
+    }
 }
 
 fn finish_resources(model: &mut Map<String, Value>, project: &str) -> Result<(), LoadError> {

@@ -272,36 +272,45 @@ impl<'a> Runner<'a> {
         };
         let mut order = Vec::new();
         let mut state: BTreeMap<String, u8> = BTreeMap::new();
+        // `path` is the chain being visited, so a cycle can be named the way compose-go
+        // names it: `dependency cycle detected: a -> b -> a`.
         fn visit(
             r: &Runner<'_>,
             s: &str,
             wanted: &BTreeSet<String>,
             state: &mut BTreeMap<String, u8>,
             order: &mut Vec<String>,
+            path: &mut Vec<String>,
         ) -> Result<()> {
             match state.get(s) {
                 Some(2) => return Ok(()),
                 Some(1) => {
+                    let from = path.iter().position(|p| p == s).unwrap_or(0);
+                    let mut cycle = path[from..].to_vec();
+                    cycle.push(s.to_string());
                     return Err(RunError::Msg(format!(
-                        "dependency cycle detected at service {s:?}"
-                    )))
+                        "dependency cycle detected: {}",
+                        cycle.join(" -> ")
+                    )));
                 }
                 _ => {}
             }
             state.insert(s.to_string(), 1);
+            path.push(s.to_string());
             if let Some(svc) = r.project.service(s) {
                 for d in spec::dependencies(svc) {
                     if wanted.contains(&d) {
-                        visit(r, &d, wanted, state, order)?;
+                        visit(r, &d, wanted, state, order, path)?;
                     }
                 }
             }
+            path.pop();
             state.insert(s.to_string(), 2);
             order.push(s.to_string());
             Ok(())
         }
         for s in &wanted {
-            visit(self, s, &wanted, &mut state, &mut order)?;
+            visit(self, s, &wanted, &mut state, &mut order, &mut Vec::new())?;
         }
         Ok(order)
     }

@@ -476,3 +476,24 @@ fn yaml_errors_name_file_line_and_column() {
         "{e}"
     );
 }
+
+#[test]
+fn shared_namespaces_and_volumes_imply_dependencies() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    write(d, "compose.yaml", "services:\n  web: {image: w}\n  side: {image: s, network_mode: 'service:web', volumes_from: ['data:ro', 'container:other']}\n  data: {image: d, depends_on: {web: {condition: service_healthy}}, links: ['web:w']}\n");
+    let p = load(&opts(d)).expect("loads");
+    let side = p.service("side").expect("side");
+    assert_eq!(
+        side["depends_on"],
+        json!({
+            "web": {"condition": "service_started", "required": true, "restart": true},
+            "data": {"condition": "service_started", "required": true, "restart": true},
+        })
+    );
+    // An explicit entry is kept as written.
+    assert_eq!(
+        p.service("data").expect("data")["depends_on"]["web"]["condition"],
+        "service_healthy"
+    );
+}
