@@ -605,6 +605,10 @@ impl VolumeStore {
 
     /// Removes unused volumes: anonymous ones only unless `all`, and only those matching
     /// every label filter. Returns the names removed and the bytes reclaimed.
+    ///
+    /// A volume created with driver options (`-o type=tmpfs`, `-o o=bind,device=/srv`) is
+    /// never pruned, as in dockerd: its data is not under the data root, so removing it
+    /// reclaims nothing here and only loses the user's mount definition.
     pub fn prune(
         &self,
         in_use: &HashSet<String>,
@@ -615,6 +619,7 @@ impl VolumeStore {
         let mut reclaimed = 0u64;
         for v in self.list()? {
             if (!all && !v.anonymous)
+                || !v.options.is_empty()
                 || in_use.contains(&v.name)
                 || !label_filters.iter().all(|f| f.matches(&v.labels))
                 || !self.refs(&v.name).is_empty()
@@ -977,9 +982,17 @@ mod tests {
             .prune(&in_use, true, &[LabelFilter::not_label("env")])
             .unwrap();
         assert_eq!(removed, vec![anon2.name.clone()]);
+        // A volume with driver options is kept even with `all`.
+        s.create(
+            Some("opts"),
+            None,
+            map(&[("type", "tmpfs"), ("device", "tmpfs")]),
+            BTreeMap::new(),
+        )
+        .unwrap();
         let (removed, _) = s.prune(&in_use, true, &[]).unwrap();
         assert_eq!(removed, vec!["named".to_string()]);
-        assert_eq!(s.list().unwrap().len(), 1);
+        assert_eq!(s.list().unwrap().len(), 2);
         assert!(dir.path().join("volumes/busy").exists());
     }
 
