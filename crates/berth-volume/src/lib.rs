@@ -31,7 +31,7 @@ pub mod volumes;
 
 pub use copy::copy_up;
 pub use error::{Error, ErrorKind};
-pub use mount::{FakeMounter, MountRequest, Mounter, SystemMounter};
+pub use mount::{source_mount, FakeMounter, MountRequest, Mounter, SystemMounter};
 pub use spec::{
     parse_bind, parse_bind_for_driver, parse_mount_api, parse_mount_flag, parse_tmpfs,
     parse_tmpfs_flag, tmpfs_oci_options, validate_target, validate_volume_name, MountSpec,

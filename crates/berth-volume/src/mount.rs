@@ -140,6 +140,48 @@ pub fn is_mountpoint(target: &Path) -> io::Result<bool> {
         .any(|mp| unescape_mountinfo(mp) == want))
 }
 
+/// The mount `path` lives on, as dockerd's `getSourceMount` finds it: the longest mount
+/// point of /proc/self/mountinfo that is `path` or one of its parents (the later one when
+/// several are stacked on one path), with that line's optional fields (`shared:N`,
+/// `master:N`), which tell its propagation.
+pub fn source_mount(path: &Path) -> io::Result<(String, String)> {
+    let canonical = std::fs::canonicalize(path)?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    source_mount_in(&info, &canonical.to_string_lossy()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("Can't find mount point of {}", path.display()),
+        )
+    })
+}
+
+fn source_mount_in(info: &str, path: &str) -> Option<(String, String)> {
+    let mut best: Option<(String, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(mp) = fields.get(4).map(|m| unescape_mountinfo(m)) else {
+            continue;
+        };
+        let parent = mp == "/"
+            || path == mp
+            || path
+                .strip_prefix(mp.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        if !parent || best.as_ref().is_some_and(|(b, _)| b.len() > mp.len()) {
+            continue;
+        }
+        let optional = fields
+            .iter()
+            .skip(6)
+            .take_while(|f| **f != "-")
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        best = Some((mp, optional));
+    }
+    best
+}
+
 /// The real kernel.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemMounter;
@@ -303,6 +345,25 @@ mod tests {
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
         assert_eq!(unescape_mountinfo("/tail\\"), "/tail\\");
         assert_eq!(unescape_mountinfo("/x\\134y"), "/x\\y");
+    }
+
+    #[test]
+    fn source_mount_longest_parent() {
+        let info = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /srv rw master:7 - tmpfs tmpfs rw
+31 22 0:41 / /srv2 rw - tmpfs tmpfs rw
+32 30 0:42 / /srv/a\\040b rw shared:9 master:3 - tmpfs tmpfs rw
+33 30 0:43 / /srv/a\\040b rw - tmpfs tmpfs rw
+";
+        let got = |p: &str| source_mount_in(info, p).expect("found");
+        assert_eq!(got("/etc/x"), ("/".into(), "shared:1".into()));
+        assert_eq!(got("/srv"), ("/srv".into(), "master:7".into()));
+        // /srv2 is not a parent of /srv20.
+        assert_eq!(got("/srv20/x"), ("/".into(), "shared:1".into()));
+        assert_eq!(got("/srv2/x"), ("/srv2".into(), String::new()));
+        // Stacked on one path: the later line (the mount on top) wins.
+        assert_eq!(got("/srv/a b/c"), ("/srv/a b".into(), String::new()));
     }
 
     #[test]
