@@ -221,6 +221,9 @@ pub struct SpecOptions {
     pub init: Option<PathBuf>,
     pub oom_score_adj: Option<i32>,
     pub annotations: BTreeMap<String, String>,
+    /// `linux.rootfsPropagation` (`rslave`, `rshared`): needed for a bind with slave or
+    /// shared propagation to see (or send) mount events across the container's root.
+    pub rootfs_propagation: Option<String>,
 }
 
 /// Host facts the spec depends on.
@@ -448,6 +451,9 @@ pub fn generate_with(opts: &SpecOptions, host: &HostInfo) -> Result<Value, SpecE
     }
     if !opts.sysctls.is_empty() {
         linux.insert("sysctl".into(), json!(opts.sysctls));
+    }
+    if let Some(p) = &opts.rootfs_propagation {
+        linux.insert("rootfsPropagation".into(), json!(p));
     }
 
     let mut spec = json!({
@@ -1309,7 +1315,12 @@ mod tests {
         o.no_new_privileges = true;
         o.readonly_rootfs = true;
         o.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
+        assert!(generate_with(&o, &host()).expect("spec")["linux"]
+            .get("rootfsPropagation")
+            .is_none());
+        o.rootfs_propagation = Some("rslave".into());
         let s = generate_with(&o, &host()).expect("spec");
+        assert_eq!(s["linux"]["rootfsPropagation"], "rslave");
         assert_eq!(
             s["process"]["user"],
             json!({"uid": 33, "gid": 33, "additionalGids": [29]})

@@ -160,17 +160,24 @@ pub fn plan_mounts(
             by_dest.insert(mp.destination.clone(), mp);
         }
     }
+    // dockerd's setBindModeIfNull: a local volume from `Binds` or `Mounts` shows mode "z"
+    // (the image's `VOLUME`s, added below, keep an empty one).
+    let set_mode_if_null = |mp: &mut MountPoint| {
+        if mp.is_volume() && mp.driver == "local" && mp.mode.is_empty() {
+            mp.mode = "z".into();
+        }
+    };
+    let tmpfs = tmpfs_specs(hc)?;
     let mut explicit: BTreeSet<String> = BTreeSet::new();
     for b in hc.binds.iter().flatten() {
         let spec = berth_volume::parse_bind_for_driver(b, &hc.volume_driver).map_err(invalid)?;
-        if !explicit.insert(spec.target.clone()) {
+        // A bind and a tmpfs on one path is dockerd's #10618 check (Mounts are not held
+        // to it there either).
+        if !explicit.insert(spec.target.clone()) || tmpfs.iter().any(|t| t.target == spec.target) {
             return Err(invalid(format!("Duplicate mount point: {}", spec.target)));
         }
         let mut mp = MountPoint::from_spec(spec);
-        // dockerd's setBindModeIfNull: a named local volume given with -v shows mode "z".
-        if mp.is_volume() && !mp.anonymous && mp.driver == "local" && mp.mode.is_empty() {
-            mp.mode = "z".into();
-        }
+        set_mode_if_null(&mut mp);
         by_dest.insert(mp.destination.clone(), mp);
     }
     for m in hc.mounts.iter().flatten() {
@@ -178,10 +185,10 @@ pub fn plan_mounts(
         if !explicit.insert(spec.target.clone()) {
             return Err(invalid(format!("Duplicate mount point: {}", spec.target)));
         }
-        let mp = MountPoint::from_spec(spec);
+        let mut mp = MountPoint::from_spec(spec);
+        set_mode_if_null(&mut mp);
         by_dest.insert(mp.destination.clone(), mp);
     }
-    let tmpfs = tmpfs_specs(hc)?;
     for dest in config.volumes.iter().flat_map(|v| v.keys()) {
         berth_volume::validate_target(dest)
             .map_err(|e| invalid(format!("invalid volume specification: '{dest}': {e}")))?;
@@ -242,10 +249,21 @@ fn oci_mount(mp: &MountPoint) -> Mount {
     } else {
         "rbind".to_string()
     }];
-    options.push(if mp.propagation.is_empty() {
-        "rprivate".to_string()
+    let propagation = if mp.propagation.is_empty() {
+        "rprivate"
     } else {
-        mp.propagation.clone()
+        mp.propagation.as_str()
+    };
+    // crun (1.8) folds the propagation's MS_REC into the bind's own flags, so `bind` with
+    // `rprivate` still binds submounts. A non-recursive bind has no submounts to propagate
+    // to, so the plain propagation means the same there and keeps the bind non-recursive.
+    options.push(if recursive == Some("disabled") {
+        propagation
+            .strip_prefix('r')
+            .unwrap_or(propagation)
+            .to_string()
+    } else {
+        propagation.to_string()
     });
     if mp.rw {
         options.push("rw".into());
@@ -266,6 +284,45 @@ fn oci_mount(mp: &MountPoint) -> Mount {
         typ: "bind".into(),
         options,
     }
+}
+
+/// What a bind's `shared`/`slave` propagation needs, as dockerd's `withMounts` checks it:
+/// the host mount the source lives on must itself be shared (or, for slave, shared or a
+/// slave), otherwise there is nothing to propagate and dockerd refuses rather than
+/// silently giving a private mount; and the container's root must not be private, or the
+/// bind inherits privacy from it. Returns the `rootfsPropagation` to set, if any.
+pub fn rootfs_propagation(c: &Container) -> Result<Option<String>> {
+    let mut root: Option<&'static str> = None;
+    for mp in &c.mount_points {
+        if mp.spec.typ != MountType::Bind {
+            continue;
+        }
+        let shared = match mp.propagation.as_str() {
+            "shared" | "rshared" => true,
+            "slave" | "rslave" => false,
+            _ => continue,
+        };
+        let (on, optional) = berth_volume::source_mount(Path::new(&mp.source))
+            .map_err(|e| Error::Internal(format!("{}: {e}", mp.source)))?;
+        let has = |p: &str| optional.split(' ').any(|o| o.starts_with(p));
+        if shared && !has("shared:") {
+            return Err(Error::Internal(format!(
+                "path {} is mounted on {on} but it is not a shared mount",
+                mp.source
+            )));
+        }
+        if !shared && !has("shared:") && !has("master:") {
+            return Err(Error::Internal(format!(
+                "path {} is mounted on {on} but it is not a shared or slave mount",
+                mp.source
+            )));
+        }
+        root = match (root, shared) {
+            (_, true) | (Some("rshared"), false) => Some("rshared"),
+            (_, false) => Some("rslave"),
+        };
+    }
+    Ok(root.map(str::to_string))
 }
 
 /// Puts the user's mounts after the engine's, drops an engine mount the user replaced (a
@@ -659,6 +716,45 @@ mod tests {
     }
 
     #[test]
+    fn bind_and_tmpfs_on_one_path() {
+        let mut h = hc();
+        h.binds = Some(vec!["/h:/x".into()]);
+        let mut t = BTreeMap::new();
+        t.insert("/x".to_string(), String::new());
+        h.tmpfs = Some(t);
+        let err = plan_mounts(&h, &ContainerConfig::default(), &no_from).expect_err("dup");
+        assert_eq!(err.to_string(), "Duplicate mount point: /x");
+        // A --mount on a --tmpfs path is not refused by dockerd (the tmpfs wins at start).
+        h.binds = None;
+        h.mounts = Some(vec![json!({"Type": "volume", "Target": "/x"})]);
+        plan_mounts(&h, &ContainerConfig::default(), &no_from).expect("mount and tmpfs");
+    }
+
+    #[test]
+    fn local_volume_mode_z_from_binds_and_mounts() {
+        let mut h = hc();
+        h.binds = Some(vec!["/anon-bind".into(), "n2:/n2:ro".into()]);
+        h.mounts = Some(vec![
+            json!({"Type": "volume", "Source": "mv", "Target": "/mv", "ReadOnly": true}),
+            json!({"Type": "volume", "Target": "/manon"}),
+            json!({"Type": "volume", "Source": "pv", "Target": "/pv",
+                   "VolumeOptions": {"DriverConfig": {"Name": "plugin"}}}),
+        ]);
+        let mps = plan_mounts(&h, &ContainerConfig::default(), &no_from).expect("plan");
+        let mode = |d: &str| {
+            mps.iter()
+                .find(|m| m.destination == d)
+                .map(|m| m.mode.clone())
+                .expect("dest")
+        };
+        assert_eq!(mode("/anon-bind"), "z");
+        assert_eq!(mode("/n2"), "ro");
+        assert_eq!(mode("/mv"), "z");
+        assert_eq!(mode("/manon"), "z");
+        assert_eq!(mode("/pv"), "");
+    }
+
+    #[test]
     fn bad_bind_is_invalid_argument() {
         let mut h = hc();
         h.binds = Some(vec!["/a:/b:bogus".into()]);
@@ -742,6 +838,21 @@ mod tests {
         assert_eq!(m.options, ["rbind", "rprivate", "ro"]);
         let m = oci_mount(&mp("/h:/c:rshared"));
         assert_eq!(m.options, ["rbind", "rshared", "rw"]);
+        // Non-recursive: no `r` propagation, which crun would turn into a recursive bind.
+        let nonrec = |json: Value| {
+            let spec = berth_volume::parse_mount_api(&json).expect("mount");
+            oci_mount(&MountPoint::from_spec(spec)).options
+        };
+        assert_eq!(
+            nonrec(json!({"Type": "bind", "Source": "/", "Target": "/c",
+                          "BindOptions": {"NonRecursive": true}})),
+            ["bind", "private", "rw"]
+        );
+        assert_eq!(
+            nonrec(json!({"Type": "bind", "Source": "/", "Target": "/c",
+                          "BindOptions": {"NonRecursive": true, "Propagation": "rslave"}})),
+            ["bind", "slave", "rw"]
+        );
         let mut v = mp("vol:/d");
         v.source = "/var/lib/berth/volumes/vol/_data".into();
         let m = oci_mount(&v);

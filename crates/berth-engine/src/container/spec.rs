@@ -247,5 +247,6 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
         init,
         oom_score_adj: (hc.oom_score_adj != 0).then_some(hc.oom_score_adj as i32),
         annotations: BTreeMap::new(),
+        rootfs_propagation: super::mounts::rootfs_propagation(c)?,
     })
 }
