@@ -78,16 +78,37 @@ impl Filters {
         })
     }
 
-    /// `dangling=true|false|1|0`.
+    /// `dangling=true|false|1|0`. Anything else, or both a true and a false value, is
+    /// dockerd's `invalid filter 'key=[values]'`.
     pub fn bool_value(&self, key: &str) -> Result<Option<bool>> {
-        match self.get(key).first().map(String::as_str) {
-            None => Ok(None),
-            Some("true") | Some("1") => Ok(Some(true)),
-            Some("false") | Some("0") => Ok(Some(false)),
-            Some(other) => Err(Error::InvalidArgument(format!(
-                "invalid filter '{key}={other}'"
-            ))),
+        let vals = self.get(key);
+        if !self.has(key) {
+            return Ok(None);
         }
+        let is_true = vals.iter().any(|v| v == "true" || v == "1");
+        let is_false = vals.iter().any(|v| v == "false" || v == "0");
+        if is_true == is_false {
+            return Err(Error::InvalidArgument(format!(
+                "invalid filter '{key}=[{}]'",
+                vals.join(" ")
+            )));
+        }
+        Ok(Some(is_true))
+    }
+
+    /// dockerd's `Args.Match`: with no value for `key` everything matches; else `source`
+    /// matches a value exactly or as an unanchored regular expression (an invalid one
+    /// matches nothing), so `name=^web` works as with docker.
+    pub fn matches(&self, key: &str, source: &str) -> bool {
+        let vals = self.get(key);
+        if vals.is_empty() || vals.iter().any(|v| v == source) {
+            return true;
+        }
+        vals.iter().any(|v| {
+            regex::Regex::new(v)
+                .map(|re| re.is_match(source))
+                .unwrap_or(false)
+        })
     }
 }
 
@@ -114,6 +135,34 @@ mod tests {
         l.insert("b".to_string(), "3".to_string());
         assert!(!f.match_labels("label", Some(&l)));
         assert!(!f.match_labels("label", None));
+    }
+
+    #[test]
+    fn bools_and_regex_match() {
+        let f = |raw: &str| Filters::parse(Some(raw)).expect("valid json");
+        assert_eq!(
+            f(r#"{"dangling":["1"]}"#)
+                .bool_value("dangling")
+                .expect("bool"),
+            Some(true)
+        );
+        assert_eq!(f("{}").bool_value("dangling").expect("absent"), None);
+        assert_eq!(
+            f(r#"{"dangling":["maybe"]}"#)
+                .bool_value("dangling")
+                .expect_err("not a bool")
+                .to_string(),
+            "invalid filter 'dangling=[maybe]'"
+        );
+        assert!(f(r#"{"dangling":["true","false"]}"#)
+            .bool_value("dangling")
+            .is_err());
+        let n = f(r#"{"name":["^web","(bad"]}"#);
+        assert!(n.matches("name", "web1"));
+        assert!(!n.matches("name", "myweb"));
+        assert!(n.matches("name", "(bad"), "exact match before the regex");
+        assert!(f("{}").matches("name", "anything"));
+        assert!(f(r#"{"name":["eb"]}"#).matches("name", "web"), "unanchored");
     }
 
     #[test]

@@ -42,6 +42,25 @@ pub fn volume_json(v: &Volume) -> Value {
     })
 }
 
+/// The prune filter `all`, read as dockerd's `withPrune` reads it: one value, in Go's
+/// `strconv.ParseBool` spellings.
+fn prune_all(filters: &Filters) -> Result<bool> {
+    match filters.get("all") {
+        [] => Ok(false),
+        [one] => match one.as_str() {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+            other => Err(Error::InvalidArgument(format!(
+                "invalid filter 'all': strconv.ParseBool: parsing \"{other}\": invalid syntax"
+            ))),
+        },
+        many => Err(Error::InvalidArgument(format!(
+            "invalid filter 'all=[{}]': only one value is expected",
+            many.join(" ")
+        ))),
+    }
+}
+
 impl Engine {
     /// Volume name → ids of the containers with a mount point on it.
     pub(crate) fn volume_users(&self) -> HashMap<String, Vec<String>> {
@@ -70,12 +89,18 @@ impl Engine {
         self.events().emit("volume", action, name, attrs);
     }
 
-    /// `POST /volumes/create`: creates the volume, or returns the one of that name.
+    /// `POST /volumes/create`: creates the volume, or returns the one of that name. Without
+    /// a name it gets a random one but is not anonymous (no anonymous label, kept by a
+    /// plain `prune`): in dockerd only a container's unnamed volumes are anonymous.
     pub async fn create_volume(&self, body: VolumeCreateBody) -> Result<Value> {
         self.blocking(move |e| {
-            let name = (!body.name.is_empty()).then_some(body.name.as_str());
+            let name = if body.name.is_empty() {
+                crate::util::new_id()
+            } else {
+                body.name.clone()
+            };
             let v = e.inner.volumes.create(
-                name,
+                Some(name.as_str()),
                 Some(body.driver.as_str()),
                 body.driver_opts.clone().unwrap_or_default(),
                 body.labels.clone().unwrap_or_default(),
@@ -99,12 +124,7 @@ impl Engine {
                 .collect();
             let mut out = Vec::new();
             for v in e.inner.volumes.list()? {
-                if filters.has("name")
-                    && !filters
-                        .get("name")
-                        .iter()
-                        .any(|n| v.name.contains(n.as_str()))
-                {
+                if !filters.matches("name", &v.name) {
                     continue;
                 }
                 if filters.has("driver") && !filters.get("driver").contains(&v.driver) {
@@ -165,7 +185,7 @@ impl Engine {
     /// matching the label filters.
     pub async fn prune_volumes(&self, filters: Filters) -> Result<Value> {
         filters.validate(PRUNE_FILTERS)?;
-        let all = filters.bool_value("all")?.unwrap_or(false);
+        let all = prune_all(&filters)?;
         self.blocking(move |e| {
             let mut labels: Vec<LabelFilter> = filters
                 .get("label")
@@ -191,12 +211,17 @@ impl Engine {
         .await
     }
 
-    /// Every volume with its `UsageData`, for `GET /system/df`.
+    /// Every volume with its `UsageData`, for `GET /system/df`. Volumes created with driver
+    /// options are left out, as dockerd's `LocalVolumesSize` does: their data lives on a
+    /// tmpfs or another host path, not on the disk `df` reports about.
     pub async fn volumes_df(&self) -> Result<Vec<Value>> {
         self.blocking(|e| {
             let users = e.volume_users();
             let mut out = Vec::new();
             for v in e.inner.volumes.list()? {
+                if !v.options.is_empty() {
+                    continue;
+                }
                 let mut j = volume_json(&v);
                 j["UsageData"] = e.usage_data(&v, &users).unwrap_or_else(|err| {
                     tracing::warn!(volume = %v.name, "volume usage: {err}");
@@ -235,6 +260,26 @@ mod tests {
             scope: "local".into(),
             anonymous,
         }
+    }
+
+    #[test]
+    fn prune_all_filter() {
+        let f = |raw: &str| Filters::parse(Some(raw)).expect("valid json");
+        assert!(!prune_all(&f("{}")).expect("absent"));
+        assert!(prune_all(&f(r#"{"all":["True"]}"#)).expect("go bool"));
+        assert!(!prune_all(&f(r#"{"all":["0"]}"#)).expect("go bool"));
+        assert_eq!(
+            prune_all(&f(r#"{"all":["maybe"]}"#))
+                .expect_err("not a bool")
+                .to_string(),
+            "invalid filter 'all': strconv.ParseBool: parsing \"maybe\": invalid syntax"
+        );
+        assert_eq!(
+            prune_all(&f(r#"{"all":["false","true"]}"#))
+                .expect_err("two values")
+                .to_string(),
+            "invalid filter 'all=[false true]': only one value is expected"
+        );
     }
 
     #[test]
