@@ -3,10 +3,11 @@
 use crate::error::{ApiError, ApiResult};
 use crate::query::Q;
 use crate::stream::{body_from_channel, json_line};
+use crate::ApiVersion;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use berth_engine::events::Event;
 use berth_engine::filters::Filters;
 use berth_engine::Engine;
@@ -64,23 +65,84 @@ pub async fn not_found(req: Request) -> ApiError {
     ))
 }
 
-pub async fn df(State(e): State<Engine>) -> ApiResult<Json<Value>> {
-    let images = e.list_images(false, &Filters::default(), false)?;
-    let containers = e
-        .list_containers(berth_engine::container::list::ListOptions {
-            all: true,
-            size: true,
-            ..Default::default()
-        })
-        .await?;
-    let layers: i64 = images.iter().map(|i| i["Size"].as_i64().unwrap_or(0)).sum();
-    Ok(Json(json!({
-        "LayersSize": layers,
-        "Images": images,
-        "Containers": containers,
-        "Volumes": e.volumes_df().await?,
-        "BuildCache": e.build_cache_usage()?,
-    })))
+/// Which parts of `GET /system/df` to compute.
+#[derive(Debug, PartialEq)]
+struct DfParts {
+    containers: bool,
+    images: bool,
+    volumes: bool,
+    build_cache: bool,
+}
+
+/// The `type` query values of `/system/df` (API 1.42+): each one selects a part, none
+/// selects all; an older client always gets all, as from dockerd.
+fn df_parts(v: ApiVersion, types: &[String]) -> ApiResult<DfParts> {
+    if !v.at_least(1, 42) || types.is_empty() {
+        return Ok(DfParts {
+            containers: true,
+            images: true,
+            volumes: true,
+            build_cache: true,
+        });
+    }
+    let mut p = DfParts {
+        containers: false,
+        images: false,
+        volumes: false,
+        build_cache: false,
+    };
+    for t in types {
+        match t.as_str() {
+            "container" => p.containers = true,
+            "image" => p.images = true,
+            "volume" => p.volumes = true,
+            "build-cache" => p.build_cache = true,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown object type: {other}"
+                )))
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// `GET /system/df[?type=container|image|volume|build-cache]`. Parts not asked for are
+/// left out of the answer, and `LayersSize` is omitted when zero, as dockerd's
+/// `omitempty` fields are (`docker system df` asks for everything; a `type=volume` caller
+/// pays only for the volume walk).
+pub async fn df(
+    State(e): State<Engine>,
+    Extension(v): Extension<ApiVersion>,
+    q: Q,
+) -> ApiResult<Json<Value>> {
+    let parts = df_parts(v, &q.all("type"))?;
+    let mut out = serde_json::Map::new();
+    if parts.images {
+        let images = e.list_images(false, &Filters::default(), false)?;
+        let layers: i64 = images.iter().map(|i| i["Size"].as_i64().unwrap_or(0)).sum();
+        if layers != 0 {
+            out.insert("LayersSize".into(), json!(layers));
+        }
+        out.insert("Images".into(), json!(images));
+    }
+    if parts.containers {
+        let containers = e
+            .list_containers(berth_engine::container::list::ListOptions {
+                all: true,
+                size: true,
+                ..Default::default()
+            })
+            .await?;
+        out.insert("Containers".into(), json!(containers));
+    }
+    if parts.volumes {
+        out.insert("Volumes".into(), json!(e.volumes_df().await?));
+    }
+    if parts.build_cache {
+        out.insert("BuildCache".into(), json!(e.build_cache_usage()?));
+    }
+    Ok(Json(Value::Object(out)))
 }
 
 fn parse_time_param(s: Option<&str>) -> ApiResult<Option<f64>> {
@@ -216,4 +278,33 @@ pub async fn events(State(e): State<Engine>, q: Q) -> ApiResult<Response> {
         HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_types() {
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let only_volumes = df_parts(ApiVersion(1, 47), &t(&["volume"])).expect("known type");
+        assert_eq!(
+            only_volumes,
+            DfParts {
+                containers: false,
+                images: false,
+                volumes: true,
+                build_cache: false
+            }
+        );
+        let everything = df_parts(ApiVersion(1, 47), &[]).expect("no type");
+        assert!(everything.containers && everything.images && everything.build_cache);
+        // Before 1.42 the parameter did not exist: everything, even for an unknown value.
+        assert_eq!(
+            df_parts(ApiVersion(1, 41), &t(&["bogus"])).expect("ignored"),
+            everything
+        );
+        let err = df_parts(ApiVersion(1, 47), &t(&["volume", "bogus"])).expect_err("unknown");
+        assert_eq!(err.message, "unknown object type: bogus");
+    }
 }

@@ -1,14 +1,14 @@
 //! `/volumes/...` routes: parse, call the engine's volume service, render.
 
-use crate::empty;
 use crate::error::ApiResult;
 use crate::query::Q;
 use crate::routes::containers::decode;
+use crate::{empty, ApiVersion};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use berth_engine::filters::Filters;
 use berth_engine::volumes::VolumeCreateBody;
 use berth_engine::Engine;
@@ -47,8 +47,19 @@ pub async fn remove(
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// `POST /volumes/prune`.
-pub async fn prune(State(e): State<Engine>, q: Q) -> ApiResult<Json<Value>> {
-    let f = Filters::parse(q.get("filters"))?;
+/// `POST /volumes/prune`. API 1.42 narrowed prune to anonymous volumes; an older client
+/// still means all unused ones, so dockerd adds `all=true` to its filters, and so do we.
+pub async fn prune(
+    State(e): State<Engine>,
+    Extension(v): Extension<ApiVersion>,
+    q: Q,
+) -> ApiResult<Json<Value>> {
+    let mut f = Filters::parse(q.get("filters"))?;
+    if !v.at_least(1, 42) {
+        let all = f.0.entry("all".to_string()).or_default();
+        if !all.iter().any(|a| a == "true") {
+            all.push("true".to_string());
+        }
+    }
     Ok(Json(e.prune_volumes(f).await?))
 }
