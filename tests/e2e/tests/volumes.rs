@@ -448,3 +448,284 @@ fn prune_and_volumes_from() {
     ok(d.berth(&["volume", "prune", "-a", "-f"]));
     assert!(volume_names(&d).is_empty());
 }
+
+/// One request over the daemon's socket: (status, body as JSON or `null`).
+fn api(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let sock = d.socket.to_string_lossy().into_owned();
+    let url = format!("http://localhost{path}");
+    let mut args = vec![
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "--unix-socket",
+        &sock,
+        "-X",
+        method,
+    ];
+    if let Some(b) = body {
+        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    args.push(&url);
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .expect("run curl");
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = s.rsplit_once('\n').expect("status line");
+    (
+        code.trim().parse().expect("http code"),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// A tmpfs mounted on a fresh directory, unmounted (submounts first) when dropped.
+struct HostMount(std::path::PathBuf);
+
+impl HostMount {
+    fn new(path: std::path::PathBuf, propagation: &str) -> HostMount {
+        std::fs::create_dir_all(&path).expect("mkdir");
+        let p = path.to_str().expect("utf8");
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .expect("mount");
+            assert!(st.success(), "mount {args:?}");
+        };
+        run(&["-t", "tmpfs", "tmpfs", p]);
+        run(&[&format!("--make-{propagation}"), p]);
+        HostMount(path)
+    }
+}
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-R", "-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn propagation_and_non_recursive_binds() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    // A private source: slave and shared propagation are refused, as by dockerd.
+    let private = HostMount::new(d.dir.path().join("private"), "private");
+    let p = private.0.to_str().expect("utf8").to_string();
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{p}:/p:rslave"),
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "path {p} is mounted on {p} but it is not a shared or slave mount"
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,src={p},dst=/p,bind-propagation=rshared"),
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "path {p} is mounted on {p} but it is not a shared mount"
+        )),
+        "{}",
+        text(&out)
+    );
+    // A shared source: a mount made on the host after start shows up in an rslave bind.
+    let shared = HostMount::new(d.dir.path().join("shared"), "shared");
+    let s = shared.0.to_str().expect("utf8").to_string();
+    let c = unique("slave");
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &c,
+        "-v",
+        &format!("{s}:/s:rslave"),
+        "busybox",
+        "sleep",
+        "300",
+    ]));
+    let sub = shared.0.join("sub");
+    std::fs::create_dir_all(&sub).expect("mkdir sub");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .expect("mount sub");
+    assert!(st.success());
+    std::fs::write(sub.join("late"), "x").expect("write");
+    assert_eq!(ok(d.docker(&["exec", &c, "ls", "/s/sub"])).trim(), "late");
+    ok(d.docker(&["rm", "-f", &c]));
+    // bind-recursive=disabled: the submount stays out; the default rbind brings it.
+    let ls = |extra: &str| {
+        ok(d.docker(&[
+            "run",
+            "--rm",
+            "--mount",
+            &format!("type=bind,src={s},dst=/r{extra}"),
+            "busybox",
+            "ls",
+            "/r/sub",
+        ]))
+    };
+    assert_eq!(ls("").trim(), "late");
+    assert_eq!(ls(",bind-recursive=disabled").trim(), "");
+    // The berth CLI sends the same request.
+    let out = ok(d.berth(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,src={s},dst=/r,bind-recursive=disabled"),
+        "busybox",
+        "ls",
+        "/r/sub",
+    ]));
+    assert_eq!(out.trim(), "");
+}
+
+#[test]
+fn volume_api_details() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    // An unnamed `volume create` gets a random name but is not anonymous.
+    let (code, v) = api(&d, "POST", "/v1.47/volumes/create", Some("{}"));
+    assert_eq!(code, 201, "{v}");
+    let unnamed = v["Name"].as_str().expect("name").to_string();
+    assert_eq!(unnamed.len(), 64);
+    assert_eq!(v["Labels"], serde_json::json!({}), "{v}");
+    ok(d.docker(&["volume", "create", "named1"]));
+    ok(d.docker(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=1m",
+        "tmp1",
+    ]));
+    // An anonymous one, left over by a removed container.
+    let c = unique("anon");
+    ok(d.docker(&["create", "--name", &c, "-v", "/a", "busybox", "true"]));
+    let anon = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &c]))[0]["Name"]
+        .as_str()
+        .expect("anon name")
+        .to_string();
+    ok(d.docker(&["rm", &c]));
+    // Volume ls filters: name is a regular expression, as in dockerd.
+    let ls = |f: &str| {
+        let mut v: Vec<String> = ok(d.docker(&["volume", "ls", "-q", "-f", f]))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ls("name=^named"), ["named1"]);
+    assert_eq!(ls("name=med1$"), ["named1"]);
+    assert_eq!(ls("driver=local").len(), 4);
+    let out = d.docker(&["volume", "ls", "-f", "dangling=maybe"]);
+    assert!(
+        text(&out).contains("invalid filter 'dangling=[maybe]'"),
+        "{}",
+        text(&out)
+    );
+    // system df (API 1.42+) answers only the parts asked for, and leaves out volumes
+    // with driver options (their data is not on the data root's disk).
+    let (code, df) = api(&d, "GET", "/v1.47/system/df?type=volume", None);
+    assert_eq!(code, 200, "{df}");
+    let keys: Vec<&String> = df.as_object().expect("object").keys().collect();
+    assert_eq!(keys, ["Volumes"], "{df}");
+    let mut names: Vec<&str> = df["Volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .map(|v| v["Name"].as_str().expect("name"))
+        .collect();
+    names.sort();
+    let mut want = vec![unnamed.as_str(), "named1", anon.as_str()];
+    want.sort();
+    assert_eq!(names, want);
+    assert!(df["Volumes"][0]["UsageData"]["Size"].is_i64(), "{df}");
+    let (code, err) = api(&d, "GET", "/v1.47/system/df?type=bogus", None);
+    assert_eq!(code, 400);
+    assert_eq!(err["message"], "unknown object type: bogus");
+    let (code, df) = api(&d, "GET", "/v1.41/system/df?type=volume", None);
+    assert_eq!(code, 200);
+    assert!(
+        df.get("Images").is_some() && df.get("Containers").is_some(),
+        "{df}"
+    );
+    // Prune at API 1.42+: anonymous ones only; with all=true the named and unnamed too;
+    // never the one with driver options.
+    let (code, rep) = api(&d, "POST", "/v1.47/volumes/prune", None);
+    assert_eq!(code, 200, "{rep}");
+    assert_eq!(rep["VolumesDeleted"], serde_json::json!([anon]));
+    let (code, rep) = api(
+        &d,
+        "POST",
+        "/v1.47/volumes/prune?filters=%7B%22all%22%3A%5B%22maybe%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{rep}");
+    ok(d.docker(&["volume", "create", "named2"]));
+    let (_, rep) = api(
+        &d,
+        "POST",
+        "/v1.47/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%7D",
+        None,
+    );
+    let mut deleted: Vec<&str> = rep["VolumesDeleted"]
+        .as_array()
+        .expect("deleted")
+        .iter()
+        .map(|v| v.as_str().expect("name"))
+        .collect();
+    deleted.sort();
+    let mut want = vec!["named1", "named2", unnamed.as_str()];
+    want.sort();
+    assert_eq!(deleted, want);
+    // Before API 1.42 a plain prune removed named volumes too.
+    ok(d.docker(&["volume", "create", "named3"]));
+    let (_, rep) = api(&d, "POST", "/v1.41/volumes/prune", None);
+    assert_eq!(rep["VolumesDeleted"], serde_json::json!(["named3"]));
+    assert_eq!(volume_names(&d), ["tmp1"]);
+    // A bind and a tmpfs on one path is refused; --mount type=volume shows mode "z".
+    let out = d.docker(&[
+        "create", "-v", "/tmp:/x", "--tmpfs", "/x", "busybox", "true",
+    ]);
+    assert!(
+        text(&out).contains("Duplicate mount point: /x"),
+        "{}",
+        text(&out)
+    );
+    let c = unique("modez");
+    ok(d.docker(&[
+        "create",
+        "--name",
+        &c,
+        "--mount",
+        "type=volume,src=mz,dst=/mz",
+        "busybox",
+        "true",
+    ]));
+    let m = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &c]));
+    assert_eq!(m[0]["Mode"], "z", "{m}");
+}
