@@ -797,7 +797,7 @@ impl Engine {
                 (&o.resolv_conf_path, &c.resolv_conf_path),
             ] {
                 if let Ok(data) = std::fs::read(src) {
-                    util::write_atomic(dst, &data)
+                    util::write_world_readable(dst, &data, true)
                         .map_err(|e| Error::io(format!("write {}", dst.display()), e))?;
                 }
             }
@@ -930,8 +930,9 @@ impl Engine {
 
     /// `/etc/hosts` with the container's own address and its `--link`s, and the embedded
     /// DNS in `/etc/resolv.conf` when it is on a user-defined network. Rebuilt from the
-    /// base files at every start and written once each, without fsync (`write_replace`):
-    /// these fsyncs were most of the network's cost on the start path.
+    /// base files at every start and written once each, without fsync
+    /// (`write_world_readable` not durable): these fsyncs were most of the network's cost
+    /// on the start path.
     fn write_network_etc_files(&self, c: &Container, rec: &ContainerNet) -> Result<()> {
         let [hostname, (hosts_path, mut hosts), (resolv_path, mut resolv)] =
             crate::container::spec::etc_files(c, self.config())?;
@@ -993,7 +994,7 @@ impl Engine {
             if std::fs::read(path).ok().as_deref() == Some(data.as_bytes()) {
                 continue;
             }
-            util::write_replace(path, data.as_bytes())
+            util::write_world_readable(path, data.as_bytes(), false)
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
         Ok(())

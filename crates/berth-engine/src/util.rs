@@ -35,6 +35,24 @@ pub fn write_replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes a file a container reads through a bind mount whatever its user (`/etc/hosts`,
+/// `/etc/resolv.conf`, `/etc/hostname`) as a whole: temp file, mode 0644 as docker makes
+/// them, rename; fsync when `durable`. The temp file starts 0600, which left these files
+/// unreadable to a container running as a non-root user (no name resolution at all).
+pub fn write_world_readable(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Writes a file atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -43,4 +61,21 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn etc_files_are_world_readable() {
+        let t = tempfile::tempdir().expect("tmp");
+        for durable in [true, false] {
+            let p = t.path().join(format!("hosts-{durable}"));
+            super::write_world_readable(&p, b"127.0.0.1\tlocalhost\n", durable).expect("write");
+            let mode = std::fs::metadata(&p).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644);
+            assert_eq!(std::fs::read(&p).expect("read"), b"127.0.0.1\tlocalhost\n");
+        }
+    }
 }

@@ -11,7 +11,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Writes hostname, hosts and resolv.conf for a container (bind-mounted at start).
 pub fn write_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
     for (path, data) in etc_files(c, cfg)? {
-        crate::util::write_atomic(path, data.as_bytes())
+        crate::util::write_world_readable(path, data.as_bytes(), true)
             .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     }
     Ok(())
