@@ -921,7 +921,14 @@ async fn compose_run(
             ..UpOptions::default()
         })
         .await?;
+        // `up` waited for the conditions among the dependencies; the one-off's own
+        // (`service_healthy` and the like) are waited for here.
+        r.wait_dependencies(&service).await?;
     }
+    // With --no-deps (or no dependencies) nothing above made the project's networks and
+    // volumes; the one-off needs them all the same.
+    r.ensure_networks().await?;
+    r.ensure_volumes().await?;
     let tty = !ra.no_tty && !ra.detach && crate::stdio::is_tty(0) && crate::stdio::is_tty(1);
     if let Some(m) = svc.as_object_mut() {
         if ra.service_and_cmd.len() > 1 {

@@ -315,7 +315,8 @@ impl<'a> Runner<'a> {
         Ok(order)
     }
 
-    async fn ensure_networks(&self) -> Result<()> {
+    /// Create the project's networks that do not exist yet (external ones must exist).
+    pub async fn ensure_networks(&self) -> Result<()> {
         for (key, def) in self.project.section("networks") {
             let name = spec::network_name(self.project, &key);
             let external = def
@@ -342,7 +343,8 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    async fn ensure_volumes(&self) -> Result<()> {
+    /// Create the project's volumes that do not exist yet (external ones must exist).
+    pub async fn ensure_volumes(&self) -> Result<()> {
         for (key, def) in self.project.section("volumes") {
             let name = spec::volume_name(self.project, &key);
             let external = def
@@ -737,8 +739,10 @@ impl<'a> Runner<'a> {
         self.attached(&all, o).await
     }
 
-    /// Wait until every dependency of `service` meets its condition.
-    async fn wait_dependencies(&self, service: &str) -> Result<()> {
+    /// Wait until every dependency of `service` meets its condition (`service_healthy`,
+    /// `service_completed_successfully`); every command that starts containers (up, start,
+    /// restart, run) calls this before starting the service's own.
+    pub async fn wait_dependencies(&self, service: &str) -> Result<()> {
         let Some(deps) = self
             .project
             .service(service)
@@ -1065,14 +1069,17 @@ impl<'a> Runner<'a> {
         if verb == "restart" && !services.is_empty() {
             services = self.with_restart_dependents(&services);
         }
-        let mut order = self.start_order(&services, true)?;
+        // `start web` starts what web depends on too, as docker compose does (its project
+        // is loaded with the named services' dependencies); the other verbs act on exactly
+        // the services named.
+        let mut order = self.start_order(&services, verb != "start")?;
         let reverse = matches!(verb, "stop" | "kill" | "pause");
         if reverse {
             order.reverse();
         }
         let ctrs = self.containers(true, false).await?;
         for s in order {
-            if verb == "start" {
+            if verb == "start" || verb == "restart" {
                 self.wait_dependencies(&s).await?;
             }
             for c in ctrs.iter().filter(|c| c.service == s) {

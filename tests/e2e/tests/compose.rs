@@ -790,3 +790,437 @@ fn volume_persists_across_down_up_and_bad_graphs_are_named() {
         "nothing may be left running"
     );
 }
+
+const KEYS_PROJECT: &str = r#"
+services:
+  db:
+    image: busybox
+    command: sh -c "touch /tmp/ok; exec sleep 3600"
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 1s
+      timeout: 2s
+      retries: 20
+      start_period: 1s
+    networks:
+      back:
+        aliases: [database, store]
+        ipv4_address: ${SUBNET}.10
+  web:
+    image: busybox
+    command: sleep 3600
+    depends_on:
+      db: {condition: service_healthy, restart: true}
+      job: {condition: service_completed_successfully}
+    restart: unless-stopped
+    user: "1000:1000"
+    working_dir: /tmp
+    hostname: webhost
+    labels: {org.example.k: v}
+    cap_add: [NET_ADMIN]
+    cap_drop: [CHOWN]
+    read_only: true
+    tmpfs: ["/run/t:size=1m"]
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 512
+    mem_limit: 64m
+    cpus: 0.5
+    stop_signal: SIGUSR1
+    stop_grace_period: 3s
+    init: true
+    extra_hosts: ["somehost:10.1.2.3"]
+    dns: [10.9.9.9]
+    tty: true
+    stdin_open: true
+    logging:
+      driver: json-file
+      options: {max-size: 1m, max-file: "2"}
+    expose: ["7000"]
+    env_file: [web.env]
+    networks:
+      back: {}
+      front: {aliases: [www]}
+  job:
+    image: busybox
+    command: sh -c "sleep 1; exit 0"
+  priv:
+    image: busybox
+    command: sleep 3600
+    privileged: true
+    network_mode: none
+    stop_signal: SIGKILL
+  hostnet:
+    image: busybox
+    command: sleep 3600
+    network_mode: host
+    stop_signal: SIGKILL
+  sidecar:
+    image: busybox
+    command: sleep 3600
+    network_mode: "service:web"
+    stop_signal: SIGKILL
+  joined:
+    image: busybox
+    command: sleep 3600
+    network_mode: "container:${OUTSIDE}"
+    stop_signal: SIGKILL
+  many:
+    image: busybox
+    command: sleep 3600
+    stop_signal: SIGKILL
+    deploy: {replicas: 2}
+networks:
+  back:
+    ipam:
+      config: [{subnet: "${SUBNET}.0/24"}]
+  front: {}
+"#;
+
+fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
+    let o = ok(d.docker(&["inspect", name]));
+    let v: serde_json::Value = serde_json::from_str(&o).expect("inspect json");
+    v[0].clone()
+}
+
+/// Every service key of the issue's list reaches the container the Engine API creates.
+#[test]
+fn service_keys_reach_the_container() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::Builder::new()
+        .prefix("ckeys-")
+        .tempdir()
+        .expect("tmp");
+    let root = dir.path();
+    write(root, "compose.yaml", KEYS_PROJECT);
+    write(
+        root,
+        "web.env",
+        "FROM_FILE=yes\n# comment\nQUOTED=\"a b\"\n",
+    );
+    let outside = unique("ckout");
+    ok(d.docker(&["run", "-d", "--name", &outside, "busybox", "sleep", "3600"]));
+    let subnet = format!("172.29.{}", rand::random::<u8>());
+    let p = unique("ck");
+    let env = [("SUBNET", subnet.as_str()), ("OUTSIDE", outside.as_str())];
+    let out = ok(compose_env(&d, root, &["-p", &p, "up", "-d"], &env));
+    // job ran to completion before web started; db was healthy first.
+    let job_at = out.find(&format!("{p}-job-1  Exited")).expect("job exited");
+    let db_at = out.find(&format!("{p}-db-1  Healthy")).expect("db healthy");
+    let web_at = out
+        .find(&format!("{p}-web-1  Started"))
+        .unwrap_or_else(|| panic!("web started: {out}"));
+    assert!(job_at < web_at && db_at < web_at, "{out}");
+    let job = inspect(&d, &format!("{p}-job-1"));
+    let web = inspect(&d, &format!("{p}-web-1"));
+    assert!(
+        job["State"]["FinishedAt"].as_str() <= web["State"]["StartedAt"].as_str(),
+        "{job} {web}"
+    );
+
+    let db = inspect(&d, &format!("{p}-db-1"));
+    let back = &db["NetworkSettings"]["Networks"][format!("{p}_back")];
+    let aliases = back["Aliases"].to_string();
+    assert!(
+        aliases.contains("database") && aliases.contains("store"),
+        "{back}"
+    );
+    assert_eq!(back["IPAMConfig"]["IPv4Address"], format!("{subnet}.10"));
+    assert_eq!(back["IPAddress"], format!("{subnet}.10"));
+    assert_eq!(db["Config"]["Healthcheck"]["Test"][1], "test", "{db}");
+    assert_eq!(db["Config"]["Healthcheck"]["Interval"], 1_000_000_000u64);
+    assert_eq!(db["Config"]["Healthcheck"]["Retries"], 20);
+
+    let c = &web["Config"];
+    let h = &web["HostConfig"];
+    assert_eq!(h["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["WorkingDir"], "/tmp");
+    assert_eq!(c["Hostname"], "webhost");
+    assert_eq!(c["Labels"]["org.example.k"], "v");
+    assert!(c["Labels"]["com.docker.compose.depends_on"]
+        .as_str()
+        .is_some_and(|s| s.contains("db:service_healthy:true")
+            && s.contains("job:service_completed_successfully:false")));
+    assert_eq!(h["CapAdd"], serde_json::json!(["NET_ADMIN"]));
+    assert_eq!(h["CapDrop"], serde_json::json!(["CHOWN"]));
+    assert_eq!(h["Privileged"], false);
+    assert_eq!(h["ReadonlyRootfs"], true);
+    assert_eq!(h["Tmpfs"]["/run/t"], "size=1m");
+    let ulimits = h["Ulimits"].to_string();
+    assert!(
+        ulimits.contains(r#""Name":"nofile""#) && ulimits.contains("2048"),
+        "{ulimits}"
+    );
+    assert!(
+        ulimits.contains(r#""Name":"nproc""#) && ulimits.contains("512"),
+        "{ulimits}"
+    );
+    assert_eq!(h["Memory"], 64 * 1024 * 1024);
+    assert_eq!(h["NanoCpus"], 500_000_000);
+    assert_eq!(c["StopSignal"], "SIGUSR1");
+    assert_eq!(c["StopTimeout"], 3);
+    assert_eq!(h["Init"], true);
+    assert_eq!(h["ExtraHosts"], serde_json::json!(["somehost:10.1.2.3"]));
+    assert_eq!(h["Dns"], serde_json::json!(["10.9.9.9"]));
+    assert_eq!(c["Tty"], true);
+    assert_eq!(c["OpenStdin"], true);
+    assert_eq!(h["LogConfig"]["Type"], "json-file");
+    assert_eq!(h["LogConfig"]["Config"]["max-size"], "1m");
+    assert_eq!(h["LogConfig"]["Config"]["max-file"], "2");
+    assert!(c["ExposedPorts"].get("7000/tcp").is_some(), "{c}");
+    let envs = c["Env"].to_string();
+    assert!(
+        envs.contains("FROM_FILE=yes") && envs.contains("QUOTED=a b"),
+        "{envs}"
+    );
+    let nets = &web["NetworkSettings"]["Networks"];
+    assert!(nets.get(format!("{p}_back")).is_some(), "{nets}");
+    assert!(
+        nets[format!("{p}_front")]["Aliases"]
+            .to_string()
+            .contains("www"),
+        "{nets}"
+    );
+    // The same keys, seen from inside.
+    let inside = ok(compose_env(
+        &d,
+        root,
+        &[
+            "-p",
+            &p,
+            "exec",
+            "-T",
+            "web",
+            "sh",
+            "-c",
+            "id -u; hostname; pwd; grep somehost /etc/hosts 2>&1; grep nameserver /etc/resolv.conf; ulimit -n; nslookup database >/dev/null && echo alias-ok; touch /x 2>/dev/null || echo ro-ok",
+        ],
+        &env,
+    ));
+    for want in [
+        "1000", "webhost", "/tmp", "10.1.2.3", "1024", "alias-ok", "ro-ok",
+    ] {
+        assert!(inside.contains(want), "{want} missing in {inside}");
+    }
+
+    let mode = |name: &str| inspect(&d, name)["HostConfig"]["NetworkMode"].clone();
+    let privc = inspect(&d, &format!("{p}-priv-1"));
+    assert_eq!(privc["HostConfig"]["Privileged"], true);
+    assert_eq!(privc["HostConfig"]["NetworkMode"], "none");
+    assert_eq!(mode(&format!("{p}-hostnet-1")), "host");
+    let web_id = web["Id"].as_str().expect("id").to_string();
+    // compose v2 writes the id, berth the name: either joins web's namespace.
+    let side = mode(&format!("{p}-sidecar-1"));
+    assert!(
+        side == format!("container:{web_id}") || side == format!("container:{p}-web-1"),
+        "{side}"
+    );
+    let outside_id = inspect(&d, &outside)["Id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let joined = mode(&format!("{p}-joined-1"));
+    assert!(
+        joined == format!("container:{outside_id}") || joined == format!("container:{outside}"),
+        "{joined}"
+    );
+    assert_eq!(ids(&d, "label=com.docker.compose.service=many").len(), 2);
+
+    ok(compose_env(&d, root, &["-p", &p, "down", "-t", "1"], &env));
+    assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
+    ok(d.docker(&["rm", "-f", &outside]));
+}
+
+const FLAGS_PROJECT: &str = r#"
+services:
+  db:
+    image: busybox
+    command: sh -c "rm -f /tmp/ok; sleep 2; touch /tmp/ok; exec sleep 3600"
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 1s
+      retries: 30
+  web:
+    image: busybox
+    command: sh -c "for i in 1 2 3 4 5; do echo line$$i; done; exec sleep 3600"
+    stop_signal: SIGKILL
+    environment: {V: "1"}
+    depends_on:
+      db: {condition: service_healthy}
+  extra:
+    image: busybox
+    command: sleep 3600
+    stop_signal: SIGKILL
+"#;
+
+/// up's recreate flags, --remove-orphans, logs --tail/-f, rm, run -e/--no-deps, and the
+/// healthy wait of start, restart and run.
+#[test]
+fn recreate_flags_logs_rm_run_and_healthy_waits() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::Builder::new()
+        .prefix("cflags-")
+        .tempdir()
+        .expect("tmp");
+    let root = dir.path();
+    write(root, "compose.yaml", FLAGS_PROJECT);
+    let p = unique("cf");
+    let run = |args: &[&str]| {
+        let mut a = vec!["-p", p.as_str()];
+        a.extend_from_slice(args);
+        compose(&d, root, &a)
+    };
+    let id = |svc: &str| ids(&d, &format!("name={p}-{svc}-1"));
+    let healthy_before = |out: &str, svc: &str| {
+        let h = out
+            .find(&format!("{p}-db-1  Healthy"))
+            .unwrap_or_else(|| panic!("db not waited for: {out}"));
+        let s = out
+            .find(&format!("{p}-{svc}-1  Started"))
+            .unwrap_or_else(|| panic!("{svc} not started: {out}"));
+        assert!(h < s, "{out}");
+    };
+
+    let out = ok(run(&["up", "-d"]));
+    healthy_before(&out, "web");
+    let (db0, web0) = (id("db"), id("web"));
+
+    // --force-recreate: recreated although nothing changed; --no-deps leaves db alone.
+    ok(run(&["up", "-d", "--force-recreate", "--no-deps", "web"]));
+    assert_eq!(id("db"), db0);
+    assert_ne!(id("web"), web0);
+    let web1 = id("web");
+    // --no-recreate: a changed config is not applied.
+    write(
+        root,
+        "compose.yaml",
+        &FLAGS_PROJECT.replace("V: \"1\"", "V: \"2\""),
+    );
+    ok(run(&["up", "-d", "--no-recreate"]));
+    assert_eq!(id("web"), web1);
+
+    // A service gone from the file is an orphan: warned about, then removed on request.
+    write(
+        root,
+        "compose.yaml",
+        &FLAGS_PROJECT[..FLAGS_PROJECT.find("  extra:").expect("extra")],
+    );
+    let out = ok(run(&["up", "-d"]));
+    assert!(out.contains("orphan") && out.contains("extra"), "{out}");
+    assert_eq!(id("extra").len(), 1);
+    ok(run(&["up", "-d", "--remove-orphans"]));
+    assert!(id("extra").is_empty());
+
+    // logs --tail and -f.
+    let tail = ok(run(&["logs", "--no-log-prefix", "--tail", "2", "web"]));
+    assert_eq!(tail.lines().collect::<Vec<_>>(), vec!["line4", "line5"]);
+    let mut follow = Command::new(bin("berth"))
+        .current_dir(root)
+        .args(["-H", &d.host(), "compose", "-p", &p, "logs", "-f", "web"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("logs -f");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        follow.try_wait().expect("poll").is_none(),
+        "logs -f returned on its own"
+    );
+    follow.kill().expect("stop logs -f");
+    let fo = follow.wait_with_output().expect("logs -f output");
+    assert!(stdout(&fo).contains("web-1  | line5"), "{}", stdout(&fo));
+
+    // stop, then start web alone: db first, and web only once db is healthy again.
+    ok(run(&["stop"]));
+    let out = ok(run(&["start", "web"]));
+    assert!(out.contains(&format!("{p}-db-1")), "{out}");
+    healthy_before(&out, "web");
+    // restart waits the same way.
+    let out = ok(run(&["restart"]));
+    let h = out
+        .find(&format!("{p}-db-1  Healthy"))
+        .unwrap_or_else(|| panic!("restart did not wait for db: {out}"));
+    let s = out
+        .rfind(&format!("{p}-web-1  Started"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(h < s, "{out}");
+
+    // rm -s -f: stopped and removed.
+    ok(run(&["rm", "-s", "-f", "web"]));
+    assert!(id("web").is_empty());
+
+    // run -e with its dependency waited for, then --no-deps on a stopped project.
+    ok(run(&["stop"]));
+    let out = ok(run(&[
+        "run",
+        "--rm",
+        "-T",
+        "-e",
+        "X=from-run",
+        "web",
+        "sh",
+        "-c",
+        "echo x=$X",
+    ]));
+    assert!(out.contains("x=from-run"), "{out}");
+    assert!(out.contains(&format!("{p}-db-1  Healthy")), "{out}");
+    ok(run(&["down"]));
+    let out = ok(run(&[
+        "run",
+        "--rm",
+        "-T",
+        "--no-deps",
+        "web",
+        "echo",
+        "alone",
+    ]));
+    assert!(out.contains("alone"), "{out}");
+    assert!(id("db").is_empty(), "--no-deps started db");
+    ok(run(&["down"]));
+    assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
+}
+
+/// A failure part-way through `up` (a service whose host port is taken, after others
+/// started) is reported with what was started; `down -v` then leaves nothing behind.
+#[test]
+fn failed_up_reports_and_down_cleans_everything() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let dir = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    write(
+        dir.path(),
+        "compose.yaml",
+        &format!("services:\n  first:\n    image: busybox\n    command: sleep 3600\n    stop_signal: SIGKILL\n    volumes: ['v:/v']\n    networks: [n]\n  second:\n    image: busybox\n    command: sleep 3600\n    stop_signal: SIGKILL\n    depends_on: [first]\n    ports: ['127.0.0.1:{port}:80']\nnetworks:\n  n: {{}}\nvolumes:\n  v: {{}}\n"),
+    );
+    let p = unique("cfail");
+    let run = |args: &[&str]| {
+        let mut a = vec!["-p", p.as_str()];
+        a.extend_from_slice(args);
+        compose(&d, dir.path(), &a)
+    };
+    let out = run(&["up", "-d"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains(&format!("{p}-first-1  Started")), "{all}");
+    assert!(
+        all.contains(&port.to_string()),
+        "the failure does not name the port: {all}"
+    );
+    // Everything it made carries the project label, so `down -v` finds it all.
+    ok(run(&["down", "-v"]));
+    assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
+    assert_eq!(stdout(&d.docker(&["ps", "-aq"])).trim(), "");
+    let nets = stdout(&d.docker(&["network", "ls", "--format", "{{.Name}}"]));
+    assert!(!nets.contains(&p), "{nets}");
+    let vols = stdout(&d.docker(&["volume", "ls", "-q"]));
+    assert!(!vols.contains(&p), "{vols}");
+    drop(taken);
+}
