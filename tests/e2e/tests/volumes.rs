@@ -586,6 +586,27 @@ fn propagation_and_non_recursive_binds() {
     };
     assert_eq!(ls("").trim(), "late");
     assert_eq!(ls(",bind-recursive=disabled").trim(), "");
+    // Read-only binds are recursively read-only (the submount too), unless writable.
+    let touch = |extra: &str| {
+        d.docker(&[
+            "run",
+            "--rm",
+            "--mount",
+            &format!("type=bind,src={s},dst=/r,readonly{extra}"),
+            "busybox",
+            "touch",
+            "/r/sub/new",
+        ])
+    };
+    let out = touch("");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Read-only file system"),
+        "{}",
+        text(&out)
+    );
+    ok(touch(",bind-recursive=writable"));
+    assert!(sub.join("new").exists());
     // The berth CLI sends the same request.
     let out = ok(d.berth(&[
         "run",
@@ -728,4 +749,148 @@ fn volume_api_details() {
     ]));
     let m = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &c]));
     assert_eq!(m[0]["Mode"], "z", "{m}");
+}
+
+/// Mount points of this process's namespace under `root` (berthd runs in it).
+fn mounts_under(root: &std::path::Path) -> Vec<String> {
+    let root = root.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| mp.starts_with(&root))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn copy_up_from_a_built_image() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let ctx = d.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN mkdir -p /data/sub && echo seeded > /data/f && ln -s f /data/link \
+         && chown -R 1000:1001 /data && chmod 750 /data && chmod 600 /data/f \
+         && chown 0:0 /data/sub && chmod 1777 /data/sub\n\
+         VOLUME /data\n",
+    )
+    .expect("Dockerfile");
+    ok(d.docker(&["build", "-q", "-t", "chowned", ctx.to_str().expect("utf8")]));
+    let stat = "cd /data && stat -c '%n %u:%g %a %F' . f link sub && cat f";
+    let want = ". 1000:1001 750 directory\nf 1000:1001 600 regular file\n\
+                link 1000:1001 777 symbolic link\nsub 0:0 1777 directory\nseeded\n";
+    // The image's own VOLUME (anonymous), a named volume, and --mount: all copied up.
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "chowned", "sh", "-c", stat])),
+        want
+    );
+    assert_eq!(
+        ok(d.docker(&["run", "--rm", "-v", "cv:/data", "chowned", "sh", "-c", stat])),
+        want
+    );
+    // Once there is content, a later container sees the volume's, not the image's.
+    ok(d.docker(&["run", "--rm", "-v", "cv:/data", "chowned", "rm", "/data/f"]));
+    let out = ok(d.docker(&["run", "--rm", "-v", "cv:/data", "chowned", "ls", "/data"]));
+    assert_eq!(out, "link\nsub\n");
+    let out = ok(d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "cv2:/data:nocopy",
+        "chowned",
+        "ls",
+        "-A",
+        "/data",
+    ]));
+    assert_eq!(out, "");
+}
+
+#[test]
+fn no_leaked_mounts_and_refs_survive_restart() {
+    let mut d = Daemon::start();
+    d.import_busybox("busybox");
+    let data = d.dir.path().join("data");
+    let exec = d.dir.path().join("exec");
+    ok(d.docker(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=1m",
+        "tv",
+    ]));
+    // The tmpfs volume's size is enforced.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "tv:/t",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/t/big",
+        "bs=1024",
+        "count=2048",
+    ]);
+    assert!(
+        text(&out).contains("No space left on device"),
+        "{}",
+        text(&out)
+    );
+    assert!(mounts_under(&data).is_empty(), "{:?}", mounts_under(&data));
+    // A start that fails on a bad mount leaves nothing mounted behind.
+    let hostfile = d.dir.path().join("file");
+    std::fs::write(&hostfile, "x").expect("write");
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "tv:/t",
+        "-v",
+        &format!("{}:/etc/hostname/x", hostfile.display()),
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let leaked: Vec<String> = mounts_under(&data)
+        .into_iter()
+        .chain(
+            mounts_under(&exec)
+                .into_iter()
+                .filter(|m| m.ends_with("/rootfs")),
+        )
+        .collect();
+    assert!(leaked.is_empty(), "after a failed start: {leaked:?}");
+    // Running, berthd killed and restarted: the volume stays in use and mounted once.
+    let c = unique("holder");
+    ok(d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &c,
+        "-v",
+        "tv:/t",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /t/f; sleep 300",
+    ]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.crash();
+    d.spawn();
+    let v = json(d.docker(&["volume", "inspect", "tv"]));
+    assert_eq!(v[0]["Options"]["type"], "tmpfs", "{v}");
+    assert_eq!(ok(d.docker(&["exec", &c, "cat", "/t/f"])), "kept\n");
+    let out = d.docker(&["volume", "rm", "tv"]);
+    assert!(text(&out).contains("volume is in use"), "{}", text(&out));
+    ok(d.docker(&["rm", "-f", &c]));
+    assert!(mounts_under(&data).is_empty(), "{:?}", mounts_under(&data));
+    ok(d.docker(&["volume", "rm", "tv"]));
+    assert!(volume_names(&d).is_empty());
 }
