@@ -947,12 +947,11 @@ impl EngineExecutor {
             open_stdin: false,
             stdin_once: false,
         };
-        let shim_bin = cfg.shim_binary.clone();
-        let spawned = tokio::task::spawn_blocking(move || {
-            berth_runtime::shim::spawn_shim(&shim_bin, &shim_cfg)
-        })
-        .await
-        .map_err(|e| Err(msg(e)))?;
+        let spawned = self
+            .engine
+            .spawn_shim(shim_cfg)
+            .await
+            .map_err(|e| Err(msg(e)))?;
         let mut _events = None;
         let result = match spawned {
             Err(e) => Err(Err(crate::container::start::docker_start_error(

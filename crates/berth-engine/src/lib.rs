@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub network: network::NetworkService,
     pub volumes: berth_volume::VolumeStore,
     pub registry: berth_distribution::Client,
+    /// Sealed copies of the OCI runtime binaries handed to shims (berth_runtime::sealed).
+    pub sealed: berth_runtime::sealed::SealedRuntimes,
 }
 
 impl Engine {
@@ -79,6 +81,7 @@ impl Engine {
                 network,
                 volumes,
                 registry,
+                sealed: Default::default(),
             }),
         };
         engine.restore().await?;

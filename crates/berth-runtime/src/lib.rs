@@ -5,10 +5,12 @@
 //! - [`user`] resolves a Docker `--user` string against the image's `/etc/passwd` and
 //!   `/etc/group` without ever leaving the rootfs.
 //! - [`shim`] is the per-container supervisor (`berth-shim`) and its async client.
+//! - [`sealed`] keeps one sealed in-memory copy of the runtime binary for all shims.
 //! - [`seccomp_cache`] keeps crun's compiled seccomp filters, one per profile.
 //! - [`cgroups`] detects the cgroup layout and reads stats / applies live updates.
 
 pub mod cgroups;
+pub mod sealed;
 pub mod seccomp_cache;
 pub mod shim;
 pub mod spec;
@@ -17,7 +19,8 @@ pub mod user;
 pub use cgroups::{CgroupError, CgroupMode, CgroupStats};
 pub use shim::client::{read_exit_file, shim_alive, ShimClient};
 pub use shim::{
-    spawn_shim, ExecSpec, ExecState, ExitInfo, ShimConfig, ShimError, ShimState, ShimStatus,
+    spawn_shim, spawn_shim_with, ExecSpec, ExecState, ExitInfo, ShimConfig, ShimError, ShimState,
+    ShimStatus,
 };
 pub use spec::{
     generate, write_bundle, Mount, NetworkNs, Resources, SeccompMode, SpecError, SpecOptions,

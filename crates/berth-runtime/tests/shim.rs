@@ -654,3 +654,74 @@ async fn exec_with_stdin() {
     client.wait().await.expect("wait");
     shutdown_and_check(&f, &client, pid).await;
 }
+
+/// The shim runs the runtime from berthd's sealed copy when given one (no re-exec dance in
+/// crun), for create, start, exec and delete alike; and it deletes the container from the
+/// runtime as soon as the exit is recorded, before berthd asks for the shutdown.
+#[tokio::test]
+async fn sealed_runtime_copy_runs_every_runtime_call_and_delete_is_eager() {
+    let f = fixture("sealed", &["sh", "-c", "read x; exit 4"], |_, c| {
+        c.open_stdin = true;
+    });
+    let sealed = berth_runtime::sealed::SealedRuntimes::default();
+    let copy = sealed.get(&f.cfg.runtime).expect("sealed copy of crun");
+    let cfg = f.cfg.clone();
+    let pid = tokio::task::spawn_blocking(move || {
+        berth_runtime::shim::spawn_shim_with(
+            &shim_bin(),
+            &cfg,
+            Some(std::os::fd::AsFd::as_fd(&*copy)),
+        )
+    })
+    .await
+    .expect("join")
+    .expect("spawn shim with the sealed runtime");
+    let client = ShimClient::connect(&f.cfg.state_dir)
+        .await
+        .expect("connect");
+    let holds_copy = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("shim fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|l| l.to_string_lossy().contains("memfd:berth:crun"));
+    assert!(holds_copy, "the shim keeps the sealed copy open");
+    client.start().await.expect("start");
+    let s = client
+        .exec(ExecSpec {
+            exec_id: "e1".into(),
+            process: serde_json::json!({
+                "args": ["sh", "-c", "echo through-sealed"],
+                "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            }),
+            tty: false,
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .expect("exec through the sealed runtime");
+    let (out, _) = demux(s).await;
+    assert_eq!(out, "through-sealed\n");
+    let stdin = client
+        .attach(true, false, false)
+        .await
+        .expect("attach stdin");
+    let (_r, mut w) = stdin.into_split();
+    w.write_all(b"go\n").await.expect("write stdin");
+    let exit = client.wait().await.expect("wait");
+    assert_eq!(exit.exit_code, 4);
+    let state = f.cfg.runtime_root.join(&f.id);
+    let mut gone = false;
+    for _ in 0..100 {
+        if !state.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        gone,
+        "runtime state {} kept until shutdown",
+        state.display()
+    );
+    shutdown_and_check(&f, &client, pid).await;
+}

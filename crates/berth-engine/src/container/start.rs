@@ -10,11 +10,37 @@
 use super::state::Status;
 use super::ContainerHandle;
 use crate::{util, Engine, Error, Result};
-use berth_runtime::shim::{ShimClient, ShimConfig};
+use berth_runtime::shim::{ShimClient, ShimConfig, ShimError};
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 impl Engine {
+    /// Spawns a shim on a blocking thread. It gets the sealed copy of its runtime binary
+    /// (berth_runtime::sealed) when one can be made, which saves the runtime re-executing
+    /// itself on every call; otherwise it runs the runtime by its path.
+    pub(crate) async fn spawn_shim(
+        &self,
+        shim_cfg: ShimConfig,
+    ) -> std::result::Result<std::result::Result<u32, ShimError>, tokio::task::JoinError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let sealed = match engine.inner.sealed.get(&shim_cfg.runtime) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::debug!("running the runtime by its path: {e}");
+                    None
+                }
+            };
+            berth_runtime::shim::spawn_shim_with(
+                &engine.config().shim_binary,
+                &shim_cfg,
+                sealed.as_deref().map(|s| s.as_fd()),
+            )
+        })
+        .await
+    }
+
     pub async fn start_container(&self, name: &str) -> Result<()> {
         let h = self.lookup(name)?;
         let _op = h.op.lock().await;
@@ -164,9 +190,8 @@ impl Engine {
             open_stdin: c.config.open_stdin,
             stdin_once: c.config.stdin_once,
         };
-        let shim_bin = cfg.shim_binary.clone();
         tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
-        tokio::task::spawn_blocking(move || berth_runtime::shim::spawn_shim(&shim_bin, &shim_cfg))
+        self.spawn_shim(shim_cfg)
             .await
             .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
             .map_err(|e| Error::InvalidArgument(docker_start_error(&e.to_string())))?;

@@ -39,7 +39,7 @@ mod server;
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -221,6 +221,16 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ShimError> {
 /// the runtime's error message (e.g. crun's "executable file `x` not found in $PATH") if the
 /// create failed. Blocking: call it from a blocking thread in async code.
 pub fn spawn_shim(shim_bin: &Path, cfg: &ShimConfig) -> Result<u32, ShimError> {
+    spawn_shim_with(shim_bin, cfg, None)
+}
+
+/// [`spawn_shim`], handing the shim a sealed copy of the runtime binary to execute (see
+/// [`crate::sealed`]); without one the shim runs `cfg.runtime` by its path.
+pub fn spawn_shim_with(
+    shim_bin: &Path,
+    cfg: &ShimConfig,
+    runtime: Option<BorrowedFd<'_>>,
+) -> Result<u32, ShimError> {
     let dir = &cfg.state_dir;
     fs::create_dir_all(dir).map_err(|e| ShimError::io("create", dir, e))?;
     let cfg_path = dir.join("shim.json");
@@ -237,19 +247,23 @@ pub fn spawn_shim(shim_bin: &Path, cfg: &ShimConfig) -> Result<u32, ShimError> {
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| ShimError::io("pipe", dir, e.into()))?;
     let wfd = wr.as_raw_fd();
+    let rfd = runtime.map(|fd| fd.as_raw_fd());
     let mut cmd = Command::new(shim_bin);
-    cmd.arg(&cfg_path)
-        .arg("--sync-fd")
-        .arg(wfd.to_string())
-        .stdin(Stdio::null())
+    cmd.arg(&cfg_path).arg("--sync-fd").arg(wfd.to_string());
+    if let Some(fd) = rfd {
+        cmd.arg("--runtime-fd").arg(fd.to_string());
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    // SAFETY: the closure only calls fcntl(2), which is async-signal-safe, on an fd that stays
-    // open in the child until exec.
+    // SAFETY: the closure only calls fcntl(2), which is async-signal-safe, on fds that stay
+    // open in the child until exec (the caller borrows the runtime fd for this call).
     unsafe {
         cmd.pre_exec(move || {
-            if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
-                return Err(io::Error::last_os_error());
+            for fd in std::iter::once(wfd).chain(rfd) {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });

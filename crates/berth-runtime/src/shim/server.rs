@@ -28,16 +28,22 @@ const IDLE_EXIT: Duration = Duration::from_secs(600);
 /// Stop reading container output while a client lags this far behind (backpressure).
 const MAX_CLIENT_BUFFER: usize = 1 << 20;
 
-/// Entry point of the `berth-shim` binary: `berth-shim <shim.json> [--sync-fd N]`.
+/// Entry point of the `berth-shim` binary: `berth-shim <shim.json> [--sync-fd N] [--runtime-fd N]`.
 pub fn main(args: Vec<OsString>) -> i32 {
     let mut cfg_path = None;
     let mut sync_fd: Option<RawFd> = None;
+    let mut runtime_fd: Option<RawFd> = None;
     let mut it = args.into_iter().skip(1);
     while let Some(a) = it.next() {
-        if a == "--sync-fd" {
-            sync_fd = it
+        if a == "--sync-fd" || a == "--runtime-fd" {
+            let fd = it
                 .next()
                 .and_then(|v| v.to_str().and_then(|s| s.parse().ok()));
+            if a == "--sync-fd" {
+                sync_fd = fd;
+            } else {
+                runtime_fd = fd;
+            }
         } else {
             cfg_path = Some(PathBuf::from(a));
         }
@@ -51,8 +57,19 @@ pub fn main(args: Vec<OsString>) -> i32 {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         );
     }
+    // SAFETY: spawn_shim_with passes a sealed memfd of the runtime as this fd number; we own
+    // our copy of the descriptor from here on.
+    let runtime_fd = runtime_fd.map(|fd| OwnedFd::from(unsafe { super::file_from_fd(fd) }));
+    if let Some(fd) = &runtime_fd {
+        // Containers and runtimes must not inherit it; the path /proc/self/fd/N is resolved
+        // by execve before close-on-exec applies, which is all the runtime needs.
+        let _ = nix::fcntl::fcntl(
+            fd.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
     let cfg = match cfg_path
-        .ok_or_else(|| "usage: berth-shim <shim.json> [--sync-fd N]".to_string())
+        .ok_or_else(|| "usage: berth-shim <shim.json> [--sync-fd N] [--runtime-fd N]".to_string())
         .and_then(|p| {
             let data = fs::read(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
             serde_json::from_slice::<ShimConfig>(&data)
@@ -69,7 +86,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         report(&mut sync, &format!("error daemonize shim: {e}"));
         return 1;
     }
-    match Shim::setup(cfg) {
+    match Shim::setup(cfg, runtime_fd) {
         Ok(mut shim) => {
             report(&mut sync, &format!("ok {}", std::process::id()));
             drop(sync);
@@ -233,6 +250,10 @@ struct Shim {
     console_seq: u32,
     /// Open handle on state_dir, for socket paths too long for sun_path.
     state_dir_fd: File,
+    /// A sealed copy of the runtime binary (see `crate::sealed`), run instead of its path.
+    runtime_fd: Option<OwnedFd>,
+    /// The runtime has forgotten the container (`delete` ran).
+    runtime_deleted: bool,
 }
 
 fn exit_code(status: WaitStatus) -> Option<(i32, i64)> {
@@ -320,7 +341,7 @@ fn recv_pty(listener: &UnixListener) -> Result<File, String> {
 }
 
 impl Shim {
-    fn setup(cfg: ShimConfig) -> Result<Shim, ShimError> {
+    fn setup(cfg: ShimConfig, runtime_fd: Option<OwnedFd>) -> Result<Shim, ShimError> {
         let dir = cfg.state_dir.clone();
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| ShimError::io("set child subreaper", &dir, e.into()))?;
@@ -381,6 +402,8 @@ impl Shim {
             last_activity: Instant::now(),
             console_seq: 0,
             state_dir_fd,
+            runtime_fd,
+            runtime_deleted: false,
         };
         if let Err(e) = shim.create() {
             let _ = fs::remove_file(&sock);
@@ -395,7 +418,16 @@ impl Shim {
     }
 
     fn runtime_cmd(&self) -> Command {
-        let mut c = Command::new(&self.cfg.runtime);
+        let mut c = match &self.runtime_fd {
+            Some(fd) => {
+                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                // The runtime names itself after argv[0] in its messages.
+                let name = self.cfg.runtime.file_name().unwrap_or_default();
+                std::os::unix::process::CommandExt::arg0(&mut c, name);
+                c
+            }
+            None => Command::new(&self.cfg.runtime),
+        };
         c.arg("--root")
             .arg(&self.cfg.runtime_root)
             .arg("--log")
@@ -591,6 +623,12 @@ impl Shim {
             self.check_exit();
             self.check_execs();
             self.flush_conns();
+            if self.exit.is_some() && !self.runtime_deleted {
+                // The exit is recorded and the waiters have their answer (flushed above), so
+                // the runtime's state can go now, while berthd unmounts and tears down the
+                // network, instead of after it asks: `docker run --rm` waits for all of it.
+                self.delete_from_runtime();
+            }
             if self.exit.is_some()
                 && self.conns.is_empty()
                 && self.last_activity.elapsed() > IDLE_EXIT
@@ -1341,18 +1379,27 @@ impl Shim {
     }
 
     /// Delete the container from the runtime and remove our socket and leftovers.
-    fn cleanup(&mut self) {
+    /// `runtime delete` of the container, once.
+    fn delete_from_runtime(&mut self) {
+        if self.runtime_deleted {
+            return;
+        }
+        self.runtime_deleted = true;
         let id = self.cfg.id.clone();
-        let force = self.exit.is_none();
-        let args: Vec<&str> = if force {
-            vec!["delete", "--force", &id]
+        let args: &[&str] = if self.exit.is_none() {
+            &["delete", "--force", &id]
         } else {
-            vec!["delete", &id]
+            &["delete", &id]
         };
-        if let Err(e) = self.runtime(&args) {
+        if let Err(e) = self.runtime(args) {
             // Already gone is fine; anything else is worth a line in shim.log.
             eprintln!("berth-shim: {e}");
         }
+    }
+
+    fn cleanup(&mut self) {
+        let force = self.exit.is_none();
+        self.delete_from_runtime();
         // A forced delete kills the init; reap it so no zombie outlives us.
         if force {
             let deadline = Instant::now() + Duration::from_secs(2);
