@@ -162,6 +162,13 @@ impl Snapshotter {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
+        // Container layers whose removal a crash interrupted (see `detach_rw`).
+        for entry in fs::read_dir(&rw).map_err(ioerr("read", &rw))? {
+            let entry = entry.map_err(ioerr("read", &rw))?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp-rm-") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
         Ok(Snapshotter {
             root: root.to_path_buf(),
         })
@@ -358,16 +365,27 @@ impl Snapshotter {
 
     /// Remove a container layer; missing is fine. The caller unmounts first.
     pub fn remove_rw(&self, key: &str) -> Result<(), SnapshotError> {
+        match self.detach_rw(key)? {
+            Some(trash) => fs::remove_dir_all(&trash).map_err(ioerr("remove", &trash)),
+            None => Ok(()),
+        }
+    }
+
+    /// Take a container layer out of the store with one rename and return where its files
+    /// went, for the caller to delete when it suits (a big upper dir takes long to delete, and
+    /// `docker run --rm` waits for the removal); `None` when there is no such layer. The
+    /// caller unmounts first. What a crash leaves behind is deleted by the next `open`.
+    pub fn detach_rw(&self, key: &str) -> Result<Option<PathBuf>, SnapshotError> {
         let dir = self.rw_dir(key)?;
         if !dir.exists() {
-            return Ok(());
+            return Ok(None);
         }
         let trash = self
             .root
             .join("rw")
             .join(format!(".tmp-rm-{key}-{:08x}", rand::random::<u32>()));
         fs::rename(&dir, &trash).map_err(ioerr("rename", &dir))?;
-        fs::remove_dir_all(&trash).map_err(ioerr("remove", &trash))
+        Ok(Some(trash))
     }
 
     /// Every container layer's metadata.
@@ -687,5 +705,29 @@ mod tests {
         s.remove_rw("c1").unwrap();
         s.remove_rw("c1").unwrap();
         assert!(s.list_rw().unwrap().is_empty());
+    }
+
+    #[test]
+    fn detached_layers_leave_the_store_at_once_and_a_reopen_deletes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshotter::open(dir.path()).unwrap();
+        let l = s.create_rw("c1", None, &[]).unwrap();
+        fs::write(l.upper.join("f"), b"data").unwrap();
+        let trash = s.detach_rw("c1").unwrap().expect("the layer existed");
+        assert!(s.list_rw().unwrap().is_empty(), "gone from the store");
+        assert!(matches!(s.rw("c1"), Err(SnapshotError::NotFound(_))));
+        let rel = l.upper.strip_prefix(dir.path().join("rw/c1")).unwrap();
+        assert!(
+            trash.join(rel).join("f").exists(),
+            "files wait for the caller"
+        );
+        assert!(s.detach_rw("c1").unwrap().is_none());
+        // A create with the same key is not disturbed by the pending delete.
+        s.create_rw("c1", None, &[]).unwrap();
+        // The caller never deleted them (a crash): the next open does.
+        drop(s);
+        let s = Snapshotter::open(dir.path()).unwrap();
+        assert!(!trash.exists());
+        assert_eq!(s.list_rw().unwrap().len(), 1);
     }
 }

@@ -940,6 +940,12 @@ impl ImageStore {
         Ok(self.inner.snapshots.remove_rw(key)?)
     }
 
+    /// Take a container layer out of the store, leaving its files for the caller to delete
+    /// (see `Snapshotter::detach_rw`); `None` when there is no such layer.
+    pub fn detach_rw_layer(&self, key: &str) -> Result<Option<std::path::PathBuf>, Error> {
+        Ok(self.inner.snapshots.detach_rw(key)?)
+    }
+
     /// Bytes in the container layer's upper directory.
     pub fn rw_layer_size(&self, key: &str) -> Result<u64, Error> {
         Ok(self.inner.snapshots.rw_size(key)?)

@@ -40,12 +40,22 @@ impl Engine {
         let state_dir = self.config().container_state_dir(&c.id);
         let rootfs = state_dir.join("rootfs");
         let key = c.id.clone();
-        self.blocking(move |e| {
-            e.images().unmount_rw_layer(&rootfs)?;
-            e.images().remove_rw_layer(&key)?;
-            Ok(())
-        })
-        .await?;
+        let trash = self
+            .blocking(move |e| {
+                e.images().unmount_rw_layer(&rootfs)?;
+                Ok(e.images().detach_rw_layer(&key)?)
+            })
+            .await?;
+        if let Some(trash) = trash {
+            // The layer is out of the store already; deleting its files can take a while
+            // (tens of ms for a small one on a busy disk) and nobody needs to wait for it.
+            let id = h.id.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = std::fs::remove_dir_all(&trash) {
+                    tracing::warn!(id = %id, "delete container layer {}: {e}", trash.display());
+                }
+            });
+        }
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: rw layer gone");
         let _ = std::fs::remove_dir_all(&state_dir);
         self.forget_container_network(&c.id).await;
