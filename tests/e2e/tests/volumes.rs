@@ -749,6 +749,51 @@ fn volume_api_details() {
     ]));
     let m = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &c]));
     assert_eq!(m[0]["Mode"], "z", "{m}");
+    // Bad input over the API: 400 with dockerd's text (or, for an unknown Mounts field,
+    // which dockerd ignores, one naming it).
+    let create = |hc: &str| {
+        api(
+            &d,
+            "POST",
+            "/v1.47/containers/create",
+            Some(&format!(
+                r#"{{"Image":"busybox","Cmd":["true"],"HostConfig":{hc}}}"#
+            )),
+        )
+    };
+    for (hc, want) in [
+        (
+            r#"{"Binds":["foo/bar:/x"]}"#,
+            "create foo/bar: \"foo/bar\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path",
+        ),
+        (
+            r#"{"Binds":["/tmp:/proc/x"]}"#,
+            "invalid volume specification: '/tmp:/proc/x': invalid mount config for type \"bind\": \"/proc/x\" cannot be mounted because it is located inside \"/proc\"",
+        ),
+        (
+            r#"{"Mounts":[{"Type":"bind","Source":"/tmp","Target":"/x","Bogus":1}]}"#,
+            "unknown field \"Bogus\" in Mount",
+        ),
+        (
+            r#"{"Mounts":[{"Type":"tmpfs","Source":"x","Target":"/x"}]}"#,
+            "invalid mount config for type \"tmpfs\": field Source must not be specified",
+        ),
+    ] {
+        let (code, err) = create(hc);
+        assert_eq!(code, 400, "{hc}: {err}");
+        assert_eq!(err["message"], want, "{hc}");
+    }
+    let (code, err) = api(
+        &d,
+        "POST",
+        "/v1.47/volumes/create",
+        Some(r#"{"Name":"a b"}"#),
+    );
+    assert_eq!(code, 400, "{err}");
+    assert!(err["message"]
+        .as_str()
+        .expect("message")
+        .starts_with("create a b: \"a b\" includes invalid characters"));
 }
 
 /// Mount points of this process's namespace under `root` (berthd runs in it).
