@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10}
 ./scripts/host-prep.sh >/dev/null
-if [ -n "${BERTH_BIN:-}" ]; then BIN=$BERTH_BIN; else cargo build --release --workspace --bins -q; BIN=$PWD/target/release; fi
+if [ -n "${BERTH_BIN:-}" ]; then BIN=$(cd "$BERTH_BIN" && pwd); else cargo build --release --workspace --bins -q; BIN=$PWD/target/release; fi
 command -v docker-compose >/dev/null || { echo "needs docker-compose (apt-get install docker-compose)"; exit 1; }
 W=$(mktemp -d /tmp/berth-bench-compose-XXXXXX)
 SOCK=$W/berth.sock
