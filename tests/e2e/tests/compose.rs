@@ -774,7 +774,10 @@ fn volume_persists_across_down_up_and_bad_graphs_are_named() {
     let out = run(&["up", "-d"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.contains("cycle"), "{err}");
+    assert!(
+        err.contains("dependency cycle detected: a -> b -> a"),
+        "{err}"
+    );
     write(
         dir.path(),
         "compose.yaml",
