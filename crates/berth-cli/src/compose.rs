@@ -397,7 +397,13 @@ fn progress(a: &ComposeArgs) -> Progress {
     let tty = match a.progress.as_deref() {
         Some("plain") | Some("quiet") => false,
         Some("tty") => true,
-        _ => a.ansi != "never" && crate::stdio::is_tty(2),
+        // `--ansi always` colors (and redraws) even when stderr is not a terminal, as
+        // docker compose's does.
+        _ => match a.ansi.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => crate::stdio::is_tty(2),
+        },
     };
     Progress {
         tty,

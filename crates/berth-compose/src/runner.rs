@@ -706,7 +706,12 @@ impl<'a> Runner<'a> {
                     continue;
                 }
                 self.progress.event("Container", &c.name, "Starting");
-                self.client.container_start(&c.id).await?;
+                if let Err(e) = self.client.container_start(&c.id).await {
+                    // Say which container failed, as compose does; the error follows.
+                    self.progress.event("Container", &c.name, "Error");
+                    self.progress.finish();
+                    return Err(e.into());
+                }
                 self.progress.event("Container", &c.name, "Started");
             }
         }

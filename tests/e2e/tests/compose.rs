@@ -1227,3 +1227,110 @@ fn failed_up_reports_and_down_cleans_everything() {
     assert!(!vols.contains(&p), "{vols}");
     drop(taken);
 }
+
+/// A berth-registry child on 127.0.0.1:<free port>; killed on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry() -> Registry {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new(bin("berth-registry"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn berth-registry");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registry not listening"
+        );
+        assert!(child.try_wait().expect("wait").is_none(), "registry exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Registry {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// build + push to a registry, pull back after the image is gone, `down --remove-orphans`,
+/// and attached `up --ansi always` with colored prefixes.
+#[test]
+fn push_pull_orphans_and_colored_attached_logs() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let reg = registry();
+    let dir = tempfile::Builder::new()
+        .prefix("cpush-")
+        .tempdir()
+        .expect("tmp");
+    let root = dir.path();
+    let image = format!("127.0.0.1:{}/compose/app:1", reg.port);
+    write(
+        root,
+        "Dockerfile",
+        "FROM busybox\nRUN echo pushed > /marker\n",
+    );
+    let project = format!("services:\n  app:\n    build: .\n    image: {image}\n    command: sh -c 'cat /marker; exec sleep 3600'\n    stop_signal: SIGKILL\n  user:\n    image: {image}\n    command: sh -c 'cat /marker; exec sleep 3600'\n    stop_signal: SIGKILL\n");
+    write(root, "compose.yaml", &project);
+    let p = unique("cpush");
+    let run = |args: &[&str]| {
+        let mut a = vec!["-p", p.as_str()];
+        a.extend_from_slice(args);
+        compose(&d, root, &a)
+    };
+    ok(run(&["build"]));
+    ok(run(&["push", "app"]));
+    ok(d.docker(&["rmi", &image]));
+    assert!(!d.docker(&["image", "inspect", &image]).status.success());
+    ok(run(&["pull", "user"]));
+    ok(d.docker(&["image", "inspect", &image]));
+
+    // up -d, then drop `user` from the file: down --remove-orphans removes it too.
+    ok(run(&["up", "-d", "--no-build"]));
+    write(
+        root,
+        "compose.yaml",
+        &project[..project.find("  user:").expect("user")],
+    );
+    let out = ok(run(&["down", "--remove-orphans"]));
+    assert!(out.contains(&format!("{p}-user-1")), "{out}");
+    assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
+
+    // Attached: each service's lines carry its colored prefix.
+    write(
+        root,
+        "compose.yaml",
+        "services:\n  one:\n    image: busybox\n    command: echo from-one\n  two:\n    image: busybox\n    command: sh -c 'sleep 1; echo from-two'\n",
+    );
+    let out = run(&["--ansi", "always", "up", "--abort-on-container-exit"]);
+    let got = stdout(&out);
+    let colored = colored_line(&got, "one-1  | \u{1b}[0mfrom-one");
+    assert!(colored, "{got:?}");
+    assert!(got.contains("\u{1b}["), "{got:?}");
+    ok(run(&["down"]));
+}
+
+/// `needle` preceded (somewhere before it on the same line) by an ANSI color escape.
+fn colored_line(hay: &str, needle: &str) -> bool {
+    hay.lines()
+        .any(|l| l.contains(needle) && l.starts_with("\u{1b}["))
+}
