@@ -557,11 +557,13 @@ pub fn load(opts: &LoadOptions) -> Result<Project, LoadError> {
     } else {
         opts.env_files.iter().map(|e| abs(&cwd, e)).collect()
     };
+    // Later env files override earlier ones; the process environment wins over them all.
+    let mut from_files: BTreeMap<String, String> = BTreeMap::new();
     for ef in &env_files {
-        for (k, v) in dotenv::read(ef, &opts.os_env)? {
-            // The process environment wins over the file.
-            env.entry(k).or_insert(v);
-        }
+        from_files.extend(dotenv::read(ef, &opts.os_env)?);
+    }
+    for (k, v) in from_files {
+        env.entry(k).or_insert(v);
     }
 
     let mut texts = Vec::new();

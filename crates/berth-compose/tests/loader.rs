@@ -497,3 +497,33 @@ fn shared_namespaces_and_volumes_imply_dependencies() {
         "service_healthy"
     );
 }
+
+#[test]
+fn env_file_option_replaces_dot_env() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: ${IMG}:${TAG:-latest}\n",
+    );
+    write(d, ".env", "IMG=fromdotenv\nTAG=1\n");
+    write(d, "a.env", "IMG=froma\n");
+    write(d, "b.env", "IMG=fromb\nTAG=2\n");
+    assert_eq!(
+        load(&opts(d)).expect("loads").service("web").expect("web")["image"],
+        "fromdotenv:1"
+    );
+    // --env-file replaces .env (TAG from .env is not read); later files win.
+    let mut o = opts(d);
+    o.env_files = vec!["a.env".into()];
+    assert_eq!(
+        load(&o).expect("loads").service("web").expect("web")["image"],
+        "froma:latest"
+    );
+    o.env_files = vec!["a.env".into(), "b.env".into()];
+    assert_eq!(
+        load(&o).expect("loads").service("web").expect("web")["image"],
+        "fromb:2"
+    );
+}
