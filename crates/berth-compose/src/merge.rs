@@ -1,9 +1,10 @@
 //! Merging of normalized compose models, per the Compose Specification's merge rules: used
 //! for several `-f` files, the override file, and `extends`.
 //!
-//! Mappings merge key by key (the override wins for scalars). Sequences are appended
-//! without duplicates, except: `command`, `entrypoint` and `healthcheck.test` are replaced
-//! whole; `volumes` are unique by `target`, `secrets` and `configs` by `target` (else
+//! Mappings merge key by key (the override wins for scalars), except `logging` (replaced
+//! whole when the driver changes) and each entry of `ulimits` (replaced whole). Sequences
+//! are appended without duplicates, except: `command`, `entrypoint` and `healthcheck.test`
+//! are replaced whole; `volumes` are unique by `target`, `secrets` and `configs` by `target` (else
 //! `source`), `ports` by their whole entry, `devices` by the container path. Because every
 //! input is already normalized, `environment`, `labels`, `depends_on`, `networks` are maps
 //! and merge as such.
@@ -29,6 +30,27 @@ pub fn merge_value(base: &mut Value, over: Value, field: &str) {
     if REPLACE.contains(&field) {
         *base = over;
         return;
+    }
+    // compose-go's mergeLogging: options only merge when the driver stays the same (or one
+    // side names none); another driver's options would be refused by the new driver.
+    if field == "logging" {
+        let driver = |v: &Value| v.get("driver").and_then(Value::as_str).map(str::to_string);
+        if let (Some(b), Some(o)) = (driver(base), driver(&over)) {
+            if b != o {
+                *base = over;
+                return;
+            }
+        }
+    }
+    // compose-go's mergeUlimit: each limit is replaced whole (`nofile: 2048` over
+    // `{soft, hard}`, or a new `{soft, hard}` pair).
+    if field == "ulimits" {
+        if let (Value::Object(b), Value::Object(o)) = (&mut *base, &over) {
+            for (k, v) in o {
+                b.insert(k.clone(), v.clone());
+            }
+            return;
+        }
     }
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => merge_map(b, o),
@@ -109,5 +131,36 @@ mod tests {
             json!({"test": ["CMD", "b"], "interval": "1s"})
         );
         assert_eq!(base["dns"], json!(["1.1.1.1", "8.8.8.8"]));
+    }
+
+    #[test]
+    fn logging_and_ulimits() {
+        let mut base = json!({
+            "logging": {"driver": "json-file", "options": {"max-size": "1m"}},
+            "ulimits": {"nofile": {"soft": 1, "hard": 2}, "nproc": 5},
+        });
+        merge_value(
+            &mut base,
+            json!({
+                "logging": {"driver": "syslog", "options": {"tag": "x"}},
+                "ulimits": {"nofile": {"soft": 3}},
+            }),
+            "",
+        );
+        assert_eq!(
+            base["logging"],
+            json!({"driver": "syslog", "options": {"tag": "x"}})
+        );
+        assert_eq!(base["ulimits"], json!({"nofile": {"soft": 3}, "nproc": 5}));
+        // Same driver (or none named): options merge.
+        merge_value(
+            &mut base,
+            json!({"logging": {"options": {"mode": "non-blocking"}}}),
+            "",
+        );
+        assert_eq!(
+            base["logging"]["options"],
+            json!({"tag": "x", "mode": "non-blocking"})
+        );
     }
 }
