@@ -1139,8 +1139,16 @@ fn recreate_flags_logs_rm_run_and_healthy_waits() {
     let fo = follow.wait_with_output().expect("logs -f output");
     assert!(stdout(&fo).contains("web-1  | line5"), "{}", stdout(&fo));
 
-    // stop, then start web alone: db first, and web only once db is healthy again.
-    ok(run(&["stop"]));
+    // stop goes in reverse dependency order (web before db); then start web alone: db
+    // first, and web only once db is healthy again.
+    let out = ok(run(&["stop"]));
+    let web_stopped = out
+        .find(&format!("{p}-web-1  Stopped"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let db_stopping = out
+        .find(&format!("{p}-db-1  Stopping"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(web_stopped < db_stopping, "{out}");
     let out = ok(run(&["start", "web"]));
     assert!(out.contains(&format!("{p}-db-1")), "{out}");
     healthy_before(&out, "web");
