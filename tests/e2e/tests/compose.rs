@@ -255,7 +255,9 @@ fn attached_up_streams_logs_and_exit_code() {
     ok(compose(&d, dir.path(), &["-p", &p, "down"]));
 }
 
-/// Debian's docker-compose 1.29 (Python) driving berthd through the Engine API.
+/// Debian's docker-compose 1.29 (Python) driving berthd through the Engine API: build, up
+/// with `--scale`, `scale`, ps, run, exec, logs and `down -v` of a project with a built
+/// service, two networks, a named volume and a healthcheck (`service_healthy`).
 #[test]
 fn docker_compose_1_29_flow() {
     if !require("docker-compose") {
@@ -292,6 +294,10 @@ fn docker_compose_1_29_flow() {
     assert!(ps.contains(&format!("{p}_app_1")), "{ps}");
     assert!(ps.contains(&format!("{p}_app_2")), "{ps}");
     assert!(ps.contains(&format!("{p}_built_1")), "{ps}");
+    // The old `scale` verb too (deprecated in 1.29, still driving the same API calls).
+    ok(dc(&["scale", "app=3"]));
+    let ps = ok(dc(&["ps"]));
+    assert!(ps.contains(&format!("{p}_app_3")), "{ps}");
     ok(d.docker(&["network", "inspect", &format!("{p}_back")]));
     ok(d.docker(&["network", "inspect", &format!("{p}_front")]));
     let health = stdout(&d.docker(&[
