@@ -939,3 +939,95 @@ fn no_leaked_mounts_and_refs_survive_restart() {
     ok(d.docker(&["volume", "rm", "tv"]));
     assert!(volume_names(&d).is_empty());
 }
+
+/// `docker inspect` of a container with every kind of mount, with the daemon's data root
+/// and anonymous volume names replaced, so two daemons' answers can be compared.
+fn mounts_view(out: Output, data_root: &std::path::Path) -> Value {
+    let s = ok(out).replace(&data_root.to_string_lossy().to_string(), "<root>");
+    let re_anon = |s: &str| -> String {
+        // 64-hex volume names (anonymous) differ per daemon.
+        let mut out = String::new();
+        let mut run = String::new();
+        for ch in s.chars() {
+            if ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase() {
+                run.push(ch);
+                continue;
+            }
+            out.push_str(if run.len() == 64 { "<anon>" } else { &run });
+            run.clear();
+            out.push(ch);
+        }
+        out.push_str(if run.len() == 64 { "<anon>" } else { &run });
+        out
+    };
+    let mut v: Value = serde_json::from_str(&re_anon(&s)).expect("inspect json");
+    let c = &mut v[0];
+    let mut mounts = c["Mounts"].as_array().cloned().unwrap_or_default();
+    mounts.sort_by_key(|m| m["Destination"].as_str().unwrap_or("").to_string());
+    // docker's CLI sends -v binds in Go map order, different from run to run.
+    let mut binds = c["HostConfig"]["Binds"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    binds.sort_by_key(|b| b.as_str().unwrap_or("").to_string());
+    serde_json::json!({
+        "Mounts": mounts,
+        "Binds": binds,
+        "HostMounts": c["HostConfig"]["Mounts"],
+        "Tmpfs": c["HostConfig"]["Tmpfs"],
+        "Volumes": c["Config"]["Volumes"],
+    })
+}
+
+#[test]
+fn inspect_mounts_match_dockerd() {
+    let Some(dd) = Dockerd::start() else {
+        return;
+    };
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    dd.import_busybox("busybox");
+    let host = d.dir.path().join("shared-src");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    let h = host.to_str().expect("utf8");
+    let args = [
+        "create".to_string(),
+        "--network".into(),
+        "none".into(),
+        "-v".into(),
+        "nv:/n".into(),
+        "-v".into(),
+        "/an".into(),
+        "-v".into(),
+        format!("{h}:/b:ro,rslave"),
+        "-v".into(),
+        "nv2:/n2:ro,nocopy".into(),
+        "--mount".into(),
+        format!("type=bind,src={h},dst=/mb,bind-propagation=rshared"),
+        "--mount".into(),
+        "type=volume,src=mv,dst=/mv,volume-nocopy,readonly".into(),
+        "--mount".into(),
+        "type=volume,dst=/manon".into(),
+        "--mount".into(),
+        "type=tmpfs,dst=/mt,tmpfs-size=1m,tmpfs-mode=0700".into(),
+        "--tmpfs".into(),
+        "/t:size=1m,mode=1770".into(),
+        "busybox".into(),
+        "true".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ours = ok(d.docker(&args)).trim().to_string();
+    let theirs = ok(dd.docker(&args)).trim().to_string();
+    let ours = mounts_view(d.docker(&["inspect", &ours]), &d.dir.path().join("data"));
+    let theirs = mounts_view(
+        dd.docker(&["inspect", &theirs]),
+        &dd.dir.path().join("data"),
+    );
+    assert_eq!(
+        ours,
+        theirs,
+        "berth:\n{}\ndockerd:\n{}",
+        serde_json::to_string_pretty(&ours).expect("json"),
+        serde_json::to_string_pretty(&theirs).expect("json")
+    );
+}
