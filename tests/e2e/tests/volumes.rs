@@ -685,6 +685,19 @@ fn volume_api_details() {
     want.sort();
     assert_eq!(names, want);
     assert!(df["Volumes"][0]["UsageData"]["Size"].is_i64(), "{df}");
+    let verbose = ok(d.docker(&["system", "df", "-v"]));
+    let vols = verbose
+        .split("VOLUME NAME")
+        .nth(1)
+        .expect("volumes table")
+        .split("\n\n")
+        .next()
+        .expect("table")
+        .to_string();
+    assert!(
+        vols.contains("named1") && !vols.contains("tmp1"),
+        "{verbose}"
+    );
     let (code, err) = api(&d, "GET", "/v1.47/system/df?type=bogus", None);
     assert_eq!(code, 400);
     assert_eq!(err["message"], "unknown object type: bogus");
