@@ -658,8 +658,18 @@ impl<'a> Runner<'a> {
             image_ids.insert(s.clone(), id);
         }
         let mut plan: Vec<(String, Vec<Ctr>)> = Vec::new();
+        // Services whose containers were replaced in this run: a container that shares one
+        // of their namespaces (`network_mode: service:x`) would keep the old, now dead one,
+        // so it is recreated too, as compose v2 does.
+        let mut recreated: BTreeSet<String> = BTreeSet::new();
         for s in &order {
             let svc = self.project.service(s).cloned().unwrap_or_default();
+            let joins_recreated = ["network_mode", "ipc", "pid"].iter().any(|k| {
+                svc.get(*k)
+                    .and_then(Value::as_str)
+                    .and_then(|m| m.strip_prefix("service:"))
+                    .is_some_and(|x| recreated.contains(x))
+            });
             let want = o
                 .scale
                 .get(s)
@@ -676,9 +686,13 @@ impl<'a> Runner<'a> {
             for n in 1..=want {
                 match mine.iter().find(|c| c.number == n) {
                     Some(c)
-                        if (c.hash != hash || c.image_id() != image_id || o.force_recreate)
+                        if (c.hash != hash
+                            || c.image_id() != image_id
+                            || o.force_recreate
+                            || joins_recreated)
                             && !o.no_recreate =>
                     {
+                        recreated.insert(s.clone());
                         self.progress.event("Container", &c.name, "Recreate");
                         self.remove_container(c, o.timeout, false).await?;
                         let nc = self.create_container(s, &svc, n, &image_id).await?;

@@ -1038,6 +1038,25 @@ fn service_keys_reach_the_container() {
     );
     assert_eq!(ids(&d, "label=com.docker.compose.service=many").len(), 2);
 
+    // A change to web recreates it, and with it the sidecar in its network namespace
+    // (which would otherwise keep the dead one).
+    let side_before = ids(&d, &format!("name={p}-sidecar-1"));
+    write(
+        root,
+        "compose.yaml",
+        &KEYS_PROJECT.replace("org.example.k: v", "org.example.k: v2"),
+    );
+    ok(compose_env(&d, root, &["-p", &p, "up", "-d"], &env));
+    assert_ne!(ids(&d, &format!("name={p}-sidecar-1")), side_before);
+    ok(compose_env(
+        &d,
+        root,
+        &[
+            "-p", &p, "exec", "-T", "sidecar", "ping", "-c1", "-W2", "database",
+        ],
+        &env,
+    ));
+
     ok(compose_env(&d, root, &["-p", &p, "down", "-t", "1"], &env));
     assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
     ok(d.docker(&["rm", "-f", &outside]));
