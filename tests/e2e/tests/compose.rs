@@ -1251,6 +1251,19 @@ fn failed_up_reports_and_down_cleans_everything() {
         "the failure does not name the port: {all}"
     );
     // Everything it made carries the project label, so `down -v` finds it all.
+    for (kind, name) in [("network", format!("{p}_n")), ("volume", format!("{p}_v"))] {
+        let v = inspect(&d, &name);
+        assert_eq!(
+            v["Labels"]["com.docker.compose.project"],
+            p.as_str(),
+            "{kind} {name}: {v}"
+        );
+    }
+    let second = inspect(&d, &format!("{p}-second-1"));
+    assert_eq!(
+        second["Config"]["Labels"]["com.docker.compose.project"],
+        p.as_str()
+    );
     ok(run(&["down", "-v"]));
     assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
     assert_eq!(stdout(&d.docker(&["ps", "-aq"])).trim(), "");
