@@ -698,6 +698,16 @@ fn volume_api_details() {
         vols.contains("named1") && !vols.contains("tmp1"),
         "{verbose}"
     );
+    // berth's own CLI prints the same table.
+    let ours = ok(d.berth(&["system", "df", "-v"]));
+    let our_vols = ours
+        .split("VOLUME NAME")
+        .nth(1)
+        .expect("berth volumes table")
+        .split("\n\n")
+        .next()
+        .expect("table");
+    assert_eq!(our_vols, vols, "{ours}");
     let (code, err) = api(&d, "GET", "/v1.47/system/df?type=bogus", None);
     assert_eq!(code, 400);
     assert_eq!(err["message"], "unknown object type: bogus");

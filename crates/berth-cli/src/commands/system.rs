@@ -317,7 +317,10 @@ pub async fn df(c: &Client, a: DfArgs) -> CliResult {
         json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(), "Active": cache_active.to_string(),
             "Size": size(cache_total as f64), "Reclaimable": size(cache_reclaim as f64)}),
     ];
-    let _ = a.verbose;
+    if a.verbose && a.format.as_deref().is_none_or(|f| f == "table") {
+        out(&df_verbose_tables(&v, super::now_secs())?);
+        return Ok(());
+    }
     let fmt = crate::format::Format::new(
         a.format.as_deref(),
         "{{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
@@ -325,6 +328,130 @@ pub async fn df(c: &Client, a: DfArgs) -> CliResult {
     let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
     out(&fmt.render(&header, &rows)?);
     Ok(())
+}
+
+/// `system df -v` as docker's CLI prints it (`verboseWriteTable`): one table per object
+/// type, each with its header even when empty. Images show their first tag only,
+/// containers their writable layer size only, volumes their `UsageData`, and the build
+/// cache its non-shared total, with records ordered by last use (never used first).
+fn df_verbose_tables(v: &Value, now: f64) -> Result<String, CliError> {
+    use super::container::{container_row, ps_header};
+    use super::image::{image_rows, images_header};
+    use crate::format::humanize::{human_duration, human_size};
+    use crate::format::Format;
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let table = |tpl: &str, header: &Value, rows: &[Value]| -> Result<String, CliError> {
+        Ok(Format::new(Some(&format!("table {tpl}")), tpl)?.render(header, rows)?)
+    };
+    let mut o = String::from("Images space usage:\n\n");
+    let images: Vec<Value> = list("Images")
+        .into_iter()
+        .flat_map(|mut img| {
+            if let Some(tags) = img["RepoTags"].as_array_mut() {
+                tags.truncate(1);
+            }
+            image_rows(&[img], true, now, None)
+        })
+        .collect();
+    o.push_str(&table(
+        "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
+        &images_header(),
+        &images,
+    )?);
+    o.push_str("\nContainers space usage:\n\n");
+    let containers: Vec<Value> = list("Containers")
+        .into_iter()
+        .map(|mut c| {
+            c["SizeRootFs"] = json!(0);
+            container_row(&c, true, now)
+        })
+        .collect();
+    o.push_str(&table(
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+        &ps_header(),
+        &containers,
+    )?);
+    o.push_str("\nLocal Volumes space usage:\n\n");
+    let volumes: Vec<Value> = list("Volumes")
+        .iter()
+        .map(|vol| {
+            let u = &vol["UsageData"];
+            let (links, size) = if u.is_object() {
+                (
+                    u["RefCount"].as_i64().unwrap_or(0).to_string(),
+                    human_size(u["Size"].as_i64().unwrap_or(0) as f64),
+                )
+            } else {
+                ("N/A".to_string(), "N/A".to_string())
+            };
+            json!({"Name": s(&vol["Name"]), "Links": links, "Size": size})
+        })
+        .collect();
+    o.push_str(&table(
+        "{{.Name}}\t{{.Links}}\t{{.Size}}",
+        &json!({"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}),
+        &volumes,
+    )?);
+    let mut cache = list("BuildCache");
+    let used = |c: &Value| {
+        c["LastUsedAt"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    cache.sort_by(|a, b| {
+        let id = |c: &Value| s(&c["ID"]);
+        match (used(a), used(b)) {
+            (None, None) => id(a).cmp(&id(b)),
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.cmp(&y).then_with(|| id(a).cmp(&id(b))),
+        }
+    });
+    let unshared: i64 = cache
+        .iter()
+        .filter(|c| !c["Shared"].as_bool().unwrap_or(false))
+        .map(|c| c["Size"].as_i64().unwrap_or(0))
+        .sum();
+    o.push_str(&format!(
+        "\nBuild cache usage: {}\n\n",
+        human_size(unshared as f64)
+    ));
+    let since = |t: Option<chrono::DateTime<chrono::FixedOffset>>| {
+        t.map(|t| {
+            let age = now - t.timestamp() as f64;
+            format!("{} ago", human_duration(age))
+        })
+        .unwrap_or_default()
+    };
+    let rows: Vec<Value> = cache
+        .iter()
+        .map(|c| {
+            let mut id = super::truncate_id(&s(&c["ID"]));
+            if c["InUse"].as_bool().unwrap_or(false) {
+                id.push('*');
+            }
+            let created = c["CreatedAt"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            json!({
+                "ID": id,
+                "CacheType": s(&c["Type"]),
+                "Size": human_size_prec(c["Size"].as_i64().unwrap_or(0) as f64, 3),
+                "CreatedSince": since(created),
+                "LastUsedSince": since(used(c)),
+                "UsageCount": c["UsageCount"].as_i64().unwrap_or(0).to_string(),
+                "Shared": c["Shared"].as_bool().unwrap_or(false).to_string(),
+            })
+        })
+        .collect();
+    o.push_str(&table(
+        "{{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}",
+        &json!({"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE",
+            "CreatedSince": "CREATED", "LastUsedSince": "LAST USED", "UsageCount": "USAGE",
+            "Shared": "SHARED"}),
+        &rows,
+    )?);
+    Ok(o)
 }
 
 fn prune_report(v: &Value, key: &str, title: &str) -> (String, f64) {
@@ -564,4 +691,52 @@ pub async fn login(c: &Client, a: LoginArgs) -> CliResult {
             .unwrap_or("Login Succeeded")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_verbose_volume_and_cache_tables() {
+        let v = json!({
+            "Images": [],
+            "Containers": [],
+            "Volumes": [
+                {"Name": "big", "UsageData": {"Size": 536870912, "RefCount": 2}},
+                {"Name": "unknown"}
+            ],
+            "BuildCache": [
+                {"ID": "bbbbbbbbbbbbbbbb", "Type": "regular", "Size": 2000, "Shared": false,
+                 "InUse": true, "UsageCount": 3, "CreatedAt": "2023-11-14T22:13:00Z",
+                 "LastUsedAt": "2023-11-14T22:13:00Z"},
+                {"ID": "aaaaaaaaaaaaaaaa", "Type": "regular", "Size": 5, "Shared": true,
+                 "CreatedAt": "2023-11-14T22:13:00Z"}
+            ]
+        });
+        let now = 1_700_000_000.0 + 20.0 * 60.0;
+        let t = df_verbose_tables(&v, now).expect("tables");
+        let vols = t
+            .split("Local Volumes space usage:\n\n")
+            .nth(1)
+            .expect("volumes")
+            .split("\nBuild cache usage")
+            .next()
+            .expect("end");
+        assert_eq!(
+            vols,
+            "VOLUME NAME   LINKS     SIZE\nbig           2         536.9MB\nunknown       N/A       N/A\n"
+        );
+        // Only unshared records count; the never-used one sorts first; in use gets a `*`.
+        let cache = t.split("Build cache usage: ").nth(1).expect("cache");
+        assert!(cache.starts_with("2kB\n\n"), "{cache}");
+        let lines: Vec<&str> = cache.lines().skip(2).collect();
+        assert!(lines[0].starts_with("CACHE ID"), "{cache}");
+        assert!(lines[1].starts_with("aaaaaaaaaaaa "), "{cache}");
+        assert!(lines[2].starts_with("bbbbbbbbbbbb* "), "{cache}");
+        assert!(
+            t.starts_with("Images space usage:\n\nREPOSITORY   TAG"),
+            "{t}"
+        );
+    }
 }
