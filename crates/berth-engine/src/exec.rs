@@ -59,6 +59,8 @@ pub struct ExecHandle {
     pub status: Mutex<ExecStatus>,
     /// Signalled when the exit code has been recorded (see [`Engine::exec_settle`]).
     exited: tokio::sync::Notify,
+    /// Keeps the cgroup migration lock warm from create until the process exists.
+    warm: Mutex<Option<crate::container::start::WarmGuard>>,
 }
 
 impl Engine {
@@ -94,6 +96,11 @@ impl Engine {
                 config: cfg,
                 status: Mutex::new(ExecStatus::default()),
                 exited: tokio::sync::Notify::new(),
+                // The start request follows within a millisecond or two and the runtime's
+                // move of the process a few after: warming starts now, ends once it exists.
+                warm: Mutex::new(Some(
+                    self.warm_cgroup_migration(std::time::Duration::from_millis(500)),
+                )),
             }),
         );
         self.emit_container(&h, &format!("exec_create: {cmdline}"), attrs);
@@ -198,7 +205,10 @@ impl Engine {
             stdout: cfg.attach_stdout && !detach,
             stderr: cfg.attach_stderr && !detach,
         };
-        let (pid, stream) = client.exec_with_pid(spec).await.map_err(|err| {
+        let spawned = client.exec_with_pid(spec).await;
+        // The process is in its cgroup (or failed to start): the warm-up is done.
+        e.warm.lock().expect("exec warm lock").take();
+        let (pid, stream) = spawned.map_err(|err| {
             let msg = exec_error_message(&err.to_string());
             // dockerd records 126 for every exec that fails to start, a missing binary
             // included (its ContainerExecStart overrides the 127 of the start-error mapping).

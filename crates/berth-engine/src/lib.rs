@@ -51,6 +51,7 @@ pub(crate) struct Inner {
     pub registry: berth_distribution::Client,
     /// Sealed copies of the OCI runtime binaries handed to shims (berth_runtime::sealed).
     pub sealed: berth_runtime::sealed::SealedRuntimes,
+    pub migration_warmer: berth_runtime::cgroups::MigrationWarmer,
 }
 
 impl Engine {
@@ -82,6 +83,7 @@ impl Engine {
                 volumes,
                 registry,
                 sealed: Default::default(),
+                migration_warmer: berth_runtime::cgroups::MigrationWarmer::host(),
             }),
         };
         engine.restore().await?;

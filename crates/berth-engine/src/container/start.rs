@@ -15,6 +15,15 @@ use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+/// Stops a [`Engine::warm_cgroup_migration`] loop when dropped.
+pub(crate) struct WarmGuard(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for WarmGuard {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Engine {
     /// Spawns a shim on a blocking thread. It gets the sealed copy of its runtime binary
     /// (berth_runtime::sealed) when one can be made, which saves the runtime re-executing
@@ -60,7 +69,20 @@ impl Engine {
     }
 
     /// Starts a container whose `op` lock the caller holds.
+    /// Keep the kernel's cgroup migration lock warm on a spare thread until the guard is
+    /// dropped (at most `max`), so the runtime's move of the process about to start does not
+    /// wait out a grace period (see `berth_runtime::cgroups::MigrationWarmer`).
+    pub(crate) fn warm_cgroup_migration(&self, max: std::time::Duration) -> WarmGuard {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (engine, stop) = (self.clone(), stop.clone());
+            rt.spawn_blocking(move || engine.inner.migration_warmer.keep_warm(&stop, max));
+        }
+        WarmGuard(stop)
+    }
+
     pub(crate) async fn start_locked(&self, h: &Arc<ContainerHandle>) -> Result<()> {
+        let _warm = self.warm_cgroup_migration(std::time::Duration::from_secs(2));
         let c = h.snapshot();
         let cfg = self.config().clone();
         let state_dir = cfg.container_state_dir(&c.id);
