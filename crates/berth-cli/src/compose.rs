@@ -343,6 +343,14 @@ impl From<RunError> for CliError {
 }
 
 fn load(a: &ComposeArgs, services: &[String], no_consistency: bool) -> CliResult<Project> {
+    load_project(a, services, no_consistency).map_err(|e| CliError::Msg(e.to_string()))
+}
+
+fn load_project(
+    a: &ComposeArgs,
+    services: &[String],
+    no_consistency: bool,
+) -> Result<Project, berth_compose::LoadError> {
     let mut o = LoadOptions::from_process();
     o.files = a.file.clone();
     o.project_name = a.project_name.clone();
@@ -351,7 +359,7 @@ fn load(a: &ComposeArgs, services: &[String], no_consistency: bool) -> CliResult
     o.profiles = a.profile.clone();
     o.services = services.to_vec();
     o.no_consistency = no_consistency;
-    let p = berth_compose::load(&o).map_err(|e| CliError::Msg(e.to_string()))?;
+    let p = berth_compose::load(&o)?;
     for w in &p.warnings {
         eprintln!("WARN[0000] {w}");
     }
@@ -764,7 +772,17 @@ async fn lifecycle(
 }
 
 fn config_cmd(a: &ComposeArgs, c: &ConfigArgs) -> CliResult {
-    let p = load(a, &c.service_names, c.no_consistency)?;
+    let p = match load_project(a, &c.service_names, c.no_consistency) {
+        Ok(p) => p,
+        // A model whose references dangle (the spec's full example depends on services it
+        // never defines) is still worth printing; validation alone (`-q`) fails on it, as do
+        // the commands that would act on it.
+        Err(e @ berth_compose::LoadError::Reference(_)) if !c.quiet => {
+            eprintln!("WARN[0000] {e} (printed without the consistency check)");
+            load(a, &c.service_names, true)?
+        }
+        Err(e) => return Err(CliError::Msg(e.to_string())),
+    };
     if c.quiet {
         return Ok(());
     }

@@ -213,6 +213,27 @@ fn config_and_run() {
     let v: serde_json::Value = serde_json::from_str(&j).expect("json config");
     assert_eq!(v["services"]["web"]["environment"]["ROLE"], "frontend");
 
+    // The spec's full example depends on services it never defines: `config` prints its
+    // normalized model with a warning naming the dangling reference; `config -q` (validation)
+    // fails on it, like docker compose.
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/berth-compose/tests/data/compose-go-v2/full-example.yml");
+    {
+        let f = full.to_str().expect("utf-8 path");
+        let o = compose(&d, dir.path(), &["-f", f, "config"]);
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert!(o.status.success(), "{err}");
+        assert!(out.starts_with("name: full_example_project_name\n"), "{out}");
+        assert!(out.contains("  foo:\n"), "{out}");
+        assert!(err.contains("depends on undefined service \"db\""), "{err}");
+        let q = compose(&d, dir.path(), &["-f", f, "config", "-q"]);
+        assert!(!q.status.success());
+        assert!(String::from_utf8_lossy(&q.stderr).contains("undefined service \"db\""));
+    }
+
     // run: one-off container with the dependency brought up first; exit code passes through.
     let out = compose(
         &d,
