@@ -239,6 +239,36 @@ fn security_defaults() {
         !s.contains("sda") && !s.contains("vda"),
         "host disks visible: {s}"
     );
+    // dockerd's network sysctls for a namespace of the container's own: non-root users may
+    // ping and bind low ports; a user's value wins; host networking keeps the host's.
+    let sysctls = |extra: &[&str]| {
+        let mut a = vec!["run", "--rm", "-u", "1000"];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&[
+            "busybox",
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start | tr -s '\t ' ' '; nc -l -p 80 2>/dev/null & sleep 0.2; kill $! 2>/dev/null && echo bound || echo refused",
+        ]);
+        let o = d.docker(&a);
+        assert!(o.status.success(), "{}", text(&o));
+        stdout(&o)
+    };
+    assert_eq!(sysctls(&[]), "0 2147483647\n0\nbound\n");
+    assert_eq!(sysctls(&["--network", "none"]), "0 2147483647\n0\nbound\n");
+    let own = sysctls(&["--sysctl", "net.ipv4.ip_unprivileged_port_start=1024"]);
+    assert_eq!(own, "0 2147483647\n1024\nrefused\n");
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv4/ping_group_range",
+    ]);
+    assert_eq!(stdout(&o), host, "{}", text(&o));
     // read-only rootfs
     let o = d.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert!(!o.status.success());

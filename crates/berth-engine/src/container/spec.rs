@@ -104,6 +104,23 @@ fn resolv_conf(hc: &crate::models::HostConfig, cfg: &EngineConfig) -> String {
 }
 
 /// The OCI spec inputs for a container whose rootfs is mounted at `rootfs`.
+/// The container's sysctls plus dockerd's defaults (since 20.10) for a network namespace of
+/// its own: any user may open ICMP echo sockets (`ping` as non-root) and bind ports below
+/// 1024. Never for `host` or `container:` networking, whose namespace is someone else's; a
+/// value the user set wins.
+fn default_sysctls(hc: &crate::models::HostConfig) -> BTreeMap<String, String> {
+    let mut sysctls = hc.sysctls.clone().unwrap_or_default();
+    if hc.network_mode != "host" && !hc.network_mode.starts_with("container:") {
+        for (k, v) in [
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ] {
+            sysctls.entry(k.into()).or_insert_with(|| v.into());
+        }
+    }
+    sysctls
+}
+
 pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<SpecOptions> {
     let hc = &c.host_config;
     let mut user = berth_runtime::user::resolve_user(rootfs, &c.config.user)
@@ -237,7 +254,7 @@ pub fn spec_options(c: &Container, cfg: &EngineConfig, rootfs: &Path) -> Result<
         resources,
         ulimits,
         shm_size: Some(hc.shm_size as u64),
-        sysctls: hc.sysctls.clone().unwrap_or_default(),
+        sysctls: default_sysctls(hc),
         mounts,
         network,
         ipc_host: hc.ipc_mode == "host",
