@@ -14,7 +14,8 @@
 //! (package upgrade), checked with one `stat` per container start; shims started before keep
 //! the copy they were given, and the kernel frees a copy when its last holder exits.
 //!
-//! When memfds are unavailable (an old kernel, `vm.memfd_noexec=2`), berth falls back to
+//! When memfds are unavailable (an old kernel, `vm.memfd_noexec=2`) or the runtime is a script
+//! (its interpreter could not open a close-on-exec descriptor), berth falls back to
 //! executing the runtime by its path, and the runtime protects itself as before.
 
 use std::collections::HashMap;
@@ -38,6 +39,10 @@ const MFD_EXEC: libc::c_uint = 0x0010;
 pub enum SealedError {
     #[error("runtime {0:?} not found in PATH")]
     NotFound(String),
+    /// Scripts cannot run from a close-on-exec descriptor: their interpreter opens the path
+    /// after the exec has closed it.
+    #[error("runtime {0} is not an ELF executable")]
+    NotElf(PathBuf),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -107,6 +112,11 @@ impl SealedBinary {
     pub fn create(path: &Path) -> Result<SealedBinary, SealedError> {
         let identity = Identity::of(path).map_err(io_err("stat", path))?;
         let mut src = File::open(path).map_err(io_err("open", path))?;
+        let mut magic = [0u8; 4];
+        if std::io::Read::read_exact(&mut src, &mut magic).is_err() || &magic != b"\x7fELF" {
+            return Err(SealedError::NotElf(path.to_path_buf()));
+        }
+        std::io::Seek::rewind(&mut src).map_err(io_err("read", path))?;
         let name = path
             .file_name()
             .unwrap_or_else(|| OsStr::new("runtime"))
@@ -210,8 +220,15 @@ mod tests {
     #[test]
     fn copy_is_identical_sealed_and_refreshed_on_change() {
         let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script-rt");
+        std::fs::write(&script, b"#!/bin/sh\necho one\n").unwrap();
+        assert!(matches!(
+            SealedBinary::create(&script),
+            Err(SealedError::NotElf(_))
+        ));
         let bin = dir.path().join("rt");
-        std::fs::write(&bin, b"#!/bin/sh\necho one\n").unwrap();
+        let elf = |tail: &[u8]| [b"\x7fELF".as_slice(), tail].concat();
+        std::fs::write(&bin, elf(b" one")).unwrap();
         let copies = SealedRuntimes::default();
         let a = copies.get(&bin).unwrap();
         let again = copies.get(&bin).unwrap();
@@ -224,14 +241,14 @@ mod tests {
         let mut text = String::new();
         f.rewind().unwrap();
         f.read_to_string(&mut text).unwrap();
-        assert_eq!(text, "#!/bin/sh\necho one\n");
+        assert_eq!(text.as_bytes(), elf(b" one"));
         // SAFETY: F_GET_SEALS on a descriptor we own.
         let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
         assert_eq!(seals, SEALS);
         assert!(f.write_all(b"x").is_err(), "a sealed copy refuses writes");
 
         std::thread::sleep(std::time::Duration::from_millis(10));
-        std::fs::write(&bin, b"#!/bin/sh\necho two, longer\n").unwrap();
+        std::fs::write(&bin, elf(b" two, longer")).unwrap();
         assert!(!a.is_current());
         let b = copies.get(&bin).unwrap();
         assert!(!Arc::ptr_eq(&a, &b), "a changed binary gets a new copy");
