@@ -65,6 +65,14 @@ impl Engine {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         }
+        // Data dirs of removed containers whose background delete a crash cut short.
+        if let Ok(entries) = std::fs::read_dir(cfg.data_root.join("containers")) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-rm-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let store = store::Store::open(&cfg.data_root.join("berth.redb"))?;
         let images = ImageStore::open(&cfg.data_root, store.database())?;
         let volumes = berth_volume::VolumeStore::open(&cfg.data_root, store.database())?;

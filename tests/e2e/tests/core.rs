@@ -84,8 +84,21 @@ fn live_restore_after_kill_9() {
     assert!(gone.status.success(), "{}", text(&gone));
     let pid = inspect(&d, "{{.State.Pid}}", "ticker");
     d.crash();
+    // files of removed containers whose background delete the crash cut short
+    let data = d.dir.path().join("data");
+    let leftovers = [
+        data.join("containers/.tmp-rm-0123/log"),
+        data.join("snapshots/rw/.tmp-rm-0123-00000000/upper/f"),
+    ];
+    for f in &leftovers {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, b"x").unwrap();
+    }
     std::thread::sleep(Duration::from_millis(1500));
     d.spawn();
+    for f in &leftovers {
+        assert!(!f.parent().unwrap().exists(), "{} left behind", f.display());
+    }
     // the ticker kept running with the same init process; its logs kept growing
     assert_eq!(
         inspect(&d, "{{.State.Status}} {{.State.Pid}}", "ticker"),

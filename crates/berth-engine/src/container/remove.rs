@@ -34,7 +34,12 @@ impl Engine {
         }
         let t0 = std::time::Instant::now();
         h.update(|r| r.state.status = Some(Status::Removing));
-        self.persist(&h)?;
+        // `Removing` on disk makes the next start finish a removal a crash interrupted. An
+        // auto-remove container that ever ran needs no such mark: restore removes it from any
+        // state it may be left in (running, exited), so `run --rm` saves that commit.
+        if !(h.snapshot().host_config.auto_remove && status != Status::Created) {
+            self.persist(&h)?;
+        }
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: marked");
         let c = h.snapshot();
         let state_dir = self.config().container_state_dir(&c.id);
@@ -59,11 +64,18 @@ impl Engine {
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: rw layer gone");
         let _ = std::fs::remove_dir_all(&state_dir);
         self.forget_container_network(&c.id).await;
+        // The data dir holds the log, which can be big: out of the way with one rename, its
+        // files deleted in the background like the rw layer's (leftovers go at start-up).
         let data_dir = self.config().container_data_dir(&c.id);
-        if let Err(e) = std::fs::remove_dir_all(&data_dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io(format!("remove {}", data_dir.display()), e));
+        let trash = data_dir.with_file_name(format!(".tmp-rm-{}", c.id));
+        match std::fs::rename(&data_dir, &trash) {
+            Ok(()) => {
+                tokio::task::spawn_blocking(move || {
+                    let _ = std::fs::remove_dir_all(&trash);
+                });
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("remove {}", data_dir.display()), e)),
         }
         self.inner.store.delete(crate::store::CONTAINERS, &c.id)?;
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: record deleted");
