@@ -226,7 +226,10 @@ fn config_and_run() {
             String::from_utf8_lossy(&o.stderr),
         );
         assert!(o.status.success(), "{err}");
-        assert!(out.starts_with("name: full_example_project_name\n"), "{out}");
+        assert!(
+            out.starts_with("name: full_example_project_name\n"),
+            "{out}"
+        );
         assert!(out.contains("  foo:\n"), "{out}");
         assert!(err.contains("depends on undefined service \"db\""), "{err}");
         let q = compose(&d, dir.path(), &["-f", f, "config", "-q"]);
