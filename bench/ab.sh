@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Interleaved A/B of two berth builds on this machine: two berthds side by side (private
+# roots, sockets, bridges, cgroup parents), one request to each in turn, so load from other
+# work falls on both alike. Prints p50 of `run --rm busybox true`, `exec C true`, and a
+# create + start + stop + rm cycle of a container that exits on SIGTERM, and both idle RSS.
+# Usage: A=<dir of old binaries> B=<dir of new binaries> bench/ab.sh [rounds=25]   (as root)
+# e.g. git worktree add /tmp/old <commit> && cargo build --release --bins --target-dir
+# /tmp/old-target (in /tmp/old), then A=/tmp/old-target/release B=target/release.
+set -u
+N=${1:-25}
+A=$(realpath "${A:?A=<dir with berthd, berth, berth-shim of build A>}")
+Bn=$(realpath "${B:-target/release}")
+W=$(mktemp -d /tmp/berth-bench-ab-XXXXXX)
+cd "$(dirname "$0")/.." && ./scripts/host-prep.sh >/dev/null
+cleanup() {
+  for d in a b; do [ -f "$W/$d/pid" ] && kill "$(cat "$W/$d/pid")" 2>/dev/null; done
+  sleep 1
+  grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  for cg in berth-ab$$-a berth-ab$$-b; do find /sys/fs/cgroup/*/$cg -depth -type d -exec rmdir {} + 2>/dev/null; done
+  ip link del bab$$a 2>/dev/null; ip link del bab$$b 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
+R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev"
+cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc/group"
+tar -C "$R" -cf "$W/bb.tar" .
+start() { # name bin bridge
+  mkdir -p $W/$1; echo '{}' > $W/$1/daemon.json
+  $2/berthd -H unix://$W/$1/s.sock --data-root $W/$1/data --exec-root $W/$1/exec --pidfile $W/$1/pid --cgroup-parent berth-ab$$-$1 --config-file $W/$1/daemon.json --bridge $3 --log-level error > $W/$1/log 2>&1 &
+  for i in $(seq 100); do [ -S $W/$1/s.sock ] && break; sleep 0.05; done
+  $2/berth -H unix://$W/$1/s.sock import $W/bb.tar busybox:latest >/dev/null
+}
+start a "$A" bab$$a; start b "$Bn" bab$$b
+ms() { local s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $(( ($(date +%s%N)-s)/100000 )); }
+CA="$A/berth -H unix://$W/a/s.sock"; CB="$Bn/berth -H unix://$W/b/s.sock"
+$CA run --rm busybox true; $CB run --rm busybox true
+for i in $(seq $N); do ms $CA run --rm busybox true >> $W/ra; ms $CB run --rm busybox true >> $W/rb; done
+IA=$($CA run -d --network none busybox sleep 1000); IB=$($CB run -d --network none busybox sleep 1000)
+for i in $(seq $N); do ms $CA exec $IA true >> $W/ea; ms $CB exec $IB true >> $W/eb; done
+cyc() { local id; id=$($1 create busybox sh -c 'trap "exit 0" TERM; sleep 60 & wait') && $1 start $id && $1 stop $id && $1 rm $id; }
+for i in $(seq $N); do ms cyc "$CA" >> $W/ca; ms cyc "$CB" >> $W/cb; done
+p50() { sort -n $1 | awk '{a[NR]=$1} END{printf "%.1f", a[int((NR+1)/2)]/10}'; }
+echo "run --rm  p50 A $(p50 $W/ra) ms  B $(p50 $W/rb) ms"
+echo "exec      p50 A $(p50 $W/ea) ms  B $(p50 $W/eb) ms"
+echo "cycle(term) p50 A $(p50 $W/ca) ms  B $(p50 $W/cb) ms"
+echo "idle RSS A $(awk '/VmRSS/{print $2}' /proc/$(cat $W/a/pid)/status) KiB B $(awk '/VmRSS/{print $2}' /proc/$(cat $W/b/pid)/status) KiB"
+$CA rm -f $IA >/dev/null; $CB rm -f $IB >/dev/null
