@@ -7,8 +7,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// A body fed by a channel of byte chunks.
-pub fn body_from_channel(rx: mpsc::Receiver<Vec<u8>>) -> Body {
-    Body::from_stream(ReceiverStream::new(rx).map(|b| Ok::<_, std::io::Error>(Bytes::from(b))))
+pub fn body_from_channel<T: Into<Bytes> + Send + 'static>(rx: mpsc::Receiver<T>) -> Body {
+    Body::from_stream(ReceiverStream::new(rx).map(|b| Ok::<_, std::io::Error>(b.into())))
 }
 
 /// A `std::io::Write` for blocking code (tar writers) that feeds a response body.

@@ -129,7 +129,7 @@ impl Engine {
                 )
                 .await?;
             while let Some(b) = rx.recv().await {
-                replay.push(b);
+                replay.push(Vec::from(b));
             }
         }
         if !o.stream {

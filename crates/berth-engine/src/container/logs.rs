@@ -23,25 +23,35 @@
 //! from the container's config, which is the same data. Timestamps are printed in
 //! dockerd's fixed-width RFC 3339 (`.000000000Z`).
 //!
-//! **Speed.** A 100 MB log is about a million lines, so per-line costs decide the speed:
-//! the file is read in 1 MiB blocks and split with `memchr`, a line in the exact layout
-//! the shim (and dockerd) writes, `{"log":"…","stream":"stdout","time":"…"}`, is decoded
-//! in place (its string unescaped straight into the output batch, behind a frame header
-//! whose length is patched afterwards), and the timestamp is parsed only when `since`,
-//! `until` or `timestamps` need it. Any other layout, or an escape the fast decoder does
-//! not take (a lone surrogate), goes through serde_json as before, so the output is the
-//! same either way. Rendered lines leave in 256 KiB batches; with the channel's 8 slots
-//! the daemon holds at most about 2 MiB per reader, whatever the log size.
+//! **Speed.** A 100 MB log is about a million lines, so per-line costs decide the speed.
+//! A whole-log read (no `tail`) goes through `blocks`: one thread reads the files in
+//! 1 MiB blocks of whole lines while decoder threads (one per core) render blocks and the
+//! calling thread sends their output in order, so reading overlaps decoding and both cores
+//! decode. A line in the exact layout the shim (and dockerd) writes,
+//! `{"log":"…","stream":"stdout","time":"…"}`, is parsed in one pass from the block
+//! (`parse_record`: the string's end, its first escape and the line's end in one scan),
+//! its text copied (or unescaped from its first backslash) straight into the output behind
+//! a frame header whose length is patched afterwards, and the timestamp is parsed only when
+//! `since`, `until` or `timestamps` need it. Any other layout, or an escape the fast decoder
+//! does not take (a lone surrogate), goes through serde_json, so the output is the same
+//! either way. Output leaves in 256 KiB pieces from a per-read pool, reused once the HTTP
+//! layer has written them. Memory stays flat: at most a few blocks and their output are in
+//! flight (see `blocks`) plus the channel's 8 pieces, whatever the log size. `tail` and
+//! `follow` read line by line on one thread.
 
 use super::state::Status;
 use crate::{util, Engine, Error, Result};
+use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+
+mod blocks;
 
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
@@ -175,39 +185,79 @@ fn time_secs(t: &str) -> f64 {
 }
 
 /// A json-file line in the exact layout the shim writes, fields borrowed from the line;
-/// `log` still JSON-escaped. `None` for any other layout.
+/// `log` still JSON-escaped when `escaped`.
 struct RawLine<'a> {
     log: &'a [u8],
+    /// Where `log`'s first backslash is (its length if none): the text before it is
+    /// copied as is, only the rest is unescaped.
+    first_escape: usize,
     stderr: bool,
-    time: &'a [u8],
+    time: &'a str,
 }
 
+/// A line in the shim's layout, else `None`.
 fn split_fast(line: &[u8]) -> Option<RawLine<'_>> {
-    let rest = line.strip_prefix(b"{\"log\":\"")?;
+    parse_record(line)
+        .filter(|&(_, n)| n == line.len())
+        .map(|(raw, _)| raw)
+}
+
+/// Parses a record in the shim's exact layout,
+/// `{"log":"…","stream":"stdout","time":"…"}`, at the start of `buf`, and returns it with
+/// its length (up to its closing brace). A `\n` ends the record: called on a whole block,
+/// this finds the same records as splitting it into lines first, in one pass over the
+/// line instead of three (newline, string end, escapes).
+fn parse_record(buf: &[u8]) -> Option<(RawLine<'_>, usize)> {
+    const PREFIX: &[u8] = b"{\"log\":\"";
+    let rest = buf.strip_prefix(PREFIX)?;
     // The string ends at the first quote that is not escaped: skip `\x` pairs.
-    let mut i = 0;
+    let (mut i, mut first_escape) = (0, None);
     let end = loop {
-        let j = i + memchr::memchr2(b'"', b'\\', &rest[i..])?;
-        if rest[j] == b'"' {
-            break j;
-        }
-        i = j + 2;
-        if i > rest.len() {
-            return None;
+        let j = i + memchr::memchr3(b'"', b'\\', b'\n', &rest[i..])?;
+        match rest[j] {
+            b'"' => break j,
+            b'\n' => return None,
+            _ => {
+                if rest.get(j + 1).is_none_or(|&c| c == b'\n') {
+                    return None;
+                }
+                first_escape.get_or_insert(j);
+                i = j + 2;
+            }
         }
     };
     let log = &rest[..end];
-    let rest = rest[end..].strip_prefix(b"\",\"stream\":\"std")?;
-    let (stderr, rest) = if let Some(r) = rest.strip_prefix(b"out\",\"time\":\"") {
-        (false, r)
-    } else {
-        (true, rest.strip_prefix(b"err\",\"time\":\"")?)
+    let first_escape = first_escape.unwrap_or(end);
+    let after = &rest[end..];
+    let (stderr, t) = match after.strip_prefix(b"\",\"stream\":\"stdout\",\"time\":\"") {
+        Some(t) => (false, t),
+        None => (
+            true,
+            after.strip_prefix(b"\",\"stream\":\"stderr\",\"time\":\"")?,
+        ),
     };
-    let time = rest.strip_suffix(b"\"}")?;
-    if time.contains(&b'"') {
+    let q = memchr::memchr2(b'"', b'\n', t)?;
+    if t[q] != b'"' || t.get(q + 1) != Some(&b'}') {
         return None;
     }
-    Some(RawLine { log, stderr, time })
+    let time = &t[..q];
+    let time = if time.is_ascii() {
+        // SAFETY: ASCII is UTF-8 (checked just above, cheaper than `from_utf8` on the
+        // million short stamps of a big log).
+        unsafe { std::str::from_utf8_unchecked(time) }
+    } else {
+        std::str::from_utf8(time).ok()?
+    };
+    let len = buf.len() - t.len() + q + 2;
+    Some((
+        RawLine {
+            log,
+            first_escape,
+            stderr,
+            time,
+        },
+        len,
+    ))
 }
 
 /// Appends the JSON string contents `esc` unescaped to `out`; false (with `out` partly
@@ -287,23 +337,43 @@ fn render_line(
     out: &mut Vec<u8>,
 ) -> Rendered {
     if let Some(raw) = split_fast(line) {
-        // The layout check made `time` plain ASCII-or-UTF-8 text between quotes.
-        if let Ok(time) = std::str::from_utf8(raw.time) {
-            let start = out.len();
-            match render_parts(
-                Text::Escaped(raw.log),
-                raw.stderr,
-                time,
-                opts,
-                details,
-                tty,
-                out,
-            ) {
-                Some(r) => return r,
-                None => out.truncate(start),
-            }
+        if let Some(r) = render_raw(&raw, opts, details, tty, out) {
+            return r;
         }
     }
+    render_slow(line, opts, details, tty, out)
+}
+
+/// Renders a line in the shim's layout; `None` (nothing written) when its text needs
+/// serde_json after all.
+fn render_raw(
+    raw: &RawLine<'_>,
+    opts: &LogOptions,
+    details: &str,
+    tty: bool,
+    out: &mut Vec<u8>,
+) -> Option<Rendered> {
+    let start = out.len();
+    let text = if raw.first_escape < raw.log.len() {
+        Text::Escaped(raw.log, raw.first_escape)
+    } else {
+        Text::Plain(raw.log)
+    };
+    let r = render_parts(text, raw.stderr, raw.time, opts, details, tty, out);
+    if r.is_none() {
+        out.truncate(start);
+    }
+    r
+}
+
+/// Renders a line in any layout serde_json reads.
+fn render_slow(
+    line: &[u8],
+    opts: &LogOptions,
+    details: &str,
+    tty: bool,
+    out: &mut Vec<u8>,
+) -> Rendered {
     let Ok(l) = serde_json::from_slice::<Line>(line) else {
         return Rendered::Skipped;
     };
@@ -313,7 +383,8 @@ fn render_line(
 }
 
 enum Text<'a> {
-    Escaped(&'a [u8]),
+    /// JSON-escaped, its first backslash at the given offset.
+    Escaped(&'a [u8], usize),
     Plain(&'a [u8]),
 }
 
@@ -352,8 +423,9 @@ fn render_parts(
     }
     match text {
         Text::Plain(p) => out.extend_from_slice(p),
-        Text::Escaped(e) => {
-            if !unescape_into(e, out) {
+        Text::Escaped(e, first) => {
+            out.extend_from_slice(&e[..first]);
+            if !unescape_into(&e[first..], out) {
                 return None;
             }
         }
@@ -367,6 +439,49 @@ fn render_parts(
 
 /// Size of the blocks the log files are read in.
 const READ_BLOCK: usize = 1 << 20;
+
+/// Renders the whole lines of `block` (each ending with `\n`) into pieces of about
+/// [`Batch::SIZE`], appended to `out`. Same output as [`render_line`] on each line.
+fn render_block(
+    block: &[u8],
+    opts: &LogOptions,
+    details: &str,
+    tty: bool,
+    pool: &PiecePool,
+    out: &mut Vec<Vec<u8>>,
+) {
+    let mut piece = pool.take();
+    let mut at = 0;
+    while at < block.len() {
+        let rest = &block[at..];
+        let fast = parse_record(rest)
+            .filter(|&(_, n)| rest.get(n) == Some(&b'\n'))
+            .and_then(|(raw, n)| Some(n).zip(render_raw(&raw, opts, details, tty, &mut piece)));
+        at += match fast {
+            Some((n, _)) => n + 1,
+            None => {
+                let nl = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                render_slow(&rest[..nl], opts, details, tty, &mut piece);
+                nl + 1
+            }
+        };
+        if piece.len() >= Batch::SIZE {
+            out.push(std::mem::replace(&mut piece, pool.take()));
+        }
+    }
+    if !piece.is_empty() {
+        out.push(piece);
+    }
+}
+
+/// Decoder threads for a whole-log read of `bytes`: none for a small log (threads would
+/// cost more than they save), else one per core, at most four.
+fn decoders_for(bytes: u64) -> usize {
+    if bytes <= 2 * READ_BLOCK as u64 {
+        return 0;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
 
 /// Calls `f` with every complete line `r` yields from its position on (without the
 /// `\n`). A last line without its newline is not consumed (the shim may be writing it).
@@ -423,7 +538,7 @@ impl Engine {
         &self,
         name: &str,
         opts: LogOptions,
-    ) -> Result<(bool, mpsc::Receiver<Vec<u8>>)> {
+    ) -> Result<(bool, mpsc::Receiver<Bytes>)> {
         let h = self.lookup(name)?;
         let c = h.snapshot();
         if c.host_config.log_config.typ == "none" {
@@ -444,49 +559,31 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             // Memory stays flat whatever the log size: without `tail` lines go out in
             // batches as they are read; with `tail` only the last N rendered lines are held.
-            let mut tail_buf: std::collections::VecDeque<Vec<u8>> =
-                std::collections::VecDeque::new();
-            let mut batch = Batch::new(&tx);
+            let files = log_files(&path);
             let mut block = Vec::new();
-            let mut pos = 0u64;
-            for f in log_files(&path) {
-                let Ok(mut file) = std::fs::File::open(&f) else {
-                    continue;
-                };
-                let (n, flow) = each_line(&mut file, &mut block, |line| match opts.tail {
-                    Some(0) => ControlFlow::Continue(()),
-                    Some(n) => {
-                        // Reuse the line that falls out of the window: no allocation per line.
-                        let mut v = if tail_buf.len() == n {
-                            tail_buf.pop_front().unwrap_or_default()
-                        } else {
-                            Vec::new()
-                        };
-                        v.clear();
-                        if render_line(line, &opts, &details, tty, &mut v) == Rendered::Written {
-                            tail_buf.push_back(v);
-                        }
-                        ControlFlow::Continue(())
-                    }
-                    None => {
-                        render_line(line, &opts, &details, tty, batch.buf());
-                        batch.maybe_flush()
-                    }
-                });
-                if flow.is_break() {
-                    return;
+            let (mut pos, flow) = match opts.tail {
+                None => {
+                    // The whole log: read, decode and send on separate threads (`blocks`).
+                    let bytes = files
+                        .iter()
+                        .filter_map(|f| std::fs::metadata(f).ok())
+                        .map(|m| m.len())
+                        .sum();
+                    let pool = Arc::new(PiecePool::default());
+                    blocks::stream_files(
+                        files,
+                        READ_BLOCK,
+                        decoders_for(bytes),
+                        |b, out| render_block(b, &opts, &details, tty, &pool, out),
+                        |piece| match tx.blocking_send(PiecePool::wrap(&pool, piece)) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            Err(_) => ControlFlow::Break(()),
+                        },
+                    )
                 }
-                if f == path {
-                    pos = n;
-                }
-            }
-            for l in tail_buf {
-                batch.buf().extend_from_slice(&l);
-                if batch.maybe_flush().is_break() {
-                    return;
-                }
-            }
-            if batch.flush().is_break() {
+                Some(n) => send_tail(&files, n, &mut block, &opts, &details, tty, &tx),
+            };
+            if flow.is_break() {
                 return;
             }
             if !opts.follow {
@@ -548,6 +645,52 @@ impl Engine {
     }
 }
 
+/// Sends the last `n` selected lines of `files` (read oldest first). Returns the bytes of
+/// complete lines in the last file and whether the client is gone.
+fn send_tail(
+    files: &[PathBuf],
+    n: usize,
+    block: &mut Vec<u8>,
+    opts: &LogOptions,
+    details: &str,
+    tty: bool,
+    tx: &mpsc::Sender<Bytes>,
+) -> (u64, ControlFlow<()>) {
+    let mut tail_buf: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut pos = 0;
+    for (i, f) in files.iter().enumerate() {
+        let Ok(mut file) = std::fs::File::open(f) else {
+            continue;
+        };
+        let (consumed, _) = each_line(&mut file, block, |line| {
+            if n > 0 {
+                // Reuse the line that falls out of the window: no allocation per line.
+                let mut v = if tail_buf.len() == n {
+                    tail_buf.pop_front().unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                v.clear();
+                if render_line(line, opts, details, tty, &mut v) == Rendered::Written {
+                    tail_buf.push_back(v);
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if i + 1 == files.len() {
+            pos = consumed;
+        }
+    }
+    let mut batch = Batch::new(tx);
+    for l in tail_buf {
+        batch.buf().extend_from_slice(&l);
+        if batch.maybe_flush().is_break() {
+            return (pos, ControlFlow::Break(()));
+        }
+    }
+    (pos, batch.flush())
+}
+
 /// Sends the complete lines `r` has from `pos` on; breaks when the client is gone or
 /// `until` has passed.
 fn follow_lines<R: Read>(
@@ -557,7 +700,7 @@ fn follow_lines<R: Read>(
     opts: &LogOptions,
     details: &str,
     tty: bool,
-    tx: &mpsc::Sender<Vec<u8>>,
+    tx: &mpsc::Sender<Bytes>,
 ) -> ControlFlow<()> {
     let mut batch = Batch::new(tx);
     let mut past_until = false;
@@ -578,17 +721,71 @@ fn follow_lines<R: Read>(
     sent
 }
 
+/// The output buffers of one whole-log read, reused once the HTTP layer has written them:
+/// decoder threads filling fresh 256 KiB buffers that another thread frees made the
+/// allocator hand pages back and fault them in again, about 7 % of the daemon's time.
+#[derive(Default)]
+struct PiecePool(Mutex<Vec<Vec<u8>>>);
+
+impl PiecePool {
+    /// Buffers kept for reuse; the rest are freed.
+    const KEEP: usize = 16;
+
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_else(|| Vec::with_capacity(Batch::SIZE + 4096))
+    }
+
+    /// `buf` as a chunk for the body; its buffer comes back when the chunk is dropped.
+    fn wrap(pool: &Arc<PiecePool>, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            pool: Arc::clone(pool),
+        })
+    }
+}
+
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<PiecePool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        // A buffer a huge line grew is not kept.
+        if buf.capacity() > 2 * Batch::SIZE {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut free) = self.pool.0.lock() {
+            if free.len() < PiecePool::KEEP {
+                free.push(buf);
+            }
+        }
+    }
+}
+
 /// Collects rendered lines into chunks of about 256 KiB: one channel message and one HTTP
 /// chunk per line made a 100 MB log stream at a few dozen MB/s.
 struct Batch<'a> {
-    tx: &'a mpsc::Sender<Vec<u8>>,
+    tx: &'a mpsc::Sender<Bytes>,
     buf: Vec<u8>,
 }
 
 impl<'a> Batch<'a> {
     const SIZE: usize = 256 * 1024;
 
-    fn new(tx: &'a mpsc::Sender<Vec<u8>>) -> Batch<'a> {
+    fn new(tx: &'a mpsc::Sender<Bytes>) -> Batch<'a> {
         Batch {
             tx,
             buf: Vec::with_capacity(Self::SIZE + 4096),
@@ -614,7 +811,7 @@ impl<'a> Batch<'a> {
             return ControlFlow::Continue(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::SIZE + 4096));
-        match self.tx.blocking_send(chunk) {
+        match self.tx.blocking_send(Bytes::from(chunk)) {
             Ok(()) => ControlFlow::Continue(()),
             Err(_) => ControlFlow::Break(()),
         }
@@ -766,6 +963,79 @@ mod tests {
             got,
             vec![b"a".to_vec(), vec![], long.into_bytes(), b"b".to_vec()]
         );
+    }
+
+    /// Decoding a whole block in one pass gives what decoding its lines one by one gives,
+    /// including lines the one-pass parser must not read across (a raw newline inside a
+    /// string, a backslash before a newline) and CRLF endings.
+    #[test]
+    fn block_decoder_matches_line_decoder() {
+        let lines: Vec<String> = vec![
+            r#"{"log":"plain\n","stream":"stdout","time":"2024-01-01T00:00:00.5Z"}"#.into(),
+            r#"{"log":"err \"q\" \\ \u003c\t","stream":"stderr","time":"2024-01-01T00:00:01Z"}"#
+                .into(),
+            r#"{"log":"crlf\n","stream":"stdout","time":"2024-01-01T00:00:02Z"}"#.to_string()
+                + "\r",
+            r#"{"log":"raw"#.into(),
+            r#"newline\n","stream":"stdout","time":"2024-01-01T00:00:03Z"}"#.into(),
+            r#"{"log":"backslash at end\"#.into(),
+            r#"","stream":"stdout","time":"2024-01-01T00:00:04Z"}"#.into(),
+            r#"{"log":"time cut","stream":"stdout","time":"2024-01-01"#.into(),
+            r#"T00:00:05Z"}"#.into(),
+            r#"{"log":"quote in time","stream":"stdout","time":"2024"x"}"#.into(),
+            r#"{"stream":"stdout","log":"moved\n","time":"2024-01-01T00:00:06Z"}"#.into(),
+            r#"{"log":"\ud83d lone","stream":"stdout","time":"2024-01-01T00:00:07Z"}"#.into(),
+            r#"{"log":"\ud83d\udc33 whale","stream":"stderr","time":"2024-01-01T00:00:08Z"}"#
+                .into(),
+            String::new(),
+            "not json".into(),
+            r#"{"log":"last\n","stream":"stdout","time":"2024-01-01T00:00:09.123456789Z"}"#.into(),
+        ];
+        let mut block = Vec::new();
+        for l in &lines {
+            block.extend_from_slice(l.as_bytes());
+            block.push(b'\n');
+        }
+        let base = LogOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let variants = [
+            base.clone(),
+            LogOptions {
+                stderr: false,
+                ..base.clone()
+            },
+            LogOptions {
+                timestamps: true,
+                details: true,
+                ..base.clone()
+            },
+            LogOptions {
+                since: Some(1_704_067_202.0),
+                until: Some(1_704_067_207.0),
+                ..base.clone()
+            },
+        ];
+        let pool = PiecePool::default();
+        for o in &variants {
+            for tty in [false, true] {
+                let mut want = Vec::new();
+                for l in &lines {
+                    render_line(l.as_bytes(), o, "a=b ", tty, &mut want);
+                }
+                let mut pieces = Vec::new();
+                render_block(&block, o, "a=b ", tty, &pool, &mut pieces);
+                assert_eq!(pieces.concat(), want, "{o:?} tty {tty}");
+            }
+        }
+        // The fixture exercises both paths: some lines decode, some are skipped.
+        let mut all = Vec::new();
+        render_block(&block, &base, "", true, &pool, &mut all);
+        let text = String::from_utf8(all.concat()).expect("utf-8");
+        assert!(text.contains("plain\n") && text.contains("moved\n") && text.contains("🐳 whale"));
+        assert!(!text.contains("raw") && !text.contains("lone") && !text.contains("time cut"));
     }
 
     #[test]
