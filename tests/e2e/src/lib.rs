@@ -546,3 +546,58 @@ impl Drop for Dockerd {
         }
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released: a test server binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A registry server child on 127.0.0.1:`port` (dockerd treats 127.0.0.0/8 as insecure),
+/// with its files in `dir`; killed on drop.
+pub struct Registry {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// `berth-registry serve` on a free port with its data under a temp dir; `extra` gets
+    /// that dir and returns more arguments (files it writes there, e.g. an htpasswd).
+    pub fn berth(extra: impl FnOnce(&Path) -> Vec<std::ffi::OsString>) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut cmd = Command::new(bin("berth-registry"));
+        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
+            .arg(dir.path().join("data"))
+            .args(extra(dir.path()));
+        Registry::spawn(cmd, port, dir, "berth-registry")
+    }
+
+    /// Start `cmd`, a server that listens on 127.0.0.1:`port`, and wait until it does.
+    pub fn spawn(mut cmd: Command, port: u16, dir: tempfile::TempDir, what: &str) -> Registry {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("{what} exited early: {st}");
+            }
+            assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port, dir }
+    }
+}

@@ -1298,56 +1298,13 @@ fn failed_up_reports_and_down_cleans_everything() {
     drop(taken);
 }
 
-/// A berth-registry child on 127.0.0.1:<free port>; killed on drop.
-struct Registry {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn registry() -> Registry {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut child = Command::new(bin("berth-registry"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn berth-registry");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "registry not listening"
-        );
-        assert!(child.try_wait().expect("wait").is_none(), "registry exited");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Registry {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
 /// build + push to a registry, pull back after the image is gone, `down --remove-orphans`,
 /// and attached `up --ansi always` with colored prefixes.
 #[test]
 fn push_pull_orphans_and_colored_attached_logs() {
     let d = Daemon::start();
     d.import_busybox("busybox");
-    let reg = registry();
+    let reg = Registry::berth(|_| vec![]);
     let dir = tempfile::Builder::new()
         .prefix("cpush-")
         .tempdir()

@@ -2,45 +2,11 @@
 //! `target/debug/berth-registry` (and Debian's `docker-registry` when installed) as the
 //! registry, and skopeo reading what berthd pushed.
 
-use berth_e2e::{bin, require, stdout, text, unique, Daemon};
+use berth_e2e::{bin, free_port, require, stdout, text, unique, Daemon, Registry};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// A registry server child process on 127.0.0.1:<free port>, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("{what} exited early: {st}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on {port}");
-}
+use std::process::{Command, Output, Stdio};
 
 fn write_htpasswd(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("htpasswd");
@@ -51,27 +17,17 @@ fn write_htpasswd(dir: &Path) -> std::path::PathBuf {
 
 /// `berth-registry serve`; `auth` adds an htpasswd (alice/alicepw) and the token flow.
 fn berth_registry(auth: bool) -> Registry {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut cmd = Command::new(bin("berth-registry"));
-    cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
-        .arg(dir.path().join("data"));
-    if auth {
-        cmd.arg("--htpasswd")
-            .arg(write_htpasswd(dir.path()))
-            .arg("--token-auth");
-    }
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn berth-registry");
-    wait_listening(port, &mut child, "berth-registry");
-    Registry {
-        child,
-        port,
-        _dir: dir,
-    }
+    Registry::berth(|dir| {
+        if auth {
+            vec![
+                "--htpasswd".into(),
+                write_htpasswd(dir).into(),
+                "--token-auth".into(),
+            ]
+        } else {
+            vec![]
+        }
+    })
 }
 
 /// Debian's `docker-registry` (distribution 2.8) with a filesystem root.
@@ -87,19 +43,9 @@ fn distribution_registry() -> Registry {
         ),
     )
     .expect("write config");
-    let mut child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn docker-registry");
-    wait_listening(port, &mut child, "docker-registry");
-    Registry {
-        child,
-        port,
-        _dir: dir,
-    }
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&cfg);
+    Registry::spawn(cmd, port, dir, "docker-registry")
 }
 
 fn ok(o: Output, what: &str) -> String {

@@ -11,10 +11,8 @@
 //!   changed between dockerd 20.10 and Docker 28 are compared by exit code only, berthd
 //!   following Docker 28).
 
-use berth_e2e::{bin, require, stdout, text, Daemon, Dockerd};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use berth_e2e::{require, stdout, text, Daemon, Dockerd, Registry};
+use std::process::Output;
 
 fn ok(o: Output, what: &str) -> String {
     assert!(o.status.success(), "{what} failed: {}", text(&o));
@@ -119,49 +117,6 @@ fn dockerd_save_loads_and_runs_in_berthd() {
     );
 }
 
-/// `berth-registry serve` on 127.0.0.1:<free port> (dockerd treats 127.0.0.0/8 as insecure).
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn registry() -> Registry {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut child = Command::new(bin("berth-registry"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--root"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn berth-registry");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "berth-registry did not listen");
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("berth-registry exited early: {st}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Registry {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
 fn digest_line(push_output: &str) -> String {
     push_output
         .lines()
@@ -174,7 +129,7 @@ fn digest_line(push_output: &str) -> String {
 #[test]
 fn push_and_pull_across_daemons_through_berth_registry() {
     let Some((d, dd)) = pair() else { return };
-    let reg = registry();
+    let reg = Registry::berth(|_| vec![]);
     let r = format!("127.0.0.1:{}", reg.port);
 
     // dockerd pushes, berthd pulls and runs.
