@@ -116,6 +116,10 @@ pub async fn serve_unix(listener: tokio::net::UnixListener, engine: Engine) -> s
     let svc = app(engine);
     loop {
         let (stream, _) = listener.accept().await?;
+        // Streams (logs, export, save, pull progress) otherwise find the default 208 KiB
+        // socket buffer full every few dozen writes and wake the writer that often (warm
+        // `logs` of 100 MiB: 55 → 49 ms p50); the buffer is only memory while data waits.
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&stream, 2 << 20);
         let svc = svc.clone();
         tokio::spawn(serve_conn(hyper_util::rt::TokioIo::new(stream), svc));
     }
