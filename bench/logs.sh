@@ -52,8 +52,10 @@ LINE=$(printf 'x%.0s' $(seq 99))   # 99 chars + newline = 100-byte lines
 WRITER="yes $LINE | head -c $BYTES"
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-# peak_rss PID OUTFILE: samples VmRSS until killed; the last line is the maximum.
-peak_rss() { local m=0 v; while :; do v=$(rss "$1" 2>/dev/null || echo 0); [ "$v" -gt "$m" ] && m=$v && echo "$m" >>"$2"; sleep 0.02; done; }
+# peak_rss PID OUTFILE: samples VmRSS until killed, or until the daemon or this script is
+# gone (a failed run must not leave it looping and holding the output pipe); the last line
+# is the maximum.
+peak_rss() { local m=0 v; while kill -0 "$$" 2>/dev/null && [ -e "/proc/$1" ]; do v=$(rss "$1" 2>/dev/null || echo 0); [ "$v" -gt "$m" ] && m=$v && echo "$m" >>"$2"; sleep 0.02; done; }
 # case NAME DAEMON_PID COMMAND...: RUNS timed runs; payload MB/s median; RSS before/peak/after.
 case_() {
   local name=$1 pid=$2; shift 2
