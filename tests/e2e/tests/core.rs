@@ -218,18 +218,20 @@ fn resource_limits_and_update() {
 fn security_defaults() {
     let d = Daemon::start();
     d.import_busybox("busybox");
-    let caps = |extra: &[&str]| {
+    // `docker run --rm <extra> busybox sh -c <script>`, which must succeed; its stdout.
+    let sh = |extra: &[&str], script: &str| {
         let mut a = vec!["run", "--rm"];
         a.extend_from_slice(extra);
-        a.extend_from_slice(&[
-            "busybox",
-            "sh",
-            "-c",
-            "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\\t ' ' '",
-        ]);
+        a.extend_from_slice(&["busybox", "sh", "-c", script]);
         let o = d.docker(&a);
         assert!(o.status.success(), "{}", text(&o));
         stdout(&o)
+    };
+    let caps = |extra: &[&str]| {
+        sh(
+            extra,
+            "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\\t ' ' '",
+        )
     };
     let def = caps(&[]);
     assert!(def.contains("CapEff: 00000000a80425fb"), "{def}");
@@ -255,17 +257,9 @@ fn security_defaults() {
     // dockerd's network sysctls for a namespace of the container's own: non-root users may
     // ping and bind low ports; a user's value wins; host networking keeps the host's.
     let sysctls = |extra: &[&str]| {
-        let mut a = vec!["run", "--rm", "-u", "1000"];
+        let mut a = vec!["-u", "1000"];
         a.extend_from_slice(extra);
-        a.extend_from_slice(&[
-            "busybox",
-            "sh",
-            "-c",
-            "cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start | tr -s '\t ' ' '; nc -l -p 80 2>/dev/null & sleep 0.2; kill $! 2>/dev/null && echo bound || echo refused",
-        ]);
-        let o = d.docker(&a);
-        assert!(o.status.success(), "{}", text(&o));
-        stdout(&o)
+        sh(&a, "cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start | tr -s '\t ' ' '; nc -l -p 80 2>/dev/null & sleep 0.2; kill $! 2>/dev/null && echo bound || echo refused")
     };
     assert_eq!(sysctls(&[]), "0 2147483647\n0\nbound\n");
     assert_eq!(sysctls(&["--network", "none"]), "0 2147483647\n0\nbound\n");
