@@ -18,12 +18,7 @@ export DOCKER_CONFIG=$W/docker-config DOCKER_BUILDKIT=0
 . bench/lib.sh
 bench_cleanup_extra() { [ -S "$W/docker.sock" ] && DOCKER_HOST=unix://$W/docker.sock docker rm -f $(DOCKER_HOST=unix://$W/docker.sock docker ps -aq) >/dev/null 2>&1 || true; }
 start_berthd
-containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
-sleep 1
-dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
-  --containerd "$W/containerd.sock" --bridge none --iptables=false >"$W/dockerd.log" 2>&1 &
-for _ in $(seq 100); do [ -S "$W/docker.sock" ] && break; sleep 0.1; done
-DOCKER_HOST="unix://$W/docker.sock" docker import --platform linux/amd64 "$W/busybox.tar" busybox:latest >/dev/null
+start_dockerd || { echo "build-ab.sh needs dockerd and containerd (docker.io)"; exit 1; }
 
 mkdir -p "$W/two_stage"
 cat >"$W/two_stage/Dockerfile" <<'DF'

@@ -51,14 +51,7 @@ measure_pair crun_exec berth_exec
 measure docker_cli_berthd env DOCKER_HOST="unix://$SOCK" docker exec "$ID" true
 measure berth_exec_i     B exec -i "$ID" true
 
-if command -v dockerd >/dev/null && command -v containerd >/dev/null; then
-  containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
-  sleep 1
-  dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
-    --containerd "$W/containerd.sock" --bridge none --iptables=false >"$W/dockerd.log" 2>&1 &
-  for _ in $(seq 100); do [ -S "$W/docker.sock" ] && break; sleep 0.1; done
-  D() { DOCKER_HOST="unix://$W/docker.sock" docker "$@"; }
-  D import --platform linux/amd64 "$W/busybox.tar" busybox:latest >/dev/null
+if start_dockerd; then
   DID=$(D run -d --network none busybox sleep 100000)
   measure dockerd_exec D exec "$DID" true
 fi

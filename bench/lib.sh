@@ -30,6 +30,21 @@ start_berthd() {
 
 B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
 
+# Starts a private containerd + dockerd (Debian's docker.io; no bridge, no iptables) on
+# $W/docker.sock with the same busybox image; `D` is the docker CLI against it. Returns 1
+# when dockerd or containerd is not installed (callers skip their reference rows).
+start_dockerd() {
+  command -v dockerd >/dev/null && command -v containerd >/dev/null || return 1
+  containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
+  sleep 1
+  dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
+    --containerd "$W/containerd.sock" --bridge none --iptables=false >"$W/dockerd.log" 2>&1 &
+  for _ in $(seq 100); do [ -S "$W/docker.sock" ] && break; sleep 0.1; done
+  D import --platform linux/amd64 "$W/busybox.tar" busybox:latest >/dev/null
+}
+
+D() { DOCKER_HOST="unix://$W/docker.sock" docker "$@"; }
+
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 # measure NAME CMD...: N timed runs after one warm-up; prints p50/p90, sets P50_<NAME>.

@@ -18,50 +18,19 @@ N=${1:-30}
 BIN=${BIN:-$PWD/target/release}
 W=$(mktemp -d /tmp/berth-bench-XXXXXX)
 SOCK=$W/berth.sock
+TAG=br$$
 export DOCKER_CONFIG=$W/docker-config
-cleanup() {
-  DOCKER_HOST=unix://$SOCK docker rm -f $(DOCKER_HOST=unix://$SOCK docker ps -aq) >/dev/null 2>&1 || true
-  [ -f "$W/berthd.pid" ] && kill "$(cat "$W/berthd.pid")" 2>/dev/null || true
-  [ -f "$W/dockerd.pid" ] && kill "$(cat "$W/dockerd.pid")" 2>/dev/null || true
-  [ -f "$W/containerd.pid" ] && kill "$(cat "$W/containerd.pid")" 2>/dev/null || true
-  sleep 0.5
-  grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  for cg in "berth-bench-crun-$$" "berth-bench-$$"; do
-    find /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  done
-  rm -rf "$W"
+. bench/lib.sh
+bench_cleanup_extra() {
+  [ -S "$W/docker.sock" ] && D rm -f $(D ps -aq) >/dev/null 2>&1 || true
+  find /sys/fs/cgroup/*/"berth-bench-crun-$$" /sys/fs/cgroup/"berth-bench-crun-$$" -depth -type d -exec rmdir {} + 2>/dev/null || true
 }
-trap cleanup EXIT
-
-echo '{}' >"$W/daemon.json"
-"$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
-  --cgroup-parent "berth-bench-$$" --config-file "$W/daemon.json" --bridge berthbench0 --log-level error >"$W/berthd.log" 2>&1 &
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
-[ -S "$SOCK" ] || { cat "$W/berthd.log"; exit 1; }
-B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
-
-# busybox rootfs from Debian's busybox-static
-R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev"
-cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc/group"
-tar -C "$R" -cf "$W/busybox.tar" .
-B import "$W/busybox.tar" busybox:latest >/dev/null
+start_berthd
+R=$W/rootfs
 
 # an equivalent crun bundle
 mkdir -p "$W/bundle"; cp -a "$R" "$W/bundle/rootfs"
 (cd "$W/bundle" && crun spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/' config.json)
-
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-measure() { # name, command...
-  local name=$1; shift
-  local f=$W/t-$name; : >"$f"
-  "$@" >/dev/null 2>&1 || { echo "$name: failed: $*"; return 0; }
-  for i in $(seq "$N"); do local t=$(date +%s%N); "$@" >/dev/null 2>&1; ms "$t" >>"$f"; done
-  sort -n "$f" -o "$f"
-  local p50 p90; p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
-  printf '%-38s p50 %5d ms   p90 %5d ms\n' "$name" "$p50" "$p90"
-  eval "P50_${name//[^a-zA-Z0-9]/_}=$p50"
-}
 
 echo "== start-up: $N runs each, $(nproc) cores, $(uname -r)"
 measure berth_run        B run --rm busybox true
@@ -95,17 +64,11 @@ TERM_CMD='trap "exit 0" TERM; sleep 60 & wait'
 cycle_t() { id=$(B create busybox sh -c "$TERM_CMD") && B start "$id" && B stop "$id" && B rm "$id"; }
 measure berth_cycle_term cycle_t
 
-if [ -z "${NOREF:-}" ] && command -v dockerd >/dev/null && command -v containerd >/dev/null; then
-  containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
-  sleep 1
-  dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
-    --containerd "$W/containerd.sock" --bridge none --iptables=false >"$W/dockerd.log" 2>&1 &
-  for _ in $(seq 100); do [ -S "$W/docker.sock" ] && break; sleep 0.1; done
-  DOCKER_HOST="unix://$W/docker.sock" docker import --platform linux/amd64 "$W/busybox.tar" busybox:latest >/dev/null
-  measure dockerd_run env DOCKER_HOST="unix://$W/docker.sock" docker run --rm --network none busybox true
-  dcycle() { id=$(DOCKER_HOST="unix://$W/docker.sock" docker create --network none busybox sleep 60) && DOCKER_HOST="unix://$W/docker.sock" docker start "$id" && DOCKER_HOST="unix://$W/docker.sock" docker stop -t 1 "$id" && DOCKER_HOST="unix://$W/docker.sock" docker rm "$id"; }
+if [ -z "${NOREF:-}" ] && start_dockerd; then
+  measure dockerd_run D run --rm --network none busybox true
+  dcycle() { id=$(D create --network none busybox sleep 60) && D start "$id" && D stop -t 1 "$id" && D rm "$id"; }
   measure dockerd_cycle dcycle
-  dcycle_t() { id=$(DOCKER_HOST="unix://$W/docker.sock" docker create --network none busybox sh -c "$TERM_CMD") && DOCKER_HOST="unix://$W/docker.sock" docker start "$id" && DOCKER_HOST="unix://$W/docker.sock" docker stop "$id" && DOCKER_HOST="unix://$W/docker.sock" docker rm "$id"; }
+  dcycle_t() { id=$(D create --network none busybox sh -c "$TERM_CMD") && D start "$id" && D stop "$id" && D rm "$id"; }
   measure dockerd_cycle_term dcycle_t
 fi
 if [ -z "${NOREF:-}" ] && command -v podman >/dev/null; then

@@ -20,13 +20,14 @@ cleanup() {
   [ -f "$W/berthd.pid" ] && kill "$(cat "$W/berthd.pid")" 2>/dev/null || true
   sleep 0.5
   grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  find /sys/fs/cgroup/*/"berth-bench-vol-$$" -depth -type d -exec rmdir {} + 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT
 
 echo '{}' >"$W/daemon.json"
 "$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
-  --cgroup-parent berth-bench-vol --config-file "$W/daemon.json" --log-level error >"$W/berthd.log" 2>&1 &
+  --cgroup-parent "berth-bench-vol-$$" --config-file "$W/daemon.json" --log-level error >"$W/berthd.log" 2>&1 &
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 [ -S "$SOCK" ] || { echo "berthd did not start:"; cat "$W/berthd.log"; exit 1; }
 B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
