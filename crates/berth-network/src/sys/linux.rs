@@ -124,9 +124,60 @@ fn link_name(msg: &LinkMessage) -> Option<String> {
     })
 }
 
+/// Opens an rtnetlink connection and drives it on a new thread named `name`; the handle
+/// works from any runtime.
+///
+/// The kernel handles a request inside the `sendmsg` that carries it, and some take long:
+/// deleting a veth waits out RCU grace periods (`rcu_barrier`, 5 to 25 ms here), creating
+/// one a `synchronize_rcu`. Driven on the daemon's runtime, that froze a worker thread for
+/// the duration, and with it the tasks queued behind it on that worker (an exit waiting
+/// for its shim's answer, so a `docker run --rm` waiting for its removal).
+fn netlink_thread(name: &str) -> Result<Handle, SysError> {
+    let open_err = |source| SysError::Io {
+        op: "open netlink socket",
+        path: PathBuf::from("rtnetlink"),
+        source,
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // A new thread starts in its creator's network namespace, so the socket (made there)
+    // talks to the namespace the caller is in.
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match rtnetlink::new_connection() {
+                    Ok((conn, handle, _)) => {
+                        let _ = tx.send(Ok(handle));
+                        // Ends once every handle is dropped.
+                        conn.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(open_err)?;
+    rx.recv()
+        .map_err(|_| open_err(std::io::Error::other("netlink thread ended")))?
+        .map_err(open_err)
+}
+
 /// The real implementation, bound to the network namespace it was created in.
 pub struct LinuxNetSys {
     handle: Handle,
+    /// Link deletions only: each waits out RCU grace periods in the kernel.
+    deleter: Handle,
     nft: PathBuf,
     pool: Arc<NetnsPool>,
 }
@@ -135,15 +186,12 @@ pub struct LinuxNetSys {
 const NETNS_POOL_SIZE: usize = 2;
 
 impl LinuxNetSys {
-    /// Opens a netlink connection in the calling thread's namespace and drives it on the
-    /// current tokio runtime (must be called inside one).
+    /// Opens netlink connections in the calling thread's namespace, each driven on a
+    /// thread of its own (see [`netlink_thread`]): one for setting up, one for deleting
+    /// links, so a start never queues behind the teardown of the container before it.
     pub fn new() -> Result<Self, SysError> {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| SysError::Io {
-            op: "open netlink socket",
-            path: PathBuf::from("rtnetlink"),
-            source,
-        })?;
-        tokio::spawn(conn);
+        let handle = netlink_thread("berth-netlink")?;
+        let deleter = netlink_thread("berth-nl-delete")?;
         let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
             .iter()
             .map(PathBuf::from)
@@ -151,6 +199,7 @@ impl LinuxNetSys {
             .unwrap_or_else(|| PathBuf::from("nft"));
         Ok(LinuxNetSys {
             handle,
+            deleter,
             nft,
             pool: NetnsPool::new(NETNS_POOL_SIZE),
         })
@@ -253,10 +302,10 @@ impl NetSys for LinuxNetSys {
     }
 
     async fn delete_link(&self, name: &str) -> Result<(), SysError> {
-        let Some(index) = link_index(&self.handle, name).await? else {
+        let Some(index) = link_index(&self.deleter, name).await? else {
             return Ok(());
         };
-        match self.handle.link().del(index).execute().await {
+        match self.deleter.link().del(index).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
             Err(e) => Err(nl_err(format!("delete link {name}"), e)),
