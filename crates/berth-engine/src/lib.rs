@@ -153,9 +153,25 @@ impl Engine {
             .collect()
     }
 
+    ///
+    /// Writes are serialised per container and each takes its snapshot inside that lock,
+    /// so the last write always carries the newest state, whichever threads the callers
+    /// run on (a start's write can finish after the exit it raced with, a health probe's
+    /// after a stop). Once the record is deleted nothing writes it back.
     pub(crate) fn persist(&self, h: &ContainerHandle) -> Result<()> {
+        let stored = h.stored.lock().expect("container store lock poisoned");
+        if *stored == container::StoreState::Deleted {
+            return Ok(());
+        }
         let rec = h.snapshot();
         self.inner.store.put(store::CONTAINERS, &rec.id, &rec)
+    }
+
+    /// [`Engine::persist`] on a blocking thread: a commit waits for the disk (fsync), and
+    /// an async worker stuck on it also stalls the tasks queued behind it.
+    pub(crate) async fn persist_off(&self, h: &Arc<ContainerHandle>) -> Result<()> {
+        let h = h.clone();
+        self.blocking(move |e| e.persist(&h)).await
     }
 
     /// Runs blocking image-store work off the async threads.

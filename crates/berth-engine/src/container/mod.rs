@@ -116,6 +116,17 @@ pub struct ContainerHandle {
     pub op: tokio::sync::Mutex<()>,
     pub exits: watch::Sender<ExitEvent>,
     pub pending_attaches: Mutex<Vec<PendingAttach>>,
+    /// Held across each metadata write of this container; true once its record is
+    /// deleted. See [`Engine::persist`].
+    pub stored: Mutex<StoreState>,
+}
+
+/// Whether a container's record is still in the store (see [`ContainerHandle::stored`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum StoreState {
+    #[default]
+    Present,
+    Deleted,
 }
 
 impl ContainerHandle {
@@ -130,6 +141,7 @@ impl ContainerHandle {
             op: tokio::sync::Mutex::new(()),
             exits: tx,
             pending_attaches: Mutex::new(Vec::new()),
+            stored: Mutex::new(StoreState::Present),
         }
     }
 

@@ -43,6 +43,7 @@ impl Engine {
             if let Ok(c) = ShimClient::connect(&state_dir).await {
                 let _ = c.shutdown().await;
             }
+            tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: shim done");
         };
         let target = state_dir.join("rootfs");
         let unmount = async {
@@ -52,8 +53,13 @@ impl Engine {
             {
                 tracing::warn!(id = %h.id, "unmount rootfs: {e}");
             }
+            tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: rootfs unmounted");
         };
-        tokio::join!(shim, unmount, self.teardown_container_network(&h.id));
+        let network = async {
+            self.teardown_container_network(&h.id).await;
+            tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: network released");
+        };
+        tokio::join!(shim, unmount, network);
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: shim, rootfs and network released");
         let _ = std::fs::remove_dir_all(&state_dir);
         self.release_mounts(&h.snapshot());
@@ -78,7 +84,7 @@ impl Engine {
         // `Removing` first, and a crash before that leaves `Running`, which restore turns
         // into this same exit and removal. One metadata commit fewer on `run --rm`.
         if restart || !auto_remove {
-            if let Err(e) = self.persist(h) {
+            if let Err(e) = self.persist_off(h).await {
                 tracing::error!(id = %h.id, "persist exit: {e}");
             }
         }

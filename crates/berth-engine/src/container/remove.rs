@@ -77,7 +77,14 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format!("remove {}", data_dir.display()), e)),
         }
-        self.inner.store.delete(crate::store::CONTAINERS, &c.id)?;
+        let rec = h.clone();
+        self.blocking(move |e| {
+            let mut stored = rec.stored.lock().expect("container store lock poisoned");
+            e.inner.store.delete(crate::store::CONTAINERS, &rec.id)?;
+            *stored = super::StoreState::Deleted;
+            Ok(())
+        })
+        .await?;
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: record deleted");
         self.inner
             .containers

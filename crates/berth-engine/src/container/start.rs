@@ -264,11 +264,13 @@ impl Engine {
             r.state.started_at = Some(util::now_rfc3339());
             r.manually_stopped = false;
         });
-        self.persist(h)?;
         self.emit_container(h, "start", BTreeMap::new());
+        // The exit monitor first: a short-lived process may be gone already, and its
+        // teardown can run while this commit waits for the disk (`persist` keeps the
+        // newer exit state if that lands first).
         self.spawn_monitor(h.clone(), client);
         self.spawn_health(h.clone());
-        Ok(())
+        self.persist_off(h).await
     }
 
     pub(crate) fn emit_container(
