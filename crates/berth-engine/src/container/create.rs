@@ -22,6 +22,7 @@ impl Engine {
         name: Option<&str>,
         body: CreateBody,
     ) -> Result<CreateResult> {
+        let t0 = std::time::Instant::now();
         if let Some(n) = name.filter(|n| !n.is_empty()) {
             names::validate(n)?;
         }
@@ -63,6 +64,7 @@ impl Engine {
         attrs.insert("image".into(), image_name);
         attrs.insert("name".into(), name.trim_start_matches('/').to_string());
         self.events().emit("container", "create", &id, attrs);
+        tracing::debug!(id = %id, elapsed = ?t0.elapsed(), "create: recorded");
         Ok(CreateResult { id, warnings })
     }
 
@@ -132,12 +134,21 @@ impl Engine {
             cgroups_path: format!("/{}/{}", self.config().cgroup_parent, id),
             mount_points,
         };
-        let saved = super::spec::write_etc_files(&rec, self.config())
-            .and_then(|()| self.inner.store.put(crate::store::CONTAINERS, id, &rec));
-        if let Err(e) = saved {
-            self.discard_volumes(&anonymous);
-            return Err(e);
-        }
+        // Off the async workers: the commit waits for the disk.
+        let rec = self
+            .blocking(move |e| {
+                super::spec::write_etc_files(&rec, e.config())
+                    .and_then(|()| e.inner.store.put(crate::store::CONTAINERS, &rec.id, &rec))?;
+                Ok(rec)
+            })
+            .await;
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => {
+                self.discard_volumes(&anonymous);
+                return Err(e);
+            }
+        };
         self.inner
             .containers
             .write()
