@@ -38,7 +38,7 @@ impl Engine {
         // auto-remove container that ever ran needs no such mark: restore removes it from any
         // state it may be left in (running, exited), so `run --rm` saves that commit.
         if !(h.snapshot().host_config.auto_remove && status != Status::Created) {
-            self.persist(&h)?;
+            self.persist_off(&h).await?;
         }
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: marked");
         let c = h.snapshot();

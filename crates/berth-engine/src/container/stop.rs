@@ -107,7 +107,7 @@ impl Engine {
                 r.manually_stopped = true;
                 r.state.status = Some(Status::Exited);
             });
-            self.persist(h)?;
+            self.persist_off(h).await?;
             return Ok(());
         }
         if !c.state.status().can_kill() {
@@ -121,7 +121,7 @@ impl Engine {
         )?;
         let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
         h.update(|r| r.manually_stopped = true);
-        self.persist(h)?;
+        self.persist_off(h).await?;
         let client = match self.shim(h).await {
             Ok(c) => c,
             // No shim: the process already exited and the monitor is recording it.
@@ -176,7 +176,7 @@ impl Engine {
         }
         if sig == 9 || sig == 15 || sig == 2 {
             h.update(|r| r.manually_stopped = true);
-            self.persist(&h)?;
+            self.persist_off(&h).await?;
         }
         let client = match self.shim(&h).await {
             Ok(c) => c,
