@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Interleaved A/B of two berth builds on this machine: two berthds side by side (private
 # roots, sockets, bridges, cgroup parents), one request to each in turn, so load from other
-# work falls on both alike. Prints p50 of `run --rm busybox true`, `exec C true`, and a
-# create + start + stop + rm cycle of a container that exits on SIGTERM, and both idle RSS.
+# work falls on both alike. Prints p50 and p90 of `run --rm busybox true`, `exec C true`,
+# and a create + start + stop + rm cycle of a container that exits on SIGTERM, and both
+# idle RSS.
 # Usage: A=<dir of old binaries> B=<dir of new binaries> bench/ab.sh [rounds=25]   (as root)
 # e.g. git worktree add /tmp/old <commit> && cargo build --release --bins --target-dir
 # /tmp/old-target (in /tmp/old), then A=/tmp/old-target/release B=target/release.
@@ -40,9 +41,11 @@ IA=$($CA run -d --network none busybox sleep 1000); IB=$($CB run -d --network no
 for i in $(seq $N); do ms $CA exec $IA true >> $W/ea; ms $CB exec $IB true >> $W/eb; done
 cyc() { local id; id=$($1 create busybox sh -c 'trap "exit 0" TERM; sleep 60 & wait') && $1 start $id && $1 stop $id && $1 rm $id; }
 for i in $(seq $N); do ms cyc "$CA" >> $W/ca; ms cyc "$CB" >> $W/cb; done
-p50() { sort -n $1 | awk '{a[NR]=$1} END{printf "%.1f", a[int((NR+1)/2)]/10}'; }
-echo "run --rm  p50 A $(p50 $W/ra) ms  B $(p50 $W/rb) ms"
-echo "exec      p50 A $(p50 $W/ea) ms  B $(p50 $W/eb) ms"
-echo "cycle(term) p50 A $(p50 $W/ca) ms  B $(p50 $W/cb) ms"
+# pct FILE P: the P-th percentile (nearest rank) of FILE's tenths of ms, in ms.
+pct() { sort -n $1 | awk -v p=$2 '{a[NR]=$1} END{i=int((NR*p+99)/100); if (i<1) i=1; printf "%.1f", a[i]/10}'; }
+row() { echo "$1 p50 A $(pct $W/$2 50) ms  B $(pct $W/$3 50) ms   p90 A $(pct $W/$2 90) ms  B $(pct $W/$3 90) ms"; }
+row "run --rm   " ra rb
+row "exec       " ea eb
+row "cycle(term)" ca cb
 echo "idle RSS A $(awk '/VmRSS/{print $2}' /proc/$(cat $W/a/pid)/status) KiB B $(awk '/VmRSS/{print $2}' /proc/$(cat $W/b/pid)/status) KiB"
 $CA rm -f $IA >/dev/null; $CB rm -f $IB >/dev/null
