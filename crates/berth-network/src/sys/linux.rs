@@ -127,11 +127,13 @@ fn link_name(msg: &LinkMessage) -> Option<String> {
 /// Opens an rtnetlink connection and drives it on a new thread named `name`; the handle
 /// works from any runtime.
 ///
-/// The kernel handles a request inside the `sendmsg` that carries it, and some take long:
-/// deleting a veth waits out RCU grace periods (`rcu_barrier`, 5 to 25 ms here), creating
-/// one a `synchronize_rcu`. Driven on the daemon's runtime, that froze a worker thread for
-/// the duration, and with it the tasks queued behind it on that worker (an exit waiting
-/// for its shim's answer, so a `docker run --rm` waiting for its removal).
+/// The kernel handles a request inside the `sendmsg` that carries it, and deleting a veth
+/// waits out RCU grace periods there (`rcu_barrier`, 5 to 25 ms here). Driven on the
+/// daemon's runtime, that froze a worker thread for the duration, and with it the tasks
+/// queued behind it on that worker (an exit waiting for its shim's answer, so a
+/// `docker run --rm` waiting for its removal). Other requests take about a millisecond
+/// (creating a veth waits for one expedited grace period) and stay on the runtime: a
+/// thread for them cost more idle memory than it saved.
 fn netlink_thread(name: &str) -> Result<Handle, SysError> {
     let open_err = |source| SysError::Io {
         op: "open netlink socket",
@@ -176,7 +178,8 @@ fn netlink_thread(name: &str) -> Result<Handle, SysError> {
 /// The real implementation, bound to the network namespace it was created in.
 pub struct LinuxNetSys {
     handle: Handle,
-    /// Link deletions only: each waits out RCU grace periods in the kernel.
+    /// Link deletions only, driven on their own thread: each waits out RCU grace periods
+    /// in the kernel.
     deleter: Handle,
     nft: PathBuf,
     pool: Arc<NetnsPool>,
@@ -186,11 +189,17 @@ pub struct LinuxNetSys {
 const NETNS_POOL_SIZE: usize = 2;
 
 impl LinuxNetSys {
-    /// Opens netlink connections in the calling thread's namespace, each driven on a
-    /// thread of its own (see [`netlink_thread`]): one for setting up, one for deleting
-    /// links, so a start never queues behind the teardown of the container before it.
+    /// Opens two netlink connections in the calling thread's namespace: one driven on the
+    /// current tokio runtime (must be called inside one) for everything but link
+    /// deletions, and one on a thread of its own for those (see [`netlink_thread`]), so a
+    /// start never queues behind the teardown of the container before it.
     pub fn new() -> Result<Self, SysError> {
-        let handle = netlink_thread("berth-netlink")?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| SysError::Io {
+            op: "open netlink socket",
+            path: PathBuf::from("rtnetlink"),
+            source,
+        })?;
+        tokio::spawn(conn);
         let deleter = netlink_thread("berth-nl-delete")?;
         let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
             .iter()
