@@ -773,14 +773,21 @@ impl Engine {
         self.save_container_net(id, &rec)
     }
 
-    /// `start`, before the shim: the namespace, the endpoints (first `NetworkMode`'s, so it
-    /// gets `eth0` and the default route), published ports, `/etc/hosts` and
-    /// `/etc/resolv.conf`. On error the caller runs [`Engine::teardown_container_network`].
-    pub async fn setup_container_network(&self, c: &Container) -> Result<NetworkNs> {
+    /// `start`, before the shim, in two halves. This quick first one gives the namespace
+    /// the container will join and, when it is a new one of the container's own, its path,
+    /// for [`Engine::attach_container_network`] to put the endpoints in (first
+    /// `NetworkMode`'s, so it gets `eth0` and the default route), published ports,
+    /// `/etc/hosts` and `/etc/resolv.conf`. On error the caller runs
+    /// [`Engine::teardown_container_network`]. The bundle needs only the namespace's
+    /// path, so a start writes it while the second half runs.
+    pub async fn prepare_container_netns(
+        &self,
+        c: &Container,
+    ) -> Result<(NetworkNs, Option<PathBuf>)> {
         let mode = c.host_config.network_mode.clone();
-        let mut rec = self.container_net(c);
+        let rec = self.container_net(c);
         if mode == "host" {
-            return Ok(NetworkNs::Host);
+            return Ok((NetworkNs::Host, None));
         }
         if let Some(other) = mode.strip_prefix("container:") {
             let h = self.lookup(other)?;
@@ -807,14 +814,21 @@ impl Engine {
             } else {
                 PathBuf::from(format!("/proc/{}/ns/net", o.state.pid))
             };
-            return Ok(NetworkNs::Path(path));
+            return Ok((NetworkNs::Path(path), None));
         }
         if mode == "none" || rec.networks.is_empty() && rec.primary.is_empty() {
-            return Ok(NetworkNs::New);
+            return Ok((NetworkNs::New, None));
         }
         let t0 = std::time::Instant::now();
         let netns = self.net().manager.create_netns(&c.id).await?;
         tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "network: namespace ready");
+        Ok((NetworkNs::Path(netns.clone()), Some(netns)))
+    }
+
+    /// The second half of a start's network set-up: endpoints, ports, names, hosts and
+    /// resolv.conf for the namespace at `netns`.
+    pub async fn attach_container_network(&self, c: &Container, netns: PathBuf) -> Result<()> {
+        let mut rec = self.container_net(c);
         rec.sandbox_key = netns.to_string_lossy().into_owned();
         rec.ports.clear();
         let mut order: Vec<String> = rec.networks.keys().cloned().collect();
@@ -847,7 +861,7 @@ impl Engine {
         }
         self.write_container_net(&c.id, &rec, false)?;
         self.write_network_etc_files(c, &rec)?;
-        Ok(NetworkNs::Path(netns))
+        Ok(())
     }
 
     async fn attach_endpoint(

@@ -165,53 +165,25 @@ impl Engine {
     ) -> Result<()> {
         let cfg = self.config().clone();
         let state_dir = cfg.container_state_dir(&c.id);
-        // Namespace, endpoints, ports, hosts and resolv.conf before the shim starts.
         let t0 = std::time::Instant::now();
-        let network = self.setup_container_network(c).await?;
-        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: network ready");
-        let mut opts = super::spec::spec_options(c, &cfg, rootfs)?;
-        self.apply_link_env(c, &mut opts.env);
-        opts.network = network;
-        let mut spec = berth_runtime::spec::generate(&opts)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let runtime = match c.host_config.runtime.as_str() {
-            "runc" | "" => cfg.runtime.clone(),
-            name => cfg
-                .runtimes
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| name.to_string()),
+        // The namespace first; its endpoints, ports, hosts and resolv.conf (veths: a
+        // couple of milliseconds in the kernel) then go in while a blocking thread writes
+        // the bundle, which needs only the namespace's path. Both are done before the shim.
+        let (network, attach) = self.prepare_container_netns(c).await?;
+        let endpoints = async {
+            if let Some(netns) = attach {
+                self.attach_container_network(c, netns).await?;
+            }
+            tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: network ready");
+            Ok::<(), Error>(())
         };
-        // A precompiled seccomp filter saves crun half of its create time (see seccomp_cache).
-        let seccomp = berth_runtime::seccomp_cache::SeccompCache::new(cfg.seccomp_cache_dir())
-            .prepare(&mut spec, std::path::Path::new(&runtime));
-        berth_runtime::spec::write_bundle(&state_dir, &spec)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let log_opts = super::logs::effective_log_opts(
-            &c.host_config.log_config.typ,
-            &c.host_config.log_config.config,
-            &cfg.log_opts,
-        );
-        let shim_cfg = ShimConfig {
-            id: c.id.clone(),
-            bundle: state_dir.clone(),
-            state_dir: state_dir.clone(),
-            runtime: runtime.into(),
-            runtime_root: cfg.runtime_root(),
-            log_path: if c.host_config.log_config.typ == "none" {
-                std::path::PathBuf::new()
-            } else {
-                c.log_path.clone()
-            },
-            log_max_size: log_opts.get("max-size").and_then(|s| parse_size(s)),
-            log_max_files: log_opts
-                .get("max-file")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(1),
-            terminal: c.config.tty,
-            open_stdin: c.config.open_stdin,
-            stdin_once: c.config.stdin_once,
+        let bundle = {
+            let (c, rootfs) = (c.clone(), rootfs.to_path_buf());
+            self.blocking(move |e| e.write_start_bundle(&c, &rootfs, network))
         };
+        let (attached, written) = tokio::join!(endpoints, bundle);
+        attached?;
+        let (shim_cfg, seccomp) = written?;
         tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
         self.spawn_shim(shim_cfg)
             .await
@@ -271,6 +243,62 @@ impl Engine {
         self.spawn_monitor(h.clone(), client);
         self.spawn_health(h.clone());
         self.persist_off(h).await
+    }
+
+    /// The runtime bundle (`config.json`) of a start and the shim's configuration, for a
+    /// container joining `network`; runs on a blocking thread.
+    fn write_start_bundle(
+        &self,
+        c: &super::Container,
+        rootfs: &std::path::Path,
+        network: berth_runtime::spec::NetworkNs,
+    ) -> Result<(ShimConfig, berth_runtime::seccomp_cache::Prepared)> {
+        let cfg = self.config();
+        let state_dir = cfg.container_state_dir(&c.id);
+        let mut opts = super::spec::spec_options(c, cfg, rootfs)?;
+        self.apply_link_env(c, &mut opts.env);
+        opts.network = network;
+        let mut spec = berth_runtime::spec::generate(&opts)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let runtime = match c.host_config.runtime.as_str() {
+            "runc" | "" => cfg.runtime.clone(),
+            name => cfg
+                .runtimes
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| name.to_string()),
+        };
+        // A precompiled seccomp filter saves crun half of its create time (see seccomp_cache).
+        let seccomp = berth_runtime::seccomp_cache::SeccompCache::new(cfg.seccomp_cache_dir())
+            .prepare(&mut spec, std::path::Path::new(&runtime));
+        berth_runtime::spec::write_bundle(&state_dir, &spec)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let log_opts = super::logs::effective_log_opts(
+            &c.host_config.log_config.typ,
+            &c.host_config.log_config.config,
+            &cfg.log_opts,
+        );
+        let shim_cfg = ShimConfig {
+            id: c.id.clone(),
+            bundle: state_dir.clone(),
+            state_dir: state_dir.clone(),
+            runtime: runtime.into(),
+            runtime_root: cfg.runtime_root(),
+            log_path: if c.host_config.log_config.typ == "none" {
+                std::path::PathBuf::new()
+            } else {
+                c.log_path.clone()
+            },
+            log_max_size: log_opts.get("max-size").and_then(|s| parse_size(s)),
+            log_max_files: log_opts
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
+            terminal: c.config.tty,
+            open_stdin: c.config.open_stdin,
+            stdin_once: c.config.stdin_once,
+        };
+        Ok((shim_cfg, seccomp))
     }
 
     pub(crate) fn emit_container(
