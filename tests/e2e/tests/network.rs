@@ -240,6 +240,44 @@ fn default_bridge_addresses_links_and_no_dns() {
         Some(format!("{prefix}.1").as_str())
     );
 
+    // The endpoints go in while the runtime creates the container: the container still
+    // starts with eth0 up and its own address in the /etc/hosts it was created with (the
+    // file is rewritten in place under the bind mount).
+    let hostname = x["Config"]["Hostname"]
+        .as_str()
+        .expect("hostname")
+        .to_string();
+    let hosts = ok(&d, &["exec", "cx", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{ip_x}\t{hostname}")), "{hosts}");
+    let own = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "grep \"$(hostname)\" /etc/hosts; ip -o -4 addr show eth0 | wc -l",
+        ],
+    );
+    assert!(
+        own.starts_with(&format!("{prefix}.")) && own.ends_with("\n1"),
+        "{own}"
+    );
+    // Interface sysctls need eth0 when the runtime applies them at create.
+    let rp = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--sysctl",
+            "net.ipv4.conf.eth0.rp_filter=2",
+            "busybox",
+            "cat",
+            "/proc/sys/net/ipv4/conf/eth0/rp_filter",
+        ],
+    );
+    assert_eq!(rp, "2");
     run_detached(&d, &["--name", "cy", "--link", "cx:xa"]);
     let hosts = ok(&d, &["exec", "cy", "cat", "/etc/hosts"]);
     assert!(hosts.contains(&format!("{ip_x}\txa")), "{hosts}");
