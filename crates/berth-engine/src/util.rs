@@ -53,25 +53,6 @@ pub fn write_world_readable(path: &Path, data: &[u8], durable: bool) -> std::io:
     Ok(())
 }
 
-/// Rewrites an existing file in place (same inode), else writes it new as
-/// [`write_world_readable`] does. For files a container sees through a bind mount of the
-/// file itself: a rename would leave the mount on the old inode, so a container created
-/// before the write (or running) would never see it. Docker writes `/etc/hosts` in place
-/// for the same reason.
-pub fn rewrite_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-    {
-        Ok(mut f) => f.write_all(data),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_world_readable(path, data, false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Writes a file atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

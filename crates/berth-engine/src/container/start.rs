@@ -166,14 +166,10 @@ impl Engine {
         let cfg = self.config().clone();
         let state_dir = cfg.container_state_dir(&c.id);
         let t0 = std::time::Instant::now();
-        // The namespace first: the bundle needs only its path. Its endpoints, ports, hosts
-        // and resolv.conf (veths: milliseconds in the kernel) then go in while the bundle
-        // is written and the runtime creates the container, which runs nothing of the
-        // image before `start`; both are done before that. Interface sysctls
-        // (`net.ipv4.conf.eth0.*`), applied by the runtime at create, need the interfaces
-        // first.
+        // The namespace first; its endpoints, ports, hosts and resolv.conf (veths: a
+        // couple of milliseconds in the kernel) then go in while a blocking thread writes
+        // the bundle, which needs only the namespace's path. Both are done before the shim.
         let (network, attach) = self.prepare_container_netns(c).await?;
-        let overlap = attach.is_some() && !sets_interface_sysctls(&c.host_config);
         let endpoints = async {
             if let Some(netns) = attach {
                 self.attach_container_network(c, netns).await?;
@@ -181,36 +177,18 @@ impl Engine {
             tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: network ready");
             Ok::<(), Error>(())
         };
-        let created = async {
-            let (shim_cfg, seccomp) = {
-                let (c, rootfs) = (c.clone(), rootfs.to_path_buf());
-                self.blocking(move |e| e.write_start_bundle(&c, &rootfs, network))
-                    .await?
-            };
-            tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
-            self.spawn_shim(shim_cfg)
-                .await
-                .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
-                .map_err(|e| Error::InvalidArgument(docker_start_error(&e.to_string())))?;
-            Ok::<_, Error>(seccomp)
+        let bundle = {
+            let (c, rootfs) = (c.clone(), rootfs.to_path_buf());
+            self.blocking(move |e| e.write_start_bundle(&c, &rootfs, network))
         };
-        let seccomp = if overlap {
-            match tokio::join!(endpoints, created) {
-                (Ok(()), Ok(seccomp)) => seccomp,
-                (Err(e), Ok(_)) => {
-                    // The runtime holds a created container: take it down with its shim.
-                    if let Ok(client) = ShimClient::connect(&state_dir).await {
-                        let _ = client.kill(9, true).await;
-                        let _ = client.shutdown().await;
-                    }
-                    return Err(e);
-                }
-                (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
-            }
-        } else {
-            endpoints.await?;
-            created.await?
-        };
+        let (attached, written) = tokio::join!(endpoints, bundle);
+        attached?;
+        let (shim_cfg, seccomp) = written?;
+        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
+        self.spawn_shim(shim_cfg)
+            .await
+            .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
+            .map_err(|e| Error::InvalidArgument(docker_start_error(&e.to_string())))?;
         if let berth_runtime::seccomp_cache::Prepared::Miss(entry) = seccomp {
             let (root, id) = (cfg.runtime_root(), c.id.clone());
             // Off the critical path; a failed fill only means the next create compiles again.
@@ -398,48 +376,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
     num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
 }
 
-/// Whether the container sets sysctls of network interfaces (`net.ipv4.conf.eth0.*` and
-/// the like, `all`/`default` included to keep it simple), which the runtime writes at
-/// create time and so need the endpoints in place before it runs.
-fn sets_interface_sysctls(hc: &crate::models::HostConfig) -> bool {
-    hc.sysctls.iter().flatten().any(|(k, _)| {
-        let k = k.replace('/', ".");
-        [
-            "net.ipv4.conf.",
-            "net.ipv6.conf.",
-            "net.ipv4.neigh.",
-            "net.ipv6.neigh.",
-        ]
-        .iter()
-        .any(|p| k.starts_with(p))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interface_sysctls_need_the_endpoints_first() {
-        let with = |k: &str| crate::models::HostConfig {
-            sysctls: Some([(k.to_string(), "1".to_string())].into()),
-            ..Default::default()
-        };
-        assert!(!sets_interface_sysctls(
-            &crate::models::HostConfig::default()
-        ));
-        assert!(!sets_interface_sysctls(&with("net.ipv4.ip_forward")));
-        assert!(!sets_interface_sysctls(&with("kernel.msgmax")));
-        assert!(sets_interface_sysctls(&with(
-            "net.ipv4.conf.eth0.rp_filter"
-        )));
-        assert!(sets_interface_sysctls(&with(
-            "net/ipv6/conf/eth0/disable_ipv6"
-        )));
-        assert!(sets_interface_sysctls(&with(
-            "net.ipv4.neigh.eth0.gc_stale_time"
-        )));
-    }
 
     #[test]
     fn sizes() {
