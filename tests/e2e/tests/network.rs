@@ -240,9 +240,8 @@ fn default_bridge_addresses_links_and_no_dns() {
         Some(format!("{prefix}.1").as_str())
     );
 
-    // The endpoints go in while the runtime creates the container: the container still
-    // starts with eth0 up and its own address in the /etc/hosts it was created with (the
-    // file is rewritten in place under the bind mount).
+    // A container starts with eth0 up and its own address in its /etc/hosts, and
+    // interface sysctls (applied by the runtime at create) find eth0 there.
     let hostname = x["Config"]["Hostname"]
         .as_str()
         .expect("hostname")
@@ -264,7 +263,6 @@ fn default_bridge_addresses_links_and_no_dns() {
         own.starts_with(&format!("{prefix}.")) && own.ends_with("\n1"),
         "{own}"
     );
-    // Interface sysctls need eth0 when the runtime applies them at create.
     let rp = ok(
         &d,
         &[
