@@ -153,11 +153,13 @@ impl Engine {
             .collect()
     }
 
+    /// Writes the container's record to the store.
     ///
     /// Writes are serialised per container and each takes its snapshot inside that lock,
     /// so the last write always carries the newest state, whichever threads the callers
     /// run on (a start's write can finish after the exit it raced with, a health probe's
-    /// after a stop). Once the record is deleted nothing writes it back.
+    /// after a stop). Once the record is deleted ([`Engine::delete_record`]) nothing
+    /// writes it back.
     pub(crate) fn persist(&self, h: &ContainerHandle) -> Result<()> {
         let stored = h.stored.lock().expect("container store lock poisoned");
         if *stored == container::StoreState::Deleted {
@@ -165,6 +167,15 @@ impl Engine {
         }
         let rec = h.snapshot();
         self.inner.store.put(store::CONTAINERS, &rec.id, &rec)
+    }
+
+    /// Deletes the container's record from the store, under the same lock as
+    /// [`Engine::persist`], and marks it deleted so no later write brings it back.
+    pub(crate) fn delete_record(&self, h: &ContainerHandle) -> Result<()> {
+        let mut stored = h.stored.lock().expect("container store lock poisoned");
+        self.inner.store.delete(store::CONTAINERS, &h.id)?;
+        *stored = container::StoreState::Deleted;
+        Ok(())
     }
 
     /// [`Engine::persist`] on a blocking thread: a commit waits for the disk (fsync), and

@@ -773,13 +773,11 @@ impl Engine {
         self.save_container_net(id, &rec)
     }
 
-    /// `start`, before the shim, in two halves. This quick first one gives the namespace
-    /// the container will join and, when it is a new one of the container's own, its path,
-    /// for [`Engine::attach_container_network`] to put the endpoints in (first
-    /// `NetworkMode`'s, so it gets `eth0` and the default route), published ports,
-    /// `/etc/hosts` and `/etc/resolv.conf`. On error the caller runs
-    /// [`Engine::teardown_container_network`]. The bundle needs only the namespace's
-    /// path, so a start writes it while the second half runs.
+    /// The first, quick half of a start's network set-up (before the shim): the namespace
+    /// the container will join and, when it is a new one of the container's own, its path
+    /// for [`Engine::attach_container_network`], the second half. The bundle needs only
+    /// the namespace's path, so a start writes it while the second half runs. On error in
+    /// either half the caller runs [`Engine::teardown_container_network`].
     pub async fn prepare_container_netns(
         &self,
         c: &Container,
@@ -825,8 +823,9 @@ impl Engine {
         Ok((NetworkNs::Path(netns.clone()), Some(netns)))
     }
 
-    /// The second half of a start's network set-up: endpoints, ports, names, hosts and
-    /// resolv.conf for the namespace at `netns`.
+    /// The second half of a start's network set-up, for the namespace at `netns`: the
+    /// endpoints (first `NetworkMode`'s, so it gets `eth0` and the default route),
+    /// published ports, DNS names, `/etc/hosts` and `/etc/resolv.conf`.
     pub async fn attach_container_network(&self, c: &Container, netns: PathBuf) -> Result<()> {
         let mut rec = self.container_net(c);
         rec.sandbox_key = netns.to_string_lossy().into_owned();

@@ -116,8 +116,8 @@ pub struct ContainerHandle {
     pub op: tokio::sync::Mutex<()>,
     pub exits: watch::Sender<ExitEvent>,
     pub pending_attaches: Mutex<Vec<PendingAttach>>,
-    /// Held across each metadata write of this container; true once its record is
-    /// deleted. See [`Engine::persist`].
+    /// Held across each metadata write of this container; `Deleted` once its record is
+    /// gone. See [`crate::Engine::persist`].
     pub stored: Mutex<StoreState>,
 }
 

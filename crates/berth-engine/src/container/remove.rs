@@ -78,13 +78,7 @@ impl Engine {
             Err(e) => return Err(Error::io(format!("remove {}", data_dir.display()), e)),
         }
         let rec = h.clone();
-        self.blocking(move |e| {
-            let mut stored = rec.stored.lock().expect("container store lock poisoned");
-            e.inner.store.delete(crate::store::CONTAINERS, &rec.id)?;
-            *stored = super::StoreState::Deleted;
-            Ok(())
-        })
-        .await?;
+        self.blocking(move |e| e.delete_record(&rec)).await?;
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: record deleted");
         self.inner
             .containers

@@ -135,11 +135,6 @@ fn link_name(msg: &LinkMessage) -> Option<String> {
 /// (creating a veth waits for one expedited grace period) and stay on the runtime: a
 /// thread for them cost more idle memory than it saved.
 fn netlink_thread(name: &str) -> Result<Handle, SysError> {
-    let open_err = |source| SysError::Io {
-        op: "open netlink socket",
-        path: PathBuf::from("rtnetlink"),
-        source,
-    };
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     // A new thread starts in its creator's network namespace, so the socket (made there)
     // talks to the namespace the caller is in.
@@ -169,10 +164,18 @@ fn netlink_thread(name: &str) -> Result<Handle, SysError> {
                 }
             });
         })
-        .map_err(open_err)?;
+        .map_err(netlink_open_err)?;
     rx.recv()
-        .map_err(|_| open_err(std::io::Error::other("netlink thread ended")))?
-        .map_err(open_err)
+        .map_err(|_| netlink_open_err(std::io::Error::other("netlink thread ended")))?
+        .map_err(netlink_open_err)
+}
+
+fn netlink_open_err(source: std::io::Error) -> SysError {
+    SysError::Io {
+        op: "open netlink socket",
+        path: PathBuf::from("rtnetlink"),
+        source,
+    }
 }
 
 /// The real implementation, bound to the network namespace it was created in.
@@ -194,11 +197,7 @@ impl LinuxNetSys {
     /// deletions, and one on a thread of its own for those (see [`netlink_thread`]), so a
     /// start never queues behind the teardown of the container before it.
     pub fn new() -> Result<Self, SysError> {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| SysError::Io {
-            op: "open netlink socket",
-            path: PathBuf::from("rtnetlink"),
-            source,
-        })?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(netlink_open_err)?;
         tokio::spawn(conn);
         let deleter = netlink_thread("berth-nl-delete")?;
         let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
