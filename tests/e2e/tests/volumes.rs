@@ -11,6 +11,12 @@ fn ok(o: Output) -> String {
     stdout(&o)
 }
 
+/// Asserts that `out` is a failure whose output contains `want`.
+fn refused(out: &Output, want: &str) {
+    assert!(!out.status.success(), "succeeded: {}", text(out));
+    assert!(text(out).contains(want), "{}", text(out));
+}
+
 fn json(o: Output) -> Value {
     let s = ok(o);
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("bad json ({e}): {s}"))
@@ -123,8 +129,7 @@ fn named_volume_survives_rm_and_crash() {
     assert!(!volume_names(&d).contains(&vol));
     assert!(!std::path::Path::new(&mp).exists());
     let out = d.docker(&["volume", "inspect", &vol]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("no such volume"), "{}", text(&out));
+    refused(&out, "no such volume");
 }
 
 #[test]
@@ -235,13 +240,8 @@ fn binds_tmpfs_and_read_only_rootfs() {
         "-c",
         "cat /data/in.txt && echo x > /data/new",
     ]);
-    assert!(!out.status.success());
     assert_eq!(stdout(&out), "from host\n");
-    assert!(
-        text(&out).contains("Read-only file system"),
-        "{}",
-        text(&out)
-    );
+    refused(&out, "Read-only file system");
     // Read-write bind: the host sees the write.
     ok(d.docker(&[
         "run",
@@ -287,14 +287,12 @@ fn binds_tmpfs_and_read_only_rootfs() {
         "busybox",
         "true",
     ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains(&format!(
+    refused(
+        &out,
+        &format!(
             "invalid mount config for type \"bind\": bind source path does not exist: {}",
             gone.display()
-        )),
-        "{}",
-        text(&out)
+        ),
     );
     // tmpfs with a size: 2 MB do not fit in 1 MB.
     let out = d.docker(&[
@@ -353,17 +351,11 @@ fn binds_tmpfs_and_read_only_rootfs() {
         "-c",
         "echo a > /t/a && echo b > /vol/b && cat /t/a /vol/b && touch /rootfile",
     ]);
-    assert!(!out.status.success());
     assert_eq!(stdout(&out), "a\nb\n");
-    assert!(
-        text(&out).contains("Read-only file system"),
-        "{}",
-        text(&out)
-    );
+    refused(&out, "Read-only file system");
     // Invalid specs are refused at create with a 400 naming the problem.
     let out = d.docker(&["create", "-v", "/a:/b:bogus", "busybox", "true"]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("invalid mode: bogus"), "{}", text(&out));
+    refused(&out, "invalid mode: bogus");
 }
 
 #[test]
@@ -407,12 +399,7 @@ fn prune_and_volumes_from() {
         "-c",
         "echo x > /s/f",
     ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("Read-only file system"),
-        "{}",
-        text(&out)
-    );
+    refused(&out, "Read-only file system");
     let mounts = json(d.docker(&["inspect", "-f", "{{json .Mounts}}", &src]));
     let named = mounts
         .as_array()
@@ -522,13 +509,9 @@ fn propagation_and_non_recursive_binds() {
         "busybox",
         "true",
     ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains(&format!(
-            "path {p} is mounted on {p} but it is not a shared or slave mount"
-        )),
-        "{}",
-        text(&out)
+    refused(
+        &out,
+        &format!("path {p} is mounted on {p} but it is not a shared or slave mount"),
     );
     let out = d.docker(&[
         "run",
@@ -538,13 +521,9 @@ fn propagation_and_non_recursive_binds() {
         "busybox",
         "true",
     ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains(&format!(
-            "path {p} is mounted on {p} but it is not a shared mount"
-        )),
-        "{}",
-        text(&out)
+    refused(
+        &out,
+        &format!("path {p} is mounted on {p} but it is not a shared mount"),
     );
     // A shared source: a mount made on the host after start shows up in an rslave bind.
     let shared = HostMount::new(d.dir.path().join("shared"), "shared");
@@ -599,12 +578,7 @@ fn propagation_and_non_recursive_binds() {
         ])
     };
     let out = touch("");
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("Read-only file system"),
-        "{}",
-        text(&out)
-    );
+    refused(&out, "Read-only file system");
     ok(touch(",bind-recursive=writable"));
     assert!(sub.join("new").exists());
     // The berth CLI sends the same request.
