@@ -725,3 +725,88 @@ async fn sealed_runtime_copy_runs_every_runtime_call_and_delete_is_eager() {
     );
     shutdown_and_check(&f, &client, pid).await;
 }
+
+/// Whether crun still lists `id` under `root`.
+fn crun_lists(root: &Path, id: &str) -> bool {
+    let out = std::process::Command::new("crun")
+        .arg("--root")
+        .arg(root)
+        .args(["list", "-q"])
+        .output()
+        .expect("crun list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == id)
+}
+
+/// Polls for up to 2 s until `done` holds.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+/// Once the init has exited, the shim deletes the container from crun itself (cgroup and
+/// state directory) before anyone asks for the shutdown, and crun agrees it is gone.
+#[tokio::test]
+async fn exited_container_is_deleted_in_place() {
+    let f = fixture("inplace", &["sh", "-c", "exit 5"], |_, _| {});
+    let (pid, client) = spawn(&f).await;
+    client.start().await.expect("start");
+    let exit = client.wait().await.expect("wait");
+    assert_eq!(exit.exit_code, 5);
+    let state = f.cfg.runtime_root.join(&f.id);
+    let fsys = CgroupFs::host();
+    assert!(
+        eventually(|| !state.exists() && !fsys.exists(&f.cgroups_path)).await,
+        "runtime state {} or cgroup {} kept after the exit",
+        state.display(),
+        f.cgroups_path
+    );
+    assert!(
+        !crun_lists(&f.cfg.runtime_root, &f.id),
+        "crun still lists it"
+    );
+    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).unwrap_or_default();
+    assert!(
+        !log.contains("delete in place"),
+        "fell back to crun: {log:?}"
+    );
+    shutdown_and_check(&f, &client, pid).await;
+}
+
+/// A process that outlives the init (no pid namespace of its own, so the kernel does not
+/// kill it with the init) keeps the cgroup busy: the shim leaves the delete to crun, and
+/// nothing is left behind either way.
+#[tokio::test]
+async fn delete_falls_back_to_the_runtime_when_the_cgroup_is_busy() {
+    let f = fixture("busycg", &["sh", "-c", "sleep 30 & exit 6"], |o, _| {
+        o.pid_host = true;
+    });
+    let (pid, client) = spawn(&f).await;
+    client.start().await.expect("start");
+    let exit = client.wait().await.expect("wait");
+    assert_eq!(exit.exit_code, 6);
+    let state = f.cfg.runtime_root.join(&f.id);
+    let fsys = CgroupFs::host();
+    assert!(
+        eventually(|| !state.exists() && !fsys.exists(&f.cgroups_path)).await,
+        "runtime state {} or cgroup {} kept after the exit",
+        state.display(),
+        f.cgroups_path
+    );
+    assert!(
+        !crun_lists(&f.cfg.runtime_root, &f.id),
+        "crun still lists it"
+    );
+    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).unwrap_or_default();
+    assert!(
+        log.contains("delete in place"),
+        "the in-place delete was not refused: {log:?}"
+    );
+    shutdown_and_check(&f, &client, pid).await;
+}

@@ -32,6 +32,15 @@
 //! container and exec output fds, stdin fds with pending data and client connections. Runtime
 //! commands (a few milliseconds each) run synchronously inside the loop; this keeps the shim
 //! free of locks and well under 2 MiB of RSS.
+//!
+//! # Deleting an exited container
+//!
+//! As soon as the exit is recorded the container is deleted from the runtime, while berthd
+//! unmounts the rootfs and releases the network. For crun with no hooks, that delete is
+//! done in place: once the init is gone, all crun still holds is the container's cgroup
+//! and its state directory `<root>/<id>`, and removing both directly spares the start of a
+//! crun process (2 to 3 ms on the exit of every `run --rm`). Anything in the way (a process
+//! left in the cgroup, an unknown runtime, hooks) leaves the job to `crun delete`.
 
 pub mod client;
 pub mod logfile;
