@@ -170,10 +170,16 @@ impl Engine {
     }
 
     /// Deletes the container's record from the store, under the same lock as
-    /// [`Engine::persist`], and marks it deleted so no later write brings it back.
-    pub(crate) fn delete_record(&self, h: &ContainerHandle) -> Result<()> {
+    /// [`Engine::persist`], and marks it deleted so no later write brings it back. `lazily`:
+    /// without waiting for the disk (durable with the next durable commit), for records
+    /// whose return after a crash restore deals with anyway.
+    pub(crate) fn delete_record(&self, h: &ContainerHandle, lazily: bool) -> Result<()> {
         let mut stored = h.stored.lock().expect("container store lock poisoned");
-        self.inner.store.delete(store::CONTAINERS, &h.id)?;
+        if lazily {
+            self.inner.store.delete_lazily(store::CONTAINERS, &h.id)?;
+        } else {
+            self.inner.store.delete(store::CONTAINERS, &h.id)?;
+        }
         *stored = container::StoreState::Deleted;
         Ok(())
     }

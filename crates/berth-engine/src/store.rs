@@ -49,7 +49,25 @@ impl Store {
     }
 
     pub fn delete(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        self.delete_with(table, key, redb::Durability::Immediate)
+    }
+
+    /// [`Store::delete`] that does not wait for the disk: it becomes durable with the next
+    /// durable commit, and a crash before that brings the record back. Only for records
+    /// whose return the caller can live with (see `Engine::delete_record`).
+    pub fn delete_lazily(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<()> {
+        self.delete_with(table, key, redb::Durability::None)
+    }
+
+    fn delete_with(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        durability: redb::Durability,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(durability)
+            .map_err(|e| crate::Error::Internal(format!("metadata store: {e}")))?;
         {
             let mut t = tx.open_table(table)?;
             t.remove(key)?;
@@ -76,5 +94,35 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(s: &Store) -> Vec<String> {
+        s.all::<u32>(CONTAINERS)
+            .expect("all")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    #[test]
+    fn lazy_delete_is_seen_at_once_and_kept_by_the_next_durable_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.redb");
+        {
+            let s = Store::open(&path).expect("open");
+            s.put(CONTAINERS, "a", &1u32).expect("put a");
+            s.put(CONTAINERS, "b", &2u32).expect("put b");
+            s.delete_lazily(CONTAINERS, "a").expect("lazy delete");
+            assert_eq!(keys(&s), ["b"], "readers see the deletion at once");
+            // A later durable commit carries the lazy one to the disk.
+            s.put(CONTAINERS, "c", &3u32).expect("put c");
+        }
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(keys(&s), ["b", "c"]);
     }
 }

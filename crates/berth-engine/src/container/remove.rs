@@ -78,7 +78,12 @@ impl Engine {
             Err(e) => return Err(Error::io(format!("remove {}", data_dir.display()), e)),
         }
         let rec = h.clone();
-        self.blocking(move |e| e.delete_record(&rec)).await?;
+        // As with the `Removing` mark above: an auto-remove container that ran is removed
+        // again by restore from whatever record a crash leaves, so `run --rm` need not wait
+        // for this commit to reach the disk.
+        let lazily = c.host_config.auto_remove && status != Status::Created;
+        self.blocking(move |e| e.delete_record(&rec, lazily))
+            .await?;
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: record deleted");
         self.inner
             .containers
