@@ -9,6 +9,7 @@ cleanup() {
   sleep 1
   grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   ip link del "$TAG" 2>/dev/null || true
+  [ -n "${DTAG:-}" ] && ip link del "$DTAG" 2>/dev/null || true
   find /sys/fs/cgroup/*/"berth-$TAG" -depth -type d -exec rmdir {} + 2>/dev/null || true
   rm -rf "$W"
 }
@@ -30,15 +31,24 @@ start_berthd() {
 
 B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }
 
-# Starts a private containerd + dockerd (Debian's docker.io; no bridge, no iptables) on
-# $W/docker.sock with the same busybox image; `D` is the docker CLI against it. Returns 1
-# when dockerd or containerd is not installed (callers skip their reference rows).
+# Starts a private containerd + dockerd (Debian's docker.io; no iptables) on $W/docker.sock
+# with the same busybox image; `D` is the docker CLI against it. Without an argument dockerd
+# has no bridge (containers need `--network none`); `start_dockerd bridge` gives it a bridge
+# of its own, `dk<pid>` on 10.254.<n>.0/24 (never docker0), so its default network is a
+# bridge network as on a stock host, like berth's. Returns 1 when dockerd or containerd is
+# not installed (callers skip their reference rows).
 start_dockerd() {
   command -v dockerd >/dev/null && command -v containerd >/dev/null || return 1
+  local net=(--bridge none)
+  if [ "${1:-}" = bridge ]; then
+    DTAG=dk$$
+    ip link add "$DTAG" type bridge && ip addr add "10.254.$(( $$ % 200 + 20 )).1/24" dev "$DTAG" && ip link set "$DTAG" up
+    net=(--bridge "$DTAG" --ip-forward=false)
+  fi
   containerd --root "$W/ctd" --state "$W/ctd-state" --address "$W/containerd.sock" >"$W/containerd.log" 2>&1 & echo $! >"$W/containerd.pid"
   sleep 1
   dockerd -H "unix://$W/docker.sock" --data-root "$W/docker" --exec-root "$W/docker-exec" --pidfile "$W/dockerd.pid" \
-    --containerd "$W/containerd.sock" --bridge none --iptables=false >"$W/dockerd.log" 2>&1 &
+    --containerd "$W/containerd.sock" "${net[@]}" --iptables=false >"$W/dockerd.log" 2>&1 &
   for _ in $(seq 100); do [ -S "$W/docker.sock" ] && break; sleep 0.1; done
   D import --platform linux/amd64 "$W/busybox.tar" busybox:latest >/dev/null
 }
@@ -46,6 +56,35 @@ start_dockerd() {
 D() { DOCKER_HOST="unix://$W/docker.sock" docker "$@"; }
 
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# measure_rr NAME:FUNC...: one warm-up of each case, then N rounds in which every case runs
+# once (starting one case later each round), so all cases see the same machine: this VM's
+# speed drifts by up to 2x from one minute to the next, which skews cases measured one block
+# after another. Prints p50/p90 per case and sets P50_<NAME>; a case whose warm-up fails is
+# reported and left out.
+measure_rr() {
+  local spec name fn ok=() i r k t
+  for spec in "$@"; do
+    name=${spec%%:*}; fn=${spec#*:}
+    : >"$W/t-$name"
+    if "$fn" >/dev/null 2>&1; then ok+=("$spec"); else echo "$name: failed: $fn"; fi
+  done
+  k=${#ok[@]}
+  [ "$k" -gt 0 ] || return 0
+  for r in $(seq 0 $(( N - 1 ))); do
+    for i in $(seq 0 $(( k - 1 ))); do
+      spec=${ok[$(( (r + i) % k ))]}; name=${spec%%:*}; fn=${spec#*:}
+      t=$(date +%s%N); "$fn" >/dev/null 2>&1; ms "$t" >>"$W/t-$name"
+    done
+  done
+  for spec in "${ok[@]}"; do
+    name=${spec%%:*}; local f=$W/t-$name
+    sort -n "$f" -o "$f"
+    local p50 p90; p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
+    printf '%-38s p50 %5d ms   p90 %5d ms\n' "$name" "$p50" "$p90"
+    eval "P50_${name//[^a-zA-Z0-9]/_}=$p50"
+  done
+}
 
 # measure NAME CMD...: N timed runs after one warm-up; prints p50/p90, sets P50_<NAME>.
 measure() {

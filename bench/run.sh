@@ -4,7 +4,9 @@
 #   docker run --rm busybox true           (real docker CLI -> berthd)
 #   crun run of an equivalent bundle       (the raw OCI runtime, the floor: `crun spec`'s
 #                                           minimal bundle, and berth's own config.json)
-#   docker run --rm busybox true on dockerd, podman run --rm --network none (if installed)
+#   docker run --rm busybox true on dockerd (its default bridge network, on a bridge of its
+#                                           own, no iptables), podman run --rm --network none
+#   and the same without a network (--network none) for berth and dockerd
 # and the create+start+stop+rm cycle (a `sleep` that ignores SIGTERM, so `stop -t 1` waits
 # out its second; and a shell that exits on SIGTERM), berthd idle RSS and one shim's RSS.
 # Prints p50/p90 per case and ratios. Usage: bench/run.sh [iterations]   (as root)
@@ -32,11 +34,12 @@ R=$W/rootfs
 mkdir -p "$W/bundle"; cp -a "$R" "$W/bundle/rootfs"
 (cd "$W/bundle" && crun spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/' config.json)
 
-echo "== start-up: $N runs each, $(nproc) cores, $(uname -r)"
-measure berth_run        B run --rm busybox true
-measure docker_cli_berthd env DOCKER_HOST="unix://$SOCK" docker run --rm busybox true
-n=0; crun_run() { n=$((n+1)); crun --root "$W/crun" run --bundle "$W/bundle" "bench$n"; }
-measure crun_run         crun_run
+REF=
+if [ -z "${NOREF:-}" ] && start_dockerd bridge; then REF=1; fi
+if [ -z "${NOREF:-}" ] && command -v podman >/dev/null; then
+  podman --root "$W/podman" --runroot "$W/podman-run" import "$W/busybox.tar" busybox:latest >/dev/null 2>&1 || true
+fi
+
 # crun run of berth's own config.json for such a container (Docker's capabilities, seccomp
 # profile, masked paths, mounts, device rules, cgroup), on a copy of the rootfs, in a new
 # network namespace: what berth asks of crun, without berth.
@@ -52,29 +55,41 @@ c["linux"]["cgroupsPath"] = sys.argv[3]
 json.dump(c, open(sys.argv[2], "w"))
 PY
 B rm -f "$id" >/dev/null
-crun_run2() { n=$((n+1)); crun --root "$W/crun" run --bundle "$W/bundle2" "bench$n"; }
-measure crun_run_berth_spec crun_run2
-cycle() { id=$(B create busybox sleep 60) && B start "$id" && B stop -t 1 "$id" && B rm "$id"; }
-measure berth_cycle      cycle
-cycle_k() { id=$(B create --stop-signal KILL busybox sleep 60) && B start "$id" && B stop "$id" && B rm "$id"; }
-measure berth_cycle_kill cycle_k
-# The same cycle with a container that exits on SIGTERM, as a real service does: it measures
-# the engines, not `stop -t 1`'s timeout (PID 1 ignores SIGTERM without a handler).
-TERM_CMD='trap "exit 0" TERM; sleep 60 & wait'
-cycle_t() { id=$(B create busybox sh -c "$TERM_CMD") && B start "$id" && B stop "$id" && B rm "$id"; }
-measure berth_cycle_term cycle_t
 
-if [ -z "${NOREF:-}" ] && start_dockerd; then
-  measure dockerd_run D run --rm --network none busybox true
-  dcycle() { id=$(D create --network none busybox sleep 60) && D start "$id" && D stop -t 1 "$id" && D rm "$id"; }
-  measure dockerd_cycle dcycle
-  dcycle_t() { id=$(D create --network none busybox sh -c "$TERM_CMD") && D start "$id" && D stop "$id" && D rm "$id"; }
-  measure dockerd_cycle_term dcycle_t
-fi
-if [ -z "${NOREF:-}" ] && command -v podman >/dev/null; then
-  podman --root "$W/podman" --runroot "$W/podman-run" import "$W/busybox.tar" busybox:latest >/dev/null 2>&1 || true
-  measure podman_run podman --root "$W/podman" --runroot "$W/podman-run" run --rm --network none busybox true
-fi
+# One function per case. Like for like: berth's and dockerd's `run` rows use each engine's
+# default bridge network (dockerd on a bridge of its own, see start_dockerd), the `_none`
+# rows no network.
+n=0
+berth_run() { B run --rm busybox true; }
+berth_run_none() { B run --rm --network none busybox true; }
+docker_cli_berthd() { DOCKER_HOST="unix://$SOCK" docker run --rm busybox true; }
+crun_run() { n=$((n+1)); crun --root "$W/crun" run --bundle "$W/bundle" "bench$n"; }
+crun_run_berth_spec() { n=$((n+1)); crun --root "$W/crun" run --bundle "$W/bundle2" "bench$n"; }
+dockerd_run() { D run --rm busybox true; }
+dockerd_run_none() { D run --rm --network none busybox true; }
+# podman's default RLIMIT_NOFILE (1048576) is above this machine's hard limit (20000; root lacks
+# CAP_SYS_RESOURCE), which crun refuses; berth's default stays within the caller's limits.
+podman_run() { podman --root "$W/podman" --runroot "$W/podman-run" run --rm --network none --ulimit nofile=1024:20000 busybox true; }
+# create+start+stop+rm: a `sleep` that ignores SIGTERM as PID 1 (so `stop -t 1` waits out its
+# second), the same with `--stop-signal KILL`, and a shell that exits on SIGTERM, as a real
+# service does (the last measures the engines, not the timeout).
+TERM_CMD='trap "exit 0" TERM; sleep 60 & wait'
+berth_cycle() { id=$(B create busybox sleep 60) && B start "$id" && B stop -t 1 "$id" && B rm "$id"; }
+berth_cycle_kill() { id=$(B create --stop-signal KILL busybox sleep 60) && B start "$id" && B stop "$id" && B rm "$id"; }
+berth_cycle_term() { id=$(B create busybox sh -c "$TERM_CMD") && B start "$id" && B stop "$id" && B rm "$id"; }
+dockerd_cycle() { id=$(D create busybox sleep 60) && D start "$id" && D stop -t 1 "$id" && D rm "$id"; }
+dockerd_cycle_term() { id=$(D create busybox sh -c "$TERM_CMD") && D start "$id" && D stop "$id" && D rm "$id"; }
+
+echo "== start-up: $N rounds, every case once per round, $(nproc) cores, $(uname -r)"
+cases=(berth_run:berth_run berth_run_none:berth_run_none docker_cli_berthd:docker_cli_berthd
+  crun_run:crun_run crun_run_berth_spec:crun_run_berth_spec)
+[ -n "$REF" ] && cases+=(dockerd_run:dockerd_run dockerd_run_none:dockerd_run_none)
+[ -z "${NOREF:-}" ] && command -v podman >/dev/null && cases+=(podman_run:podman_run)
+measure_rr "${cases[@]}"
+echo "== create + start + stop + rm, $N rounds"
+cases=(berth_cycle:berth_cycle berth_cycle_kill:berth_cycle_kill berth_cycle_term:berth_cycle_term)
+[ -n "$REF" ] && cases+=(dockerd_cycle:dockerd_cycle dockerd_cycle_term:dockerd_cycle_term)
+measure_rr "${cases[@]}"
 
 echo "== memory"
 BPID=$(cat "$W/berthd.pid")
@@ -92,6 +107,7 @@ ratio() { [ -n "${2:-}" ] && [ -n "${3:-}" ] && [ "$3" -gt 0 ] && awk -v a="$2" 
 ratio "berth_run / crun_run (target <= 2)" "${P50_berth_run:-}" "${P50_crun_run:-}"
 ratio "berth_run / crun_run_berth_spec" "${P50_berth_run:-}" "${P50_crun_run_berth_spec:-}"
 ratio "dockerd_run / berth_run (target >= 10)" "${P50_dockerd_run:-}" "${P50_berth_run:-}"
+ratio "dockerd_run_none / berth_run_none" "${P50_dockerd_run_none:-}" "${P50_berth_run_none:-}"
 ratio "dockerd_cycle / berth_cycle (target >= 10)" "${P50_dockerd_cycle:-}" "${P50_berth_cycle:-}"
 ratio "dockerd_cycle_term / berth_cycle_term" "${P50_dockerd_cycle_term:-}" "${P50_berth_cycle_term:-}"
 ratio "podman_run / berth_run" "${P50_podman_run:-}" "${P50_berth_run:-}"
