@@ -67,9 +67,10 @@ crun_run() { n=$((n+1)); crun --root "$W/crun" run --bundle "$W/bundle" "bench$n
 crun_run_berth_spec() { n=$((n+1)); crun --root "$W/crun" run --bundle "$W/bundle2" "bench$n"; }
 dockerd_run() { D run --rm busybox true; }
 dockerd_run_none() { D run --rm --network none busybox true; }
-# podman's default RLIMIT_NOFILE (1048576) is above this machine's hard limit (20000; root lacks
-# CAP_SYS_RESOURCE), which crun refuses; berth's default stays within the caller's limits.
-podman_run() { podman --root "$W/podman" --runroot "$W/podman-run" run --rm --network none --ulimit nofile=1024:20000 busybox true; }
+# podman's default RLIMIT_NOFILE and RLIMIT_NPROC (1048576, 4194304) are above this machine's
+# hard limits (root lacks CAP_SYS_RESOURCE), which crun refuses; berth's defaults stay within
+# the caller's limits.
+podman_run() { podman --root "$W/podman" --runroot "$W/podman-run" run --rm --network none --ulimit nofile=1024:20000 --ulimit nproc=4096:4096 busybox true; }
 # create+start+stop+rm: a `sleep` that ignores SIGTERM as PID 1 (so `stop -t 1` waits out its
 # second), the same with `--stop-signal KILL`, and a shell that exits on SIGTERM, as a real
 # service does (the last measures the engines, not the timeout).
