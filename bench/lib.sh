@@ -67,7 +67,8 @@ measure_rr() {
   for spec in "$@"; do
     name=${spec%%:*}; fn=${spec#*:}
     : >"$W/t-$name"
-    if "$fn" >/dev/null 2>&1; then ok+=("$spec"); else echo "$name: failed: $fn"; fi
+    local err
+    if err=$("$fn" 2>&1 >/dev/null); then ok+=("$spec"); else echo "$name: failed: $(printf '%s' "$err" | tail -n1)"; fi
   done
   k=${#ok[@]}
   [ "$k" -gt 0 ] || return 0

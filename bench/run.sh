@@ -36,8 +36,10 @@ mkdir -p "$W/bundle"; cp -a "$R" "$W/bundle/rootfs"
 
 REF=
 if [ -z "${NOREF:-}" ] && start_dockerd bridge; then REF=1; fi
+# podman in private roots (it also reads DOCKER_CONFIG, the docker CLI's private config here)
+P() { env -u DOCKER_CONFIG podman --root "$W/podman" --runroot "$W/podman-run" "$@"; }
 if [ -z "${NOREF:-}" ] && command -v podman >/dev/null; then
-  podman --root "$W/podman" --runroot "$W/podman-run" import "$W/busybox.tar" busybox:latest >/dev/null 2>&1 || true
+  P import "$W/busybox.tar" busybox:latest >/dev/null 2>&1 || true
 fi
 
 # crun run of berth's own config.json for such a container (Docker's capabilities, seccomp
@@ -70,7 +72,7 @@ dockerd_run_none() { D run --rm --network none busybox true; }
 # podman's default RLIMIT_NOFILE and RLIMIT_NPROC (1048576, 4194304) are above this machine's
 # hard limits (root lacks CAP_SYS_RESOURCE), which crun refuses; berth's defaults stay within
 # the caller's limits.
-podman_run() { podman --root "$W/podman" --runroot "$W/podman-run" run --rm --network none --ulimit nofile=1024:20000 --ulimit nproc=4096:4096 busybox true; }
+podman_run() { P run --rm --network none --ulimit nofile=1024:20000 --ulimit nproc=4096:4096 busybox true; }
 # create+start+stop+rm: a `sleep` that ignores SIGTERM as PID 1 (so `stop -t 1` waits out its
 # second), the same with `--stop-signal KILL`, and a shell that exits on SIGTERM, as a real
 # service does (the last measures the engines, not the timeout).
