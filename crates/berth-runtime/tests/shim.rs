@@ -750,15 +750,14 @@ async fn eventually(mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-/// Once the init has exited, the shim deletes the container from crun itself (cgroup and
-/// state directory) before anyone asks for the shutdown, and crun agrees it is gone.
-#[tokio::test]
-async fn exited_container_is_deleted_in_place() {
-    let f = fixture("inplace", &["sh", "-c", "exit 5"], |_, _| {});
-    let (pid, client) = spawn(&f).await;
+/// Runs `f`'s container to its exit (`code`) and checks that, before anyone asks for the
+/// shutdown, crun's state and the cgroup are gone and crun no longer lists it, and whether
+/// the shim had to leave the delete to crun (`fell_back`, seen in shim.log).
+async fn exit_and_check_deleted(f: &Fixture, code: i64, fell_back: bool) {
+    let (pid, client) = spawn(f).await;
     client.start().await.expect("start");
     let exit = client.wait().await.expect("wait");
-    assert_eq!(exit.exit_code, 5);
+    assert_eq!(exit.exit_code, code);
     let state = f.cfg.runtime_root.join(&f.id);
     let fsys = CgroupFs::host();
     assert!(
@@ -772,11 +771,20 @@ async fn exited_container_is_deleted_in_place() {
         "crun still lists it"
     );
     let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).unwrap_or_default();
-    assert!(
-        !log.contains("delete in place"),
-        "fell back to crun: {log:?}"
+    assert_eq!(
+        log.contains("delete in place"),
+        fell_back,
+        "in-place delete refused: {log:?}"
     );
-    shutdown_and_check(&f, &client, pid).await;
+    shutdown_and_check(f, &client, pid).await;
+}
+
+/// Once the init has exited, the shim deletes the container from crun itself (cgroup and
+/// state directory).
+#[tokio::test]
+async fn exited_container_is_deleted_in_place() {
+    let f = fixture("inplace", &["sh", "-c", "exit 5"], |_, _| {});
+    exit_and_check_deleted(&f, 5, false).await;
 }
 
 /// A process that outlives the init (no pid namespace of its own, so the kernel does not
@@ -787,26 +795,5 @@ async fn delete_falls_back_to_the_runtime_when_the_cgroup_is_busy() {
     let f = fixture("busycg", &["sh", "-c", "sleep 30 & exit 6"], |o, _| {
         o.pid_host = true;
     });
-    let (pid, client) = spawn(&f).await;
-    client.start().await.expect("start");
-    let exit = client.wait().await.expect("wait");
-    assert_eq!(exit.exit_code, 6);
-    let state = f.cfg.runtime_root.join(&f.id);
-    let fsys = CgroupFs::host();
-    assert!(
-        eventually(|| !state.exists() && !fsys.exists(&f.cgroups_path)).await,
-        "runtime state {} or cgroup {} kept after the exit",
-        state.display(),
-        f.cgroups_path
-    );
-    assert!(
-        !crun_lists(&f.cfg.runtime_root, &f.id),
-        "crun still lists it"
-    );
-    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).unwrap_or_default();
-    assert!(
-        log.contains("delete in place"),
-        "the in-place delete was not refused: {log:?}"
-    );
-    shutdown_and_check(&f, &client, pid).await;
+    exit_and_check_deleted(&f, 6, true).await;
 }
