@@ -253,9 +253,34 @@ fn config_and_run() {
             "ping -c1 -W2 db && exit 7",
         ],
     );
-    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    // This once lost its only ping in a full parallel suite (not reproduced since): on a
+    // failure, show the host's bridges and this daemon's table to tell why.
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}\n{}",
+        text(&out),
+        network_diagnostics(&d)
+    );
     ok(compose(&d, dir.path(), &["-p", &p, "down", "-v"]));
     assert!(ids(&d, &format!("label=com.docker.compose.project={p}")).is_empty());
+}
+
+/// The host's bridges with their addresses and this daemon's nft table.
+fn network_diagnostics(d: &Daemon) -> String {
+    let run = |cmd: &[&str]| {
+        std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("{}: {e}", cmd[0]))
+    };
+    let table = format!("berth_{}", d.bridge);
+    format!(
+        "bridges:\n{}\nnft table {table}:\n{}",
+        run(&["ip", "-4", "-br", "addr", "show", "type", "bridge"]),
+        run(&["nft", "list", "table", "ip", &table])
+    )
 }
 
 #[test]
