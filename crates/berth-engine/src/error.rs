@@ -110,7 +110,8 @@ store_from!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

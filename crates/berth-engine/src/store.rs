@@ -66,8 +66,7 @@ impl Store {
         durability: redb::Durability,
     ) -> Result<()> {
         let mut tx = self.db.begin_write()?;
-        tx.set_durability(durability)
-            .map_err(|e| crate::Error::Internal(format!("metadata store: {e}")))?;
+        tx.set_durability(durability)?;
         {
             let mut t = tx.open_table(table)?;
             t.remove(key)?;
