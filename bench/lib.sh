@@ -57,34 +57,34 @@ D() { DOCKER_HOST="unix://$W/docker.sock" docker "$@"; }
 
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-# measure_rr NAME:FUNC...: one warm-up of each case, then N rounds in which every case runs
-# once (starting one case later each round), so all cases see the same machine: this VM's
-# speed drifts by up to 2x from one minute to the next, which skews cases measured one block
-# after another. Prints p50/p90 per case and sets P50_<NAME>; a case whose warm-up fails is
-# reported and left out.
+# measure_rr FUNC...: one warm-up of each case (a shell function, named after its row), then
+# N rounds in which every case runs once (starting one case later each round), so all cases
+# see the same machine: this VM's speed drifts by up to 2x from one minute to the next,
+# which skews cases measured one block after another. Prints p50/p90 per case and sets
+# P50_<FUNC>; a case whose warm-up fails is reported and left out.
 measure_rr() {
-  local spec name fn ok=() i r k t
-  for spec in "$@"; do
-    name=${spec%%:*}; fn=${spec#*:}
-    : >"$W/t-$name"
-    local err
-    if err=$("$fn" 2>&1 >/dev/null); then ok+=("$spec"); else echo "$name: failed: $(printf '%s' "$err" | tail -n1)"; fi
+  local fn ok=() i r k t err
+  for fn in "$@"; do
+    : >"$W/t-$fn"
+    if err=$("$fn" 2>&1 >/dev/null); then ok+=("$fn"); else echo "$fn: failed: $(printf '%s' "$err" | tail -n1)"; fi
   done
   k=${#ok[@]}
-  [ "$k" -gt 0 ] || return 0
   for r in $(seq 0 $(( N - 1 ))); do
     for i in $(seq 0 $(( k - 1 ))); do
-      spec=${ok[$(( (r + i) % k ))]}; name=${spec%%:*}; fn=${spec#*:}
-      t=$(date +%s%N); "$fn" >/dev/null 2>&1; ms "$t" >>"$W/t-$name"
+      fn=${ok[$(( (r + i) % k ))]}
+      t=$(date +%s%N); "$fn" >/dev/null 2>&1; ms "$t" >>"$W/t-$fn"
     done
   done
-  for spec in "${ok[@]}"; do
-    name=${spec%%:*}; local f=$W/t-$name
-    sort -n "$f" -o "$f"
-    local p50 p90; p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
-    printf '%-38s p50 %5d ms   p90 %5d ms\n' "$name" "$p50" "$p90"
-    eval "P50_${name//[^a-zA-Z0-9]/_}=$p50"
-  done
+  for fn in "${ok[@]}"; do report "$fn"; done
+}
+
+# report NAME: p50/p90 of the timings in $W/t-NAME (N of them); sets P50_<NAME>.
+report() {
+  local f=$W/t-$1 p50 p90
+  sort -n "$f" -o "$f"
+  p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
+  printf '%-38s p50 %5d ms   p90 %5d ms\n' "$1" "$p50" "$p90"
+  eval "P50_${1//[^a-zA-Z0-9]/_}=$p50"
 }
 
 # measure NAME CMD...: N timed runs after one warm-up; prints p50/p90, sets P50_<NAME>.
@@ -93,8 +93,5 @@ measure() {
   local f=$W/t-$name; : >"$f"
   "$@" >/dev/null 2>&1 || { echo "$name: failed: $*"; return 0; }
   for _ in $(seq "$N"); do local t=$(date +%s%N); "$@" >/dev/null 2>&1; ms "$t" >>"$f"; done
-  sort -n "$f" -o "$f"
-  local p50 p90; p50=$(sed -n "$(( (N + 1) / 2 ))p" "$f"); p90=$(sed -n "$(( (N * 9 + 9) / 10 ))p" "$f")
-  printf '%-38s p50 %5d ms   p90 %5d ms\n' "$name" "$p50" "$p90"
-  eval "P50_${name//[^a-zA-Z0-9]/_}=$p50"
+  report "$name"
 }
