@@ -38,16 +38,17 @@ fn usage_path(cmd: &Cmd) -> Option<&'static str> {
     }
 }
 
-/// `berth [-H HOST] exec ...` parsed with only the exec subcommand built.
+/// `berth [-H HOST] CMD ...` parsed with only CMD's arguments built.
 ///
-/// clap's derive builds the whole command tree (every subcommand and flag of docker's CLI)
-/// before it parses anything: about a third of the CLI's start-up CPU, paid on the exec
-/// round trip that issue #3 measures. When the command line has exactly this shape, only
-/// `exec`'s arguments are built and parsed. Anything else (other global flags, `--help`,
-/// a parse error) returns `None` and goes through the full parser, so messages and
-/// behaviour stay those of the full tree; a test checks both parsers agree.
-fn parse_exec_fast(args: &[String]) -> Option<Cli> {
-    use clap::{Args, FromArgMatches};
+/// clap's derive builds the whole command tree (every subcommand and flag of docker's CLI,
+/// about a megabyte of heap and some 300 page faults) before it parses anything: most of the
+/// CLI's start-up CPU, paid once per `run`, `exec`, `stop` or `rm`. When the command line
+/// names a known command (or `container`/`image`/... and a known subcommand) and has no
+/// global flag other than `-H`, only that command's arguments are built and parsed. Anything
+/// else (other global flags, `--help`, `help`, a parse error) returns `None` and goes
+/// through the full parser, so messages and behaviour stay those of the full tree; a test
+/// checks that both parsers agree on every command.
+fn parse_fast(args: &[String]) -> Option<Cli> {
     let mut rest = args.get(1..)?;
     let mut host = None;
     match rest.first().map(String::as_str) {
@@ -61,12 +62,7 @@ fn parse_exec_fast(args: &[String]) -> Option<Cli> {
         }
         _ => {}
     }
-    if rest.first().map(String::as_str) != Some("exec") {
-        return None;
-    }
-    let cmd = cli::ExecArgs::augment_args(clap::Command::new("exec"));
-    let m = cmd.try_get_matches_from(rest).ok()?;
-    let exec = cli::ExecArgs::from_arg_matches(&m).ok()?;
+    let command = Some(fast_command(rest)?);
     Some(Cli {
         host,
         log_level: "info".to_string(),
@@ -74,13 +70,144 @@ fn parse_exec_fast(args: &[String]) -> Option<Cli> {
         config: None,
         context: None,
         version: false,
-        command: Some(Cmd::Exec(exec)),
+        command,
     })
+}
+
+/// Parse `rest` (the command's name first) as the command `A` alone, as the full tree would.
+fn leaf<A: clap::Args + clap::FromArgMatches, T>(rest: &[String], wrap: fn(A) -> T) -> Option<T> {
+    // The name is only shown in messages, and a failed parse goes to the full parser.
+    let m = A::augment_args(clap::Command::new("berth"))
+        .try_get_matches_from(rest)
+        .ok()?;
+    A::from_arg_matches(&m).ok().map(wrap)
+}
+
+/// The fast parser's table: every command of [`Cmd`], by the names clap knows it by.
+fn fast_command(rest: &[String]) -> Option<Cmd> {
+    use cli::{ContainerCmd as C, ImageCmd as I, NetworkCmd as N, SystemCmd as S, VolumeCmd as V};
+    let sub = || rest.get(1..);
+    match rest.first()?.as_str() {
+        "run" => leaf(rest, Cmd::Run),
+        "create" => leaf(rest, Cmd::Create),
+        "start" => leaf(rest, Cmd::Start),
+        "stop" => leaf(rest, Cmd::Stop),
+        "kill" => leaf(rest, Cmd::Kill),
+        "restart" => leaf(rest, Cmd::Restart),
+        "pause" => leaf(rest, Cmd::Pause),
+        "unpause" => leaf(rest, Cmd::Unpause),
+        "wait" => leaf(rest, Cmd::Wait),
+        "rm" => leaf(rest, Cmd::Rm),
+        "rename" => leaf(rest, Cmd::Rename),
+        "update" => leaf(rest, Cmd::Update),
+        "ps" => leaf(rest, Cmd::Ps),
+        "inspect" => leaf(rest, Cmd::Inspect),
+        "logs" => leaf(rest, Cmd::Logs),
+        "exec" => leaf(rest, Cmd::Exec),
+        "attach" => leaf(rest, Cmd::Attach),
+        "top" => leaf(rest, Cmd::Top),
+        "port" => leaf(rest, Cmd::Port),
+        "stats" => leaf(rest, Cmd::Stats),
+        "images" => leaf(rest, Cmd::Images),
+        "import" => leaf(rest, Cmd::Import),
+        "save" => leaf(rest, Cmd::Save),
+        "load" => leaf(rest, Cmd::Load),
+        "tag" => leaf(rest, Cmd::Tag),
+        "rmi" => leaf(rest, Cmd::Rmi),
+        "history" => leaf(rest, Cmd::History),
+        "pull" => leaf(rest, Cmd::Pull),
+        "push" => leaf(rest, Cmd::Push),
+        "login" => leaf(rest, Cmd::Login),
+        "build" => leaf(rest, Cmd::Build),
+        "info" => leaf(rest, Cmd::Info),
+        "version" => leaf(rest, Cmd::Version),
+        "compose" => leaf(rest, Cmd::Compose),
+        "container" => {
+            let rest = sub()?;
+            Some(Cmd::Container(match rest.first()?.as_str() {
+                "ls" | "list" | "ps" => leaf(rest, C::Ls),
+                "inspect" => leaf(rest, C::Inspect),
+                "prune" => leaf(rest, C::Prune),
+                "run" => leaf(rest, C::Run),
+                "create" => leaf(rest, C::Create),
+                "start" => leaf(rest, C::Start),
+                "stop" => leaf(rest, C::Stop),
+                "kill" => leaf(rest, C::Kill),
+                "restart" => leaf(rest, C::Restart),
+                "pause" => leaf(rest, C::Pause),
+                "unpause" => leaf(rest, C::Unpause),
+                "wait" => leaf(rest, C::Wait),
+                "rm" | "remove" => leaf(rest, C::Rm),
+                "rename" => leaf(rest, C::Rename),
+                "update" => leaf(rest, C::Update),
+                "logs" => leaf(rest, C::Logs),
+                "exec" => leaf(rest, C::Exec),
+                "attach" => leaf(rest, C::Attach),
+                "top" => leaf(rest, C::Top),
+                "port" => leaf(rest, C::Port),
+                "stats" => leaf(rest, C::Stats),
+                _ => None,
+            }?))
+        }
+        "image" => {
+            let rest = sub()?;
+            Some(Cmd::Image(match rest.first()?.as_str() {
+                "ls" | "list" => leaf(rest, I::Ls),
+                "inspect" => leaf(rest, I::Inspect),
+                "rm" | "remove" => leaf(rest, I::Rm),
+                "prune" => leaf(rest, I::Prune),
+                "history" => leaf(rest, I::History),
+                "tag" => leaf(rest, I::Tag),
+                "import" => leaf(rest, I::Import),
+                "save" => leaf(rest, I::Save),
+                "load" => leaf(rest, I::Load),
+                "pull" => leaf(rest, I::Pull),
+                "push" => leaf(rest, I::Push),
+                "build" => leaf(rest, I::Build),
+                _ => None,
+            }?))
+        }
+        "system" => {
+            let rest = sub()?;
+            Some(Cmd::System(match rest.first()?.as_str() {
+                "prune" => leaf(rest, S::Prune),
+                "info" => leaf(rest, S::Info),
+                "df" => leaf(rest, S::Df),
+                "events" => leaf(rest, S::Events),
+                _ => None,
+            }?))
+        }
+        "network" => {
+            let rest = sub()?;
+            Some(Cmd::Network(match rest.first()?.as_str() {
+                "ls" | "list" => leaf(rest, N::Ls),
+                "create" => leaf(rest, N::Create),
+                "rm" | "remove" => leaf(rest, N::Rm),
+                "inspect" => leaf(rest, N::Inspect),
+                "connect" => leaf(rest, N::Connect),
+                "disconnect" => leaf(rest, N::Disconnect),
+                "prune" => leaf(rest, N::Prune),
+                _ => None,
+            }?))
+        }
+        "volume" => {
+            let rest = sub()?;
+            Some(Cmd::Volume(match rest.first()?.as_str() {
+                "ls" | "list" => leaf(rest, V::Ls),
+                "create" => leaf(rest, V::Create),
+                "rm" | "remove" => leaf(rest, V::Rm),
+                "inspect" => leaf(rest, V::Inspect),
+                "prune" => leaf(rest, V::Prune),
+                _ => None,
+            }?))
+        }
+        _ => None,
+    }
 }
 
 /// Run the CLI with explicit arguments (argv[0] included).
 pub fn run_args(args: Vec<String>) -> i32 {
-    let parsed = match parse_exec_fast(&args) {
+    let parsed = match parse_fast(&args) {
         Some(c) => Ok(c),
         None => Cli::try_parse_from(&args),
     };
@@ -147,6 +274,27 @@ pub fn run_args(args: Vec<String>) -> i32 {
     }
 }
 
+/// The first two words of the command path in `args`, skipping the global flags and the
+/// values of those that take one (`berth -H unix:///s stop` is `stop`).
+fn command_words(args: &[String]) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut it = args.iter().skip(1).map(String::as_str);
+    while let Some(a) = it.next() {
+        if matches!(
+            a,
+            "-H" | "--host" | "-l" | "--log-level" | "--config" | "-c" | "--context"
+        ) {
+            it.next();
+        } else if !a.starts_with('-') {
+            words.push(a);
+            if words.len() == 2 {
+                break;
+            }
+        }
+    }
+    words
+}
+
 /// Print clap's complaint the way docker's cobra/pflag would, and pick docker's status.
 fn clap_error(e: clap::Error, args: &[String]) -> i32 {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -162,13 +310,7 @@ fn clap_error(e: clap::Error, args: &[String]) -> i32 {
         _ => {}
     }
     // The subcommand path the user typed, for "Run 'berth ps --help'".
-    let words: Vec<&str> = args
-        .iter()
-        .skip(1)
-        .map(String::as_str)
-        .filter(|a| !a.starts_with('-'))
-        .take(2)
-        .collect();
+    let words = command_words(args);
     let cmd_path = match words.as_slice() {
         [a, b, ..] if matches!(*a, "container" | "image" | "system" | "network" | "volume") => {
             format!("{a} {b}")
@@ -253,25 +395,171 @@ mod tests {
         s.split(' ').map(str::to_string).collect()
     }
 
+    /// One command line per command and alias of the full tree, for the fast parser.
+    const FAST_LINES: &[&str] = &[
+        "berth exec c true",
+        "berth -H unix:///x.sock exec c true",
+        "berth --host unix:///x.sock exec -it c sh -c ls",
+        "berth --host=tcp://h:1 exec -e A=1 -e B=2 --env-file f -u 1:2 -w /tmp c ls -l",
+        "berth exec -d --detach-keys ctrl-x --privileged c sleep 1",
+        "berth exec c ls -- -x --y",
+        "berth run --rm busybox true",
+        "berth -H unix:///x.sock run -d --name n -e A=1 -p 8080:80 -v /a:/b --network none busybox sh -c ls -l",
+        "berth run -it -h host --entrypoint sh -m 10m --cpus 0.5 --restart on-failure:3 busybox",
+        "berth create --stop-signal KILL busybox sleep 60",
+        "berth start -a -i c",
+        "berth stop -t 1 c d",
+        "berth stop --signal INT c",
+        "berth kill -s HUP c",
+        "berth restart -t 0 c",
+        "berth pause c",
+        "berth unpause c",
+        "berth wait c d",
+        "berth rm -f -v c",
+        "berth rename a b",
+        "berth update -m 10m --cpus 1 c",
+        "berth ps -a -q --filter status=exited --format {{.Names}} --no-trunc -n 3 -s",
+        "berth inspect -f {{.Id}} --type container c",
+        "berth logs -f --tail 5 -t --since 1m c",
+        "berth attach --no-stdin c",
+        "berth top c aux",
+        "berth port c 80/tcp",
+        "berth stats --no-stream c",
+        "berth images -a --digests -q --filter dangling=true",
+        "berth import - img:tag",
+        "berth save -o f.tar img",
+        "berth load -i f.tar -q",
+        "berth tag a b",
+        "berth rmi -f a",
+        "berth history --no-trunc img",
+        "berth pull localhost:5000/a:b",
+        "berth push localhost:5000/a:b",
+        "berth login -u u --password-stdin localhost:5000",
+        "berth build -t t -f Dockerfile --target x --build-arg A=1 .",
+        "berth info --format {{.ID}}",
+        "berth version",
+        "berth compose -f a.yaml -p p up -d --build",
+        "berth compose down -v",
+        "berth container ls -a",
+        "berth container list",
+        "berth container ps -q",
+        "berth container inspect c",
+        "berth container prune -f",
+        "berth container run --rm busybox true",
+        "berth container create busybox",
+        "berth container start c",
+        "berth container stop c",
+        "berth container kill c",
+        "berth container restart c",
+        "berth container pause c",
+        "berth container unpause c",
+        "berth container wait c",
+        "berth container rm -f c",
+        "berth container remove c",
+        "berth container rename a b",
+        "berth container update --pids-limit 5 c",
+        "berth container logs c",
+        "berth container exec c true",
+        "berth container attach c",
+        "berth container top c",
+        "berth container port c",
+        "berth container stats --no-stream",
+        "berth image ls",
+        "berth image list -q",
+        "berth image inspect i",
+        "berth image rm i",
+        "berth image remove i",
+        "berth image prune -a -f",
+        "berth image history i",
+        "berth image tag a b",
+        "berth image import f.tar",
+        "berth image save i",
+        "berth image load",
+        "berth image pull a",
+        "berth image push a",
+        "berth image build .",
+        "berth system prune -a -f --volumes",
+        "berth system info",
+        "berth system df -v",
+        "berth system events --since 1m",
+        "berth network ls",
+        "berth network list",
+        "berth network create --subnet 10.9.0.0/24 n",
+        "berth network rm n",
+        "berth network remove n",
+        "berth network inspect n",
+        "berth network connect n c",
+        "berth network disconnect n c",
+        "berth network prune -f",
+        "berth volume ls",
+        "berth volume list",
+        "berth volume create v",
+        "berth volume rm v",
+        "berth volume remove v",
+        "berth volume inspect v",
+        "berth volume prune -f",
+    ];
+
     #[test]
-    fn exec_fast_path_agrees_with_the_full_parser() {
-        for line in [
-            "berth exec c true",
-            "berth -H unix:///x.sock exec c true",
-            "berth --host unix:///x.sock exec -it c sh -c ls",
-            "berth --host=tcp://h:1 exec -e A=1 -e B=2 --env-file f -u 1:2 -w /tmp c ls -l",
-            "berth exec -d --detach-keys ctrl-x --privileged c sleep 1",
-            "berth exec c ls -- -x --y",
-        ] {
+    fn fast_path_agrees_with_the_full_parser() {
+        for line in FAST_LINES {
             let args = argv(line);
-            let fast = parse_exec_fast(&args).unwrap_or_else(|| panic!("fast path: {line}"));
+            let fast = parse_fast(&args).unwrap_or_else(|| panic!("fast path: {line}"));
             let full = Cli::try_parse_from(&args).expect("full parser");
             assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{line}");
         }
     }
 
     #[test]
-    fn exec_fast_path_leaves_other_shapes_to_the_full_parser() {
+    fn fast_path_covers_every_command_and_alias() {
+        use clap::CommandFactory;
+        let tested: Vec<Vec<&str>> = FAST_LINES
+            .iter()
+            .map(|l| {
+                l.split(' ')
+                    .skip(1)
+                    .skip_while(|w| w.starts_with('-') || w.contains("://"))
+                    .take(2)
+                    .collect()
+            })
+            .collect();
+        let seen = |path: &[&str]| tested.iter().any(|t| t.starts_with(path));
+        for c in Cli::command().get_subcommands() {
+            let names: Vec<&str> = std::iter::once(c.get_name())
+                .chain(c.get_all_aliases())
+                .collect();
+            let groups = ["container", "image", "system", "network", "volume"];
+            for n in names {
+                if groups.contains(&n) {
+                    for s in c.get_subcommands() {
+                        for sn in std::iter::once(s.get_name()).chain(s.get_all_aliases()) {
+                            assert!(seen(&[n, sn]), "no fast-path case for `{n} {sn}`");
+                        }
+                    }
+                } else {
+                    assert!(seen(&[n]), "no fast-path case for `{n}`");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn command_words_skip_global_flags_and_their_values() {
+        for (line, want) in [
+            ("berth stop", vec!["stop"]),
+            ("berth -H unix:///x.sock stop", vec!["stop"]),
+            (
+                "berth --log-level debug -D container ls -a",
+                vec!["container", "ls"],
+            ),
+            ("berth --host=unix:///x.sock image rm", vec!["image", "rm"]),
+        ] {
+            assert_eq!(command_words(&argv(line)), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn fast_path_leaves_other_shapes_to_the_full_parser() {
         for line in [
             "berth exec",
             "berth exec c",
@@ -279,11 +567,14 @@ mod tests {
             "berth exec --bogus c true",
             "berth -D exec c true",
             "berth --log-level debug exec c true",
-            "berth container exec c true",
-            "berth ps",
+            "berth help run",
+            "berth run --help",
+            "berth container",
+            "berth container bogus",
+            "berth bogus",
             "berth -H",
         ] {
-            assert!(parse_exec_fast(&argv(line)).is_none(), "{line}");
+            assert!(parse_fast(&argv(line)).is_none(), "{line}");
         }
     }
 }
