@@ -349,7 +349,11 @@ impl NetSys for LinuxNetSys {
             path: req.netns.clone(),
             source,
         })?;
-        let master = require_index(&self.handle, &req.bridge).await?;
+        // An ioctl on a socket, not a netlink round trip through the connection task.
+        let master = match nix::net::if_::if_nametoindex(req.bridge.as_str()) {
+            Ok(i) => i,
+            Err(_) => require_index(&self.handle, &req.bridge).await?,
+        };
         // The peer is created straight inside the namespace under its final name.
         let mut peer = LinkUnspec::new_with_name(&req.peer_name)
             .setns_by_fd(ns.as_raw_fd())
