@@ -80,15 +80,10 @@ impl Engine {
             }
             (restart, r.host_config.auto_remove)
         });
-        // An auto-remove container's record is about to go: its removal persists
-        // `Removing` first, and a crash before that leaves `Running`, which restore turns
-        // into this same exit and removal. One metadata commit fewer on `run --rm`.
-        if restart || !auto_remove {
-            if let Err(e) = self.persist_off(h).await {
-                tracing::error!(id = %h.id, "persist exit: {e}");
-            }
-        }
-        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: recorded");
+        // Waiters (`stop`, `wait`, `run`) learn of the exit before its commit: the state
+        // they read is in memory already, and what a crash before the commit leaves is the
+        // same either way (the record says running, the runtime state is gone, and restore
+        // records an exit). `stop` then answers without waiting for the disk.
         if info.oom_killed {
             self.emit_container(h, "oom", BTreeMap::new());
         }
@@ -100,6 +95,15 @@ impl Engine {
             e.exit_code = info.exit_code;
             e.error = None;
         });
+        // An auto-remove container's record is about to go: its removal persists
+        // `Removing` first, and a crash before that leaves `Running`, which restore turns
+        // into this same exit and removal. One metadata commit fewer on `run --rm`.
+        if restart || !auto_remove {
+            if let Err(e) = self.persist_off(h).await {
+                tracing::error!(id = %h.id, "persist exit: {e}");
+            }
+        }
+        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "exit: recorded");
         if restart {
             let engine = self.clone();
             let h = h.clone();
