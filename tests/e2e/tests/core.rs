@@ -126,6 +126,59 @@ fn live_restore_after_kill_9() {
     assert_eq!(inspect(&d, "{{.State.Status}}", "ticker"), "exited");
 }
 
+/// berthd killed between a start's shim and its `running` commit leaves a started
+/// container recorded as `created` (simulated by rewriting the records). Restore must then
+/// adopt the container (its shim is there) or, when it exited meanwhile, record its real
+/// exit code, not take it for a container that never ran and orphan its process.
+#[test]
+fn restore_adopts_a_start_that_was_not_recorded() {
+    let mut d = Daemon::start();
+    d.import_busybox("busybox");
+    for (name, cmd) in [("lost", "exec sleep 60"), ("lost-exit", "sleep 1; exit 9")] {
+        let o = d.docker(&["run", "-d", "--name", name, "busybox", "sh", "-c", cmd]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let pid = inspect(&d, "{{.State.Pid}}", "lost");
+    let ids: Vec<String> = ["lost", "lost-exit"]
+        .iter()
+        .map(|n| inspect(&d, "{{.Id}}", n))
+        .collect();
+    d.crash();
+    {
+        use berth_engine::store::{Store, CONTAINERS};
+        let store = Store::open(&d.dir.path().join("data/berth.redb")).expect("open store");
+        for id in &ids {
+            let (_, mut rec) = store
+                .all::<serde_json::Value>(CONTAINERS)
+                .expect("records")
+                .into_iter()
+                .find(|(k, _)| k == id)
+                .expect("record");
+            rec["state"]["status"] = "created".into();
+            rec["state"]["pid"] = 0.into();
+            rec["state"]["started_at"] = serde_json::Value::Null;
+            store.put(CONTAINERS, id, &rec).expect("rewrite record");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    d.spawn();
+    assert_eq!(
+        inspect(&d, "{{.State.Status}} {{.State.Pid}}", "lost"),
+        format!("running {pid}")
+    );
+    wait_until(
+        "lost-exit to be seen as exited",
+        Duration::from_secs(10),
+        || inspect(&d, "{{.State.Status}}", "lost-exit") == "exited",
+    );
+    assert_eq!(inspect(&d, "{{.State.ExitCode}}", "lost-exit"), "9");
+    let st = d.docker(&["stop", "-t", "1", "lost"]);
+    assert!(st.status.success(), "{}", text(&st));
+    assert_eq!(inspect(&d, "{{.State.Status}}", "lost"), "exited");
+    let rm = d.docker(&["rm", "lost", "lost-exit"]);
+    assert!(rm.status.success(), "{}", text(&rm));
+}
+
 fn cgroup_file(d: &Daemon, ctl: &str, id: &str, file: &str) -> String {
     std::fs::read_to_string(format!(
         "/sys/fs/cgroup/{ctl}/{}/{id}/{file}",

@@ -150,28 +150,8 @@ impl Engine {
             let state_dir = self.config().container_state_dir(&h.id);
             match status {
                 Status::Running | Status::Paused | Status::Restarting => {
-                    if berth_runtime::shim::shim_alive(&state_dir) {
-                        match ShimClient::connect(&state_dir).await {
-                            Ok(client) => {
-                                if let Ok(st) = client.state().await {
-                                    let paused =
-                                        st.status == berth_runtime::shim::ShimStatus::Paused;
-                                    h.update(|r| {
-                                        r.state.pid = st.pid as i64;
-                                        r.state.status = Some(if paused {
-                                            Status::Paused
-                                        } else {
-                                            Status::Running
-                                        });
-                                    });
-                                }
-                                self.reacquire_mounts(&h.snapshot());
-                                self.spawn_monitor(h.clone(), client);
-                                self.resume_health(h.clone());
-                                continue;
-                            }
-                            Err(e) => tracing::warn!(id = %h.id, "shim unreachable: {e}"),
-                        }
+                    if self.reattach_shim(&h, &state_dir, true).await {
+                        continue;
                     }
                     let info =
                         berth_runtime::shim::read_exit_file(&state_dir).unwrap_or(ExitInfo {
@@ -192,6 +172,15 @@ impl Engine {
                     let _ = self.remove_container(&id, true, true).await;
                 }
                 _ => {
+                    if self.reattach_shim(&h, &state_dir, false).await {
+                        continue;
+                    }
+                    // A start that was not recorded, and whose container exited while
+                    // berthd was down: its shim left the exit behind.
+                    if let Some(info) = berth_runtime::shim::read_exit_file(&state_dir) {
+                        self.handle_exit(&h, info).await;
+                        continue;
+                    }
                     // No process: make sure nothing of an earlier run is left mounted.
                     let rootfs = state_dir.join("rootfs");
                     let _ = self
@@ -207,6 +196,72 @@ impl Engine {
             tracing::warn!("network reconcile: {e}");
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Reconnects restore to the shim serving `state_dir`, if one is there, and monitors
+    /// the container again; false when there is none to take over.
+    ///
+    /// `recorded_running`: the record says the container runs. When it does not, the
+    /// shim belongs to a start that berthd did not live to record (killed between the
+    /// shim's start and the `running` commit): a shim whose container was started is
+    /// adopted, the record corrected; one whose start never came (`Created`) is stopped,
+    /// and the caller cleans up as for any container without a process. Before, restore
+    /// took such a container for one that never ran and left its process orphaned.
+    async fn reattach_shim(
+        &self,
+        h: &Arc<ContainerHandle>,
+        state_dir: &std::path::Path,
+        recorded_running: bool,
+    ) -> bool {
+        use berth_runtime::shim::ShimStatus;
+        if !berth_runtime::shim::shim_alive(state_dir) {
+            return false;
+        }
+        let client = match ShimClient::connect(state_dir).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(id = %h.id, "shim unreachable: {e}");
+                return false;
+            }
+        };
+        let st = client.state().await.ok();
+        if !recorded_running {
+            match st.as_ref().map(|s| s.status) {
+                Some(ShimStatus::Running | ShimStatus::Paused | ShimStatus::Stopped) => {
+                    tracing::info!(id = %h.id, "adopting a container whose start was not recorded");
+                }
+                _ => {
+                    let _ = client.kill(9, true).await;
+                    let _ = client.shutdown().await;
+                    return false;
+                }
+            }
+        }
+        if let Some(st) = st {
+            let paused = st.status == ShimStatus::Paused;
+            h.update(|r| {
+                r.state.pid = st.pid as i64;
+                r.state.status = Some(if paused {
+                    Status::Paused
+                } else {
+                    Status::Running
+                });
+                if r.state.started_at.is_none() {
+                    r.state.started_at = Some(util::now_rfc3339());
+                }
+            });
+        }
+        if !recorded_running {
+            if let Err(e) = self.persist_off(h).await {
+                tracing::warn!(id = %h.id, "persist adopted container: {e}");
+            }
+        }
+        self.reacquire_mounts(&h.snapshot());
+        self.spawn_monitor(h.clone(), client);
+        self.resume_health(h.clone());
+        true
     }
 }
 
