@@ -41,6 +41,16 @@
 //! and its state directory `<root>/<id>`, and removing both directly spares the start of a
 //! crun process (2 to 3 ms on the exit of every `run --rm`). Anything in the way (a process
 //! left in the cgroup, an unknown runtime, hooks) leaves the job to `crun delete`.
+//!
+//! # Signalling the init
+//!
+//! A signal for the container's init alone (`stop`, `kill` without `--all`) is sent by the
+//! shim with `kill(2)`, without `crun kill` (a crun process: 2 to 3 ms on every `docker
+//! stop`). The init is the shim's child, reparented to it as subreaper, and the shim alone
+//! reaps it: until the shim has recorded its exit, the pid cannot name another process,
+//! which is the check `crun kill` makes through the process's start time. A signal for
+//! every process of the container (`--all`) still goes through `crun kill --all`, which
+//! walks the cgroup.
 
 pub mod client;
 pub mod logfile;
