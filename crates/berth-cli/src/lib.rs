@@ -83,10 +83,20 @@ fn leaf<A: clap::Args + clap::FromArgMatches, T>(rest: &[String], wrap: fn(A) ->
     A::from_arg_matches(&m).ok().map(wrap)
 }
 
+/// `rest` is a group (`container`, `image`, ...) followed by one of its commands: that
+/// command parsed by `pick` (given its name and its arguments, name first), then wrapped.
+fn group<T>(
+    rest: &[String],
+    wrap: fn(T) -> Cmd,
+    pick: fn(&str, &[String]) -> Option<T>,
+) -> Option<Cmd> {
+    let rest = rest.get(1..)?;
+    pick(rest.first()?, rest).map(wrap)
+}
+
 /// The fast parser's table: every command of [`Cmd`], by the names clap knows it by.
 fn fast_command(rest: &[String]) -> Option<Cmd> {
     use cli::{ContainerCmd as C, ImageCmd as I, NetworkCmd as N, SystemCmd as S, VolumeCmd as V};
-    let sub = || rest.get(1..);
     match rest.first()?.as_str() {
         "run" => leaf(rest, Cmd::Run),
         "create" => leaf(rest, Cmd::Create),
@@ -122,85 +132,70 @@ fn fast_command(rest: &[String]) -> Option<Cmd> {
         "info" => leaf(rest, Cmd::Info),
         "version" => leaf(rest, Cmd::Version),
         "compose" => leaf(rest, Cmd::Compose),
-        "container" => {
-            let rest = sub()?;
-            Some(Cmd::Container(match rest.first()?.as_str() {
-                "ls" | "list" | "ps" => leaf(rest, C::Ls),
-                "inspect" => leaf(rest, C::Inspect),
-                "prune" => leaf(rest, C::Prune),
-                "run" => leaf(rest, C::Run),
-                "create" => leaf(rest, C::Create),
-                "start" => leaf(rest, C::Start),
-                "stop" => leaf(rest, C::Stop),
-                "kill" => leaf(rest, C::Kill),
-                "restart" => leaf(rest, C::Restart),
-                "pause" => leaf(rest, C::Pause),
-                "unpause" => leaf(rest, C::Unpause),
-                "wait" => leaf(rest, C::Wait),
-                "rm" | "remove" => leaf(rest, C::Rm),
-                "rename" => leaf(rest, C::Rename),
-                "update" => leaf(rest, C::Update),
-                "logs" => leaf(rest, C::Logs),
-                "exec" => leaf(rest, C::Exec),
-                "attach" => leaf(rest, C::Attach),
-                "top" => leaf(rest, C::Top),
-                "port" => leaf(rest, C::Port),
-                "stats" => leaf(rest, C::Stats),
-                _ => None,
-            }?))
-        }
-        "image" => {
-            let rest = sub()?;
-            Some(Cmd::Image(match rest.first()?.as_str() {
-                "ls" | "list" => leaf(rest, I::Ls),
-                "inspect" => leaf(rest, I::Inspect),
-                "rm" | "remove" => leaf(rest, I::Rm),
-                "prune" => leaf(rest, I::Prune),
-                "history" => leaf(rest, I::History),
-                "tag" => leaf(rest, I::Tag),
-                "import" => leaf(rest, I::Import),
-                "save" => leaf(rest, I::Save),
-                "load" => leaf(rest, I::Load),
-                "pull" => leaf(rest, I::Pull),
-                "push" => leaf(rest, I::Push),
-                "build" => leaf(rest, I::Build),
-                _ => None,
-            }?))
-        }
-        "system" => {
-            let rest = sub()?;
-            Some(Cmd::System(match rest.first()?.as_str() {
-                "prune" => leaf(rest, S::Prune),
-                "info" => leaf(rest, S::Info),
-                "df" => leaf(rest, S::Df),
-                "events" => leaf(rest, S::Events),
-                _ => None,
-            }?))
-        }
-        "network" => {
-            let rest = sub()?;
-            Some(Cmd::Network(match rest.first()?.as_str() {
-                "ls" | "list" => leaf(rest, N::Ls),
-                "create" => leaf(rest, N::Create),
-                "rm" | "remove" => leaf(rest, N::Rm),
-                "inspect" => leaf(rest, N::Inspect),
-                "connect" => leaf(rest, N::Connect),
-                "disconnect" => leaf(rest, N::Disconnect),
-                "prune" => leaf(rest, N::Prune),
-                _ => None,
-            }?))
-        }
-        "volume" => {
-            let rest = sub()?;
-            Some(Cmd::Volume(match rest.first()?.as_str() {
-                "ls" | "list" => leaf(rest, V::Ls),
-                "create" => leaf(rest, V::Create),
-                "rm" | "remove" => leaf(rest, V::Rm),
-                "inspect" => leaf(rest, V::Inspect),
-                "prune" => leaf(rest, V::Prune),
-                _ => None,
-            }?))
-        }
+        "container" => group(rest, Cmd::Container, |name, rest| match name {
+            "ls" | "list" | "ps" => leaf(rest, C::Ls),
+            "inspect" => leaf(rest, C::Inspect),
+            "prune" => leaf(rest, C::Prune),
+            "run" => leaf(rest, C::Run),
+            "create" => leaf(rest, C::Create),
+            "start" => leaf(rest, C::Start),
+            "stop" => leaf(rest, C::Stop),
+            "kill" => leaf(rest, C::Kill),
+            "restart" => leaf(rest, C::Restart),
+            "pause" => leaf(rest, C::Pause),
+            "unpause" => leaf(rest, C::Unpause),
+            "wait" => leaf(rest, C::Wait),
+            "rm" | "remove" => leaf(rest, C::Rm),
+            "rename" => leaf(rest, C::Rename),
+            "update" => leaf(rest, C::Update),
+            "logs" => leaf(rest, C::Logs),
+            "exec" => leaf(rest, C::Exec),
+            "attach" => leaf(rest, C::Attach),
+            "top" => leaf(rest, C::Top),
+            "port" => leaf(rest, C::Port),
+            "stats" => leaf(rest, C::Stats),
+            _ => None,
+        }),
+        "image" => group(rest, Cmd::Image, |name, rest| match name {
+            "ls" | "list" => leaf(rest, I::Ls),
+            "inspect" => leaf(rest, I::Inspect),
+            "rm" | "remove" => leaf(rest, I::Rm),
+            "prune" => leaf(rest, I::Prune),
+            "history" => leaf(rest, I::History),
+            "tag" => leaf(rest, I::Tag),
+            "import" => leaf(rest, I::Import),
+            "save" => leaf(rest, I::Save),
+            "load" => leaf(rest, I::Load),
+            "pull" => leaf(rest, I::Pull),
+            "push" => leaf(rest, I::Push),
+            "build" => leaf(rest, I::Build),
+            _ => None,
+        }),
+        "system" => group(rest, Cmd::System, |name, rest| match name {
+            "prune" => leaf(rest, S::Prune),
+            "info" => leaf(rest, S::Info),
+            "df" => leaf(rest, S::Df),
+            "events" => leaf(rest, S::Events),
+            _ => None,
+        }),
+        "network" => group(rest, Cmd::Network, |name, rest| match name {
+            "ls" | "list" => leaf(rest, N::Ls),
+            "create" => leaf(rest, N::Create),
+            "rm" | "remove" => leaf(rest, N::Rm),
+            "inspect" => leaf(rest, N::Inspect),
+            "connect" => leaf(rest, N::Connect),
+            "disconnect" => leaf(rest, N::Disconnect),
+            "prune" => leaf(rest, N::Prune),
+            _ => None,
+        }),
+        "volume" => group(rest, Cmd::Volume, |name, rest| match name {
+            "ls" | "list" => leaf(rest, V::Ls),
+            "create" => leaf(rest, V::Create),
+            "rm" | "remove" => leaf(rest, V::Rm),
+            "inspect" => leaf(rest, V::Inspect),
+            "prune" => leaf(rest, V::Prune),
+            _ => None,
+        }),
         _ => None,
     }
 }

@@ -275,16 +275,9 @@ const RLIMITS: &[(&str, &str, libc::__rlimit_resource_t)] = &[
 ];
 
 impl HostInfo {
-    /// Probe the running host.
-    pub fn detect() -> HostInfo {
-        HostInfo {
-            devices: host_devices(Path::new("/dev")),
-            ..HostInfo::detect_without_devices()
-        }
-    }
-
-    /// Probe the running host, leaving `devices` empty.
-    fn detect_without_devices() -> HostInfo {
+    /// Probe the running host, leaving `devices` empty: only `--privileged` needs them,
+    /// and [`generate`] reads them for each such container.
+    fn detect() -> HostInfo {
         let cgroup = cgroups::detect();
         let swap_limit = match cgroup {
             CgroupMode::V2 => true,
@@ -387,10 +380,7 @@ fn host_devices(dir: &Path) -> Vec<HostDevice> {
 /// container, since devices come and go.
 pub fn generate(opts: &SpecOptions) -> Result<Value, SpecError> {
     static HOST: std::sync::OnceLock<HostInfo> = std::sync::OnceLock::new();
-    let host = HOST.get_or_init(|| HostInfo {
-        devices: Vec::new(),
-        ..HostInfo::detect_without_devices()
-    });
+    let host = HOST.get_or_init(HostInfo::detect);
     if opts.privileged {
         let host = HostInfo {
             devices: host_devices(Path::new("/dev")),

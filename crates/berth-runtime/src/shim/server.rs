@@ -971,13 +971,6 @@ impl Shim {
                 }
             }
             Request::Kill { signal, all } => {
-                let sig = signal.to_string();
-                let mut args = vec!["kill"];
-                if all {
-                    args.push("--all");
-                }
-                args.push(&cid);
-                args.push(&sig);
                 let r = if self.init_exit.is_some() {
                     Err(format!("container {cid} is not running"))
                 } else if !all && self.init_pid > 0 {
@@ -990,6 +983,13 @@ impl Shim {
                         Err(format!("signal {signal} to container {cid}: {e}"))
                     }
                 } else {
+                    let sig = signal.to_string();
+                    let mut args = vec!["kill"];
+                    if all {
+                        args.push("--all");
+                    }
+                    args.push(&cid);
+                    args.push(&sig);
                     self.runtime(&args)
                         .map(|()| json!({}))
                         .map_err(|e| e.to_string())
