@@ -1,0 +1,43 @@
+//! Link berthd's hot code together.
+//!
+//! berthd's idle memory is mostly its own machine code, mapped from the page cache. The
+//! kernel maps a whole page-cache folio (or fault-around window) on each fault, so one
+//! executed function pulls in its neighbours too. Left to itself the linker scatters the
+//! few thousand functions a daemon really runs over the whole 17 MiB `.text`, and nearly
+//! all of it ends up resident. `symbol-order.txt` lists the functions that ran under a
+//! representative workload (made by `scripts/symbol-order.sh` from an instrumented build);
+//! lld places them first, so they share pages. Names are v0-mangled (see
+//! `.cargo/config.toml`), which carry no per-build hash: the list stays valid as the code
+//! changes, names it does not find are skipped, and a stale list only costs memory.
+use std::path::Path;
+
+fn main() {
+    let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
+    println!("cargo:rerun-if-changed={}", order.display());
+    println!("cargo:rerun-if-env-changed=BERTH_NO_SYMBOL_ORDER");
+    // Only lld knows --symbol-ordering-file; rustc links x86_64 Linux with its own lld.
+    let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
+    if lld_target && order.exists() && std::env::var_os("BERTH_NO_SYMBOL_ORDER").is_none() {
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
+    // Packed relative relocations (DT_RELR): a PIE's ~35,000 relative relocations as a
+    // few KiB of bitmaps instead of 850 KiB of `.rela.dyn`, which the loader reads at every
+    // start and which then stays resident. Only a glibc that knows DT_RELR (2.36+) can load
+    // such a binary, so it is used only when the build host's glibc says it does.
+    if lld_target && glibc_knows_relr() {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Whether the glibc berthd links against defines the `GLIBC_ABI_DT_RELR` version, which
+/// marks a loader that applies DT_RELR.
+fn glibc_knows_relr() -> bool {
+    ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib64/libc.so.6", "/lib64/libc.so.6"]
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .is_some_and(|libc| {
+            libc.windows(b"GLIBC_ABI_DT_RELR".len())
+                .any(|w| w == b"GLIBC_ABI_DT_RELR")
+        })
+}
