@@ -18,15 +18,22 @@ cleanup() {
 start_berthd() {
   trap cleanup EXIT; trap "exit 130" INT TERM
   echo '{}' >"$W/daemon.json"
-  "$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
-    --cgroup-parent "berth-$TAG" --config-file "$W/daemon.json" --bridge "$TAG" --log-level error >"$W/berthd.log" 2>&1 &
-  for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
-  [ -S "$SOCK" ] || { cat "$W/berthd.log"; exit 1; }
+  launch_berthd
   local R=$W/rootfs; mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev"
   cp /usr/bin/busybox "$R/bin/"; for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
   echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc/group"
   tar -C "$R" -cf "$W/busybox.tar" .
   B import "$W/busybox.tar" busybox:latest >/dev/null
+}
+
+# Starts berthd on $SOCK with the private roots and waits for its socket (start_berthd
+# does this once; a caller may kill berthd and call it again, as a daemon restart).
+launch_berthd() {
+  rm -f "$SOCK"
+  "$BIN/berthd" -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/berthd.pid" \
+    --cgroup-parent "berth-$TAG" --config-file "$W/daemon.json" --bridge "$TAG" --log-level error >>"$W/berthd.log" 2>&1 &
+  for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+  [ -S "$SOCK" ] || { cat "$W/berthd.log"; exit 1; }
 }
 
 B() { "$BIN/berth" -H "unix://$SOCK" "$@"; }

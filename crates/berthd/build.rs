@@ -1,24 +1,31 @@
-//! Link berthd's hot code together.
+//! Link berthd's hot code together, and pack its relocations.
 //!
-//! berthd's idle memory is mostly its own machine code, mapped from the page cache. The
-//! kernel maps a whole page-cache folio (or fault-around window) on each fault, so one
-//! executed function pulls in its neighbours too. Left to itself the linker scatters the
-//! few thousand functions a daemon really runs over the whole 17 MiB `.text`, and nearly
-//! all of it ends up resident. `symbol-order.txt` lists the functions that ran under a
-//! representative workload (made by `scripts/symbol-order.sh` from an instrumented build);
-//! lld places them first, so they share pages. Names are v0-mangled (see
-//! `.cargo/config.toml`), which carry no per-build hash: the list stays valid as the code
-//! changes, names it does not find are skipped, and a stale list only costs memory.
+//! berthd's idle memory was mostly its own machine code mapped from the page cache. This
+//! kernel maps a whole page-cache folio (or a 64 KiB fault-around window) on each fault,
+//! so one executed function makes its neighbours resident too. Left to itself the linker
+//! scatters the few thousand functions a daemon runs over the whole 17 MiB `.text`, and
+//! 13.5 MiB of it ended up resident. `symbol-order.txt` lists the functions that ran under
+//! a representative workload (made by `scripts/symbol-order.sh`); lld places them first,
+//! in that order, so they share pages: 5.7 MiB resident after the same runs.
+//!
+//! The names are v0-mangled (`.cargo/config.toml`), which carry no per-function hash, so
+//! the list stays valid as the code changes: a function it does not name is laid out as
+//! before, a name it does not find is skipped, and a stale list only costs memory. They do
+//! carry each crate's disambiguator, which depends on the unified feature set: the list
+//! matches `cargo build --release --workspace` (as `scripts/setup.sh` and `bench/` build).
 use std::path::Path;
 
 fn main() {
     let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
     println!("cargo:rerun-if-changed={}", order.display());
     println!("cargo:rerun-if-env-changed=BERTH_NO_SYMBOL_ORDER");
-    // Only lld knows --symbol-ordering-file; rustc links x86_64 Linux with its own lld.
+    // Only lld knows these flags; rustc links x86_64 Linux with its own lld.
     let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
     if lld_target && order.exists() && std::env::var_os("BERTH_NO_SYMBOL_ORDER").is_none() {
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
     // Packed relative relocations (DT_RELR): a PIE's ~35,000 relative relocations as a
@@ -33,11 +40,15 @@ fn main() {
 /// Whether the glibc berthd links against defines the `GLIBC_ABI_DT_RELR` version, which
 /// marks a loader that applies DT_RELR.
 fn glibc_knows_relr() -> bool {
-    ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib64/libc.so.6", "/lib64/libc.so.6"]
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .is_some_and(|libc| {
-            libc.windows(b"GLIBC_ABI_DT_RELR".len())
-                .any(|w| w == b"GLIBC_ABI_DT_RELR")
-        })
+    [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib64/libc.so.6",
+        "/lib64/libc.so.6",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read(p).ok())
+    .is_some_and(|libc| {
+        libc.windows(b"GLIBC_ABI_DT_RELR".len())
+            .any(|w| w == b"GLIBC_ABI_DT_RELR")
+    })
 }

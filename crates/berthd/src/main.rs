@@ -170,6 +170,7 @@ fn parse_pools(v: &serde_json::Value) -> Result<Vec<(String, u8)>> {
 }
 
 fn main() -> Result<()> {
+    limit_malloc_arenas();
     let args = Args::parse();
     let explicit_cfg = std::env::args().any(|a| a.starts_with("--config-file"));
     let dj = load_daemon_json(&args.config_file, explicit_cfg)?;
@@ -287,6 +288,20 @@ fn main() -> Result<()> {
     let res = rt.block_on(run(cfg, hosts, pidfile.clone()));
     let _ = std::fs::remove_file(&pidfile);
     res
+}
+
+/// Caps glibc's malloc at two arenas unless `MALLOC_ARENA_MAX` says otherwise.
+///
+/// glibc gives each thread that allocates an arena of its own, up to eight per core, and
+/// keeps their pages. The blocking pool's short-lived threads had left berthd with nine
+/// arenas after a few container starts, 1.1 MiB more resident than with two (measured
+/// idle after ten `run --rm`). Two match the two runtime workers; blocking threads share
+/// them, and on this daemon's short critical sections that costs no measurable time.
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable; it runs before any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    }
 }
 
 async fn run(cfg: EngineConfig, hosts: Vec<String>, _pidfile: PathBuf) -> Result<()> {
