@@ -4,9 +4,9 @@
 //! kernel maps a whole page-cache folio (or a 64 KiB fault-around window) on each fault,
 //! so one executed function makes its neighbours resident too. Left to itself the linker
 //! scatters the few thousand functions a daemon runs over the whole 17 MiB `.text`, and
-//! 13.5 MiB of it ended up resident. `symbol-order.txt` lists the functions that ran under
+//! 13.2 MiB of it ended up resident. `symbol-order.txt` lists the functions that ran under
 //! a representative workload (made by `scripts/symbol-order.sh`); lld places them first,
-//! in that order, so they share pages: 5.7 MiB resident after the same runs.
+//! in that order, so they share pages: 6.4 MiB resident after the same runs.
 //!
 //! The names are v0-mangled (`.cargo/config.toml`), which carry no per-function hash, so
 //! the list stays valid as the code changes: a function it does not name is laid out as

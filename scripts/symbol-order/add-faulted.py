@@ -1,5 +1,6 @@
-"""Appends to a symbol-order file the functions whose pages berthd touched outside the
-already ordered block. Usage: add-faulted.py BERTHD FAULTS... ORDER_FILE
+"""Adds to a symbol-order file the functions whose pages berthd touched outside the
+already ordered block, and drops the names the binary no longer has (renamed crates,
+ThinLTO's `.llvm.N` suffixes). Usage: add-faulted.py BERTHD FAULTS... ORDER_FILE
 
 Each fault is the first touch of a page, at its exact address; the function at that address
 ran. Faults inside the ordered block need nothing. A page holds several functions and only
@@ -26,7 +27,8 @@ for line in subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=T
 symbols.sort()
 starts = [s[0] for s in symbols]
 
-order = [l.strip() for l in open(order_file) if l.strip()]
+present = {s[2] for s in symbols}
+order = [n for n in (l.strip() for l in open(order_file)) if n in present]
 known = set(order)
 ordered = [s for s in symbols if s[2] in known]
 lo = min((s[0] for s in ordered), default=0)
@@ -50,6 +52,6 @@ for path in faults:
                 known.add(name)
                 new.append(name)
 
-with open(order_file, "a") as f:
-    f.writelines(n + "\n" for n in new)
+with open(order_file, "w") as f:
+    f.writelines(n + "\n" for n in order + new)
 print(f"pages first touched: {inside} in the ordered block, {outside} outside; {len(new)} functions added")

@@ -294,7 +294,7 @@ fn main() -> Result<()> {
 ///
 /// glibc gives each thread that allocates an arena of its own, up to eight per core, and
 /// keeps their pages. The blocking pool's short-lived threads had left berthd with nine
-/// arenas after a few container starts, 1.1 MiB more resident than with two (measured
+/// arenas after a few container starts, 0.9 MiB more resident than with two (measured
 /// idle after ten `run --rm`). Two match the two runtime workers; blocking threads share
 /// them, and on this daemon's short critical sections that costs no measurable time.
 fn limit_malloc_arenas() {
