@@ -281,12 +281,7 @@ impl Daemon {
         for t in targets {
             let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
         }
-        for ctl in [
-            "memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "cpuset", "devices", "hugetlb",
-            "systemd", "unified",
-        ] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/{}", self.cgroup_parent));
-        }
+        remove_cgroup_parent(&self.cgroup_parent);
         // A daemon that crashed leaves its default bridge and nft table: remove those of
         // this daemon only (unique names), best effort.
         let _ = Command::new("ip")
@@ -303,6 +298,64 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// Removes a test daemon's cgroup parent from every hierarchy, with whatever its containers
+/// left under it. A shim killed before it deleted its container leaves the container's
+/// cgroup, and the parent cannot go while a child is there. The parent's name is unique to
+/// the test daemon, so any process still inside belongs to one of its containers.
+pub fn remove_cgroup_parent(parent: &str) {
+    for ctl in [
+        "memory",
+        "cpu",
+        "cpuacct",
+        "pids",
+        "freezer",
+        "blkio",
+        "cpuset",
+        "devices",
+        "hugetlb",
+        "systemd",
+        "unified",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "rdma",
+        "misc",
+        "",
+    ] {
+        remove_cgroup_tree(&Path::new("/sys/fs/cgroup").join(ctl).join(parent));
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        // A frozen (paused) process only dies once thawed.
+        let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+        let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -524,26 +577,7 @@ impl Drop for Dockerd {
         for t in targets {
             let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
         }
-        for ctl in [
-            "memory",
-            "cpu",
-            "cpuacct",
-            "pids",
-            "freezer",
-            "blkio",
-            "cpuset",
-            "devices",
-            "hugetlb",
-            "systemd",
-            "unified",
-            "net_cls",
-            "net_prio",
-            "perf_event",
-            "rdma",
-            "misc",
-        ] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/{}", self.cgroup_parent));
-        }
+        remove_cgroup_parent(&self.cgroup_parent);
     }
 }
 
