@@ -303,59 +303,39 @@ impl Drop for Daemon {
 
 /// Removes a test daemon's cgroup parent from every hierarchy, with whatever its containers
 /// left under it. A shim killed before it deleted its container leaves the container's
-/// cgroup, and the parent cannot go while a child is there. The parent's name is unique to
-/// the test daemon, so any process still inside belongs to one of its containers.
+/// cgroup, and the parent cannot go while a child is there; a process still inside keeps
+/// that child busy. The parent's name is unique to the test daemon, so any such process
+/// belongs to one of its containers: it is thawed and killed, and removal tried again.
 pub fn remove_cgroup_parent(parent: &str) {
-    for ctl in [
-        "memory",
-        "cpu",
-        "cpuacct",
-        "pids",
-        "freezer",
-        "blkio",
-        "cpuset",
-        "devices",
-        "hugetlb",
-        "systemd",
-        "unified",
-        "net_cls",
-        "net_prio",
-        "perf_event",
-        "rdma",
-        "misc",
-        "",
-    ] {
-        remove_cgroup_tree(&Path::new("/sys/fs/cgroup").join(ctl).join(parent));
+    let path = format!("/{parent}");
+    for _ in 0..50 {
+        if berth_runtime::cgroups::remove(&path).is_ok() {
+            return;
+        }
+        let root = Path::new("/sys/fs/cgroup");
+        kill_cgroup_tree(&root.join(parent)); // cgroup v2
+        for hierarchy in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            kill_cgroup_tree(&hierarchy.path().join(parent));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn remove_cgroup_tree(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_cgroup_tree(&e.path());
-        }
+fn kill_cgroup_tree(dir: &Path) {
+    // A frozen (paused) process only dies once thawed.
+    let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+    let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
-    for _ in 0..50 {
-        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            kill_cgroup_tree(&e.path());
         }
-        // A frozen (paused) process only dies once thawed.
-        let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
-        let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -197,9 +197,7 @@ impl Engine {
         }
         Ok(())
     }
-}
 
-impl Engine {
     /// Reconnects restore to the shim serving `state_dir`, if one is there, and monitors
     /// the container again; false when there is none to take over.
     ///
