@@ -797,3 +797,74 @@ async fn delete_falls_back_to_the_runtime_when_the_cgroup_is_busy() {
     });
     exit_and_check_deleted(&f, 6, true).await;
 }
+
+/// crun's own view of the container's status (`crun state`).
+fn crun_status(root: &Path, id: &str) -> String {
+    let out = std::process::Command::new("crun")
+        .arg("--root")
+        .arg(root)
+        .args(["state", id])
+        .output()
+        .expect("crun state");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// `start` releases the init from crun's exec barrier without running `crun start`, and
+/// leaves crun's state as `crun start` would: the fifo gone, the container `running`.
+#[tokio::test]
+async fn start_in_place_leaves_crun_state_as_crun_start() {
+    // A `crun` that records its calls, so the test sees which ones the shim made.
+    let mut calls = PathBuf::new();
+    let f = fixture(
+        "startip",
+        &["sh", "-c", "echo started; exec sleep 30"],
+        |_, c| {
+            let dir = c.runtime_root.with_file_name("wrap");
+            std::fs::create_dir_all(&dir).expect("mkdir wrap");
+            calls = dir.join("calls");
+            let real = String::from_utf8(
+                std::process::Command::new("sh")
+                    .args(["-c", "command -v crun"])
+                    .output()
+                    .expect("find crun")
+                    .stdout,
+            )
+            .expect("utf-8 path");
+            let script = format!(
+                "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+                calls.display(),
+                real.trim()
+            );
+            let wrapper = dir.join("crun");
+            std::fs::write(&wrapper, script).expect("write wrapper");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod wrapper");
+            c.runtime = wrapper;
+        },
+    );
+    let (pid, client) = spawn(&f).await;
+    let fifo = f.cfg.runtime_root.join(&f.id).join("exec.fifo");
+    assert!(fifo.exists(), "crun create made no exec fifo");
+    assert_eq!(crun_status(&f.cfg.runtime_root, &f.id), "created");
+    let stream = client.attach(false, true, false).await.expect("attach");
+    client.start().await.expect("start");
+    assert!(!fifo.exists(), "exec fifo left after start");
+    assert_eq!(crun_status(&f.cfg.runtime_root, &f.id), "running");
+    let mut s = stream;
+    let mut head = [0u8; 16];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head))
+        .await
+        .expect("output in time")
+        .expect("read output");
+    assert_eq!(&head[8..], b"started\n");
+    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).unwrap_or_default();
+    assert!(!log.contains("start in place"), "fell back: {log:?}");
+    let made = std::fs::read_to_string(&calls).expect("runtime calls");
+    assert!(made.contains(" create "), "no create: {made:?}");
+    assert!(!made.contains(" start "), "crun start ran: {made:?}");
+    client.kill(9, false).await.expect("kill");
+    assert_eq!(client.wait().await.expect("wait").exit_code, 137);
+    shutdown_and_check(&f, &client, pid).await;
+}
