@@ -111,6 +111,8 @@ ratio "berth_run / crun_run (target <= 2)" "${P50_berth_run:-}" "${P50_crun_run:
 ratio "berth_run / crun_run_berth_spec" "${P50_berth_run:-}" "${P50_crun_run_berth_spec:-}"
 ratio "dockerd_run / berth_run (target >= 10)" "${P50_dockerd_run:-}" "${P50_berth_run:-}"
 ratio "dockerd_run_none / berth_run_none" "${P50_dockerd_run_none:-}" "${P50_berth_run_none:-}"
-ratio "dockerd_cycle / berth_cycle (target >= 10)" "${P50_dockerd_cycle:-}" "${P50_berth_cycle:-}"
-ratio "dockerd_cycle_term / berth_cycle_term" "${P50_dockerd_cycle_term:-}" "${P50_berth_cycle_term:-}"
+# The cycle target is read on the SIGTERM cycle: with `stop -t 1` both engines wait out the
+# same second, which measures the timeout, not the engine.
+ratio "dockerd_cycle / berth_cycle (stop -t 1)" "${P50_dockerd_cycle:-}" "${P50_berth_cycle:-}"
+ratio "dockerd_cycle_term / berth_cycle_term (target >= 10)" "${P50_dockerd_cycle_term:-}" "${P50_berth_cycle_term:-}"
 ratio "podman_run / berth_run" "${P50_podman_run:-}" "${P50_berth_run:-}"
