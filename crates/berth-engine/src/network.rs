@@ -943,8 +943,9 @@ impl Engine {
 
     /// `/etc/hosts` with the container's own address and its `--link`s, and the embedded
     /// DNS in `/etc/resolv.conf` when it is on a user-defined network. Rebuilt from the
-    /// base files at every start and written once each, in place and without fsync: these
-    /// fsyncs were most of the network's cost on the start path.
+    /// base files at every start and written once each, without fsync
+    /// (`write_world_readable` not durable): these fsyncs were most of the network's cost
+    /// on the start path.
     fn write_network_etc_files(&self, c: &Container, rec: &ContainerNet) -> Result<()> {
         let [hostname, (hosts_path, mut hosts), (resolv_path, mut resolv)] =
             crate::container::spec::etc_files(c, self.config())?;
@@ -1002,14 +1003,11 @@ impl Engine {
         }
         for (path, data) in [hostname, (hosts_path, hosts), (resolv_path, resolv)] {
             // Create wrote the base files; rewriting an unchanged one (hostname, the default
-            // bridge's resolv.conf) would only cost a write.
+            // bridge's resolv.conf) would only cost a file creation and a rename.
             if std::fs::read(path).ok().as_deref() == Some(data.as_bytes()) {
                 continue;
             }
-            // In place, not by rename: the runtime may already have bind-mounted the file
-            // (start configures the network while the shim creates the container), and a
-            // mount keeps the inode it was given. Nothing in the container runs yet.
-            util::rewrite_in_place(path, data.as_bytes())
+            util::write_world_readable(path, data.as_bytes(), false)
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
         Ok(())

@@ -53,19 +53,6 @@ pub fn write_world_readable(path: &Path, data: &[u8], durable: bool) -> std::io:
     Ok(())
 }
 
-/// Replaces a file's contents keeping its inode (so a bind mount of it sees the new
-/// contents), or creates it world-readable. Not atomic for a reader; not fsynced.
-pub fn rewrite_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(path)?;
-    f.write_all(data)
-}
-
 /// Writes a file atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -90,19 +77,5 @@ mod tests {
             assert_eq!(mode, 0o644);
             assert_eq!(std::fs::read(&p).expect("read"), b"127.0.0.1\tlocalhost\n");
         }
-    }
-
-    #[test]
-    fn rewrite_in_place_keeps_the_inode() {
-        use std::os::unix::fs::MetadataExt;
-        let t = tempfile::tempdir().expect("tmp");
-        let p = t.path().join("hosts");
-        super::rewrite_in_place(&p, b"a longer first version\n").expect("create");
-        let ino = std::fs::metadata(&p).expect("stat").ino();
-        super::rewrite_in_place(&p, b"short\n").expect("rewrite");
-        let m = std::fs::metadata(&p).expect("stat");
-        assert_eq!(m.ino(), ino);
-        assert_eq!(m.permissions().mode() & 0o777, 0o644);
-        assert_eq!(std::fs::read(&p).expect("read"), b"short\n");
     }
 }

@@ -166,17 +166,10 @@ impl Engine {
         let cfg = self.config().clone();
         let state_dir = cfg.container_state_dir(&c.id);
         let t0 = std::time::Instant::now();
-        // The namespace first: the bundle needs only its path. Its endpoints, ports, DNS
-        // names, hosts and resolv.conf (veths: milliseconds in the kernel) then go in while
-        // the shim has the runtime create the container, which only joins the namespace;
-        // the process is held at its exec barrier until `start` below, when both are done.
-        // A sysctl of the user's under `net.` may name an interface the runtime would not
-        // find yet, so such a start configures the network before the shim.
+        // The namespace first; its endpoints, ports, hosts and resolv.conf (veths: a
+        // couple of milliseconds in the kernel) then go in while a blocking thread writes
+        // the bundle, which needs only the namespace's path. Both are done before the shim.
         let (network, attach) = self.prepare_container_netns(c).await?;
-        let bundle = {
-            let (c, rootfs) = (c.clone(), rootfs.to_path_buf());
-            self.blocking(move |e| e.write_start_bundle(&c, &rootfs, network))
-        };
         let endpoints = async {
             if let Some(netns) = attach {
                 self.attach_container_network(c, netns).await?;
@@ -184,32 +177,31 @@ impl Engine {
             tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: network ready");
             Ok::<(), Error>(())
         };
-        let net_sysctls = c
-            .host_config
-            .sysctls
-            .iter()
-            .flatten()
-            .any(|(k, _)| k.starts_with("net."));
-        let shim = async {
-            let (shim_cfg, seccomp) = bundle.await?;
-            tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
-            self.create_in_shim(shim_cfg, seccomp, &c.id, &state_dir)
-                .await
+        let bundle = {
+            let (c, rootfs) = (c.clone(), rootfs.to_path_buf());
+            self.blocking(move |e| e.write_start_bundle(&c, &rootfs, network))
         };
-        let client = if net_sysctls {
-            endpoints.await?;
-            shim.await?
-        } else {
-            match tokio::join!(endpoints, shim) {
-                (Ok(()), Ok(client)) => client,
-                (Err(e), Ok(client)) => {
-                    let _ = client.kill(9, true).await;
-                    let _ = client.shutdown().await;
-                    return Err(e);
+        let (attached, written) = tokio::join!(endpoints, bundle);
+        attached?;
+        let (shim_cfg, seccomp) = written?;
+        tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
+        self.spawn_shim(shim_cfg)
+            .await
+            .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
+            .map_err(|e| Error::InvalidArgument(docker_start_error(&e.to_string())))?;
+        if let berth_runtime::seccomp_cache::Prepared::Miss(entry) = seccomp {
+            let (root, id) = (cfg.runtime_root(), c.id.clone());
+            // Off the critical path; a failed fill only means the next create compiles again.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = berth_runtime::seccomp_cache::SeccompCache::fill(&entry, &root, &id)
+                {
+                    tracing::debug!(id = %id, "seccomp cache: {e}");
                 }
-                (_, Err(e)) => return Err(e),
-            }
-        };
+            });
+        }
+        let client = ShimClient::connect(&state_dir)
+            .await
+            .map_err(|e| Error::Internal(format!("connect to shim: {e}")))?;
         let pending: Vec<_> = h
             .pending_attaches
             .lock()
@@ -251,34 +243,6 @@ impl Engine {
         self.spawn_monitor(h.clone(), client);
         self.spawn_health(h.clone());
         self.persist_off(h).await
-    }
-
-    /// The shim for a start: spawned with its configuration, it has the runtime create the
-    /// container and answers; then the engine connects to it. The seccomp cache is filled
-    /// off the critical path (a failed fill only means the next create compiles again).
-    async fn create_in_shim(
-        &self,
-        shim_cfg: ShimConfig,
-        seccomp: berth_runtime::seccomp_cache::Prepared,
-        id: &str,
-        state_dir: &std::path::Path,
-    ) -> Result<ShimClient> {
-        self.spawn_shim(shim_cfg)
-            .await
-            .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
-            .map_err(|e| Error::InvalidArgument(docker_start_error(&e.to_string())))?;
-        if let berth_runtime::seccomp_cache::Prepared::Miss(entry) = seccomp {
-            let (root, id) = (self.config().runtime_root(), id.to_string());
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = berth_runtime::seccomp_cache::SeccompCache::fill(&entry, &root, &id)
-                {
-                    tracing::debug!(id = %id, "seccomp cache: {e}");
-                }
-            });
-        }
-        ShimClient::connect(state_dir)
-            .await
-            .map_err(|e| Error::Internal(format!("connect to shim: {e}")))
     }
 
     /// The runtime bundle (`config.json`) of a start and the shim's configuration, for a
