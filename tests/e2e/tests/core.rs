@@ -643,3 +643,54 @@ fn two_daemons_side_by_side() {
     assert_eq!(stdout(&b.docker(&["ps", "-aq"])).trim(), "");
     assert!(!b.docker(&["image", "inspect", "busybox"]).status.success());
 }
+
+/// `create` writes hostname, hosts and resolv.conf without fsync; a start writes the base
+/// files again when a host crash left them missing or empty (simulated here), for a
+/// container without a network of its own as well as one on the bridge.
+#[test]
+fn start_rewrites_etc_files_a_crash_lost() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    for (name, net) in [("etc-none", "none"), ("etc-bridge", "bridge")] {
+        let o = d.berth(&[
+            "create",
+            "--name",
+            name,
+            "--hostname",
+            "lostfiles",
+            "--network",
+            net,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/hostname; grep -c localhost /etc/hosts",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        for (field, truncate) in [
+            ("HostnamePath", false),
+            ("HostsPath", true),
+            ("ResolvConfPath", false),
+        ] {
+            let p = inspect(&d, &format!("{{{{.{field}}}}}"), name);
+            assert!(std::path::Path::new(&p).exists(), "{field} {p} missing");
+            if truncate {
+                std::fs::write(&p, b"").expect("truncate");
+            } else {
+                std::fs::remove_file(&p).expect("remove");
+            }
+        }
+        let o = d.berth(&["start", "-a", name]);
+        assert!(o.status.success(), "{}", text(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.first(), Some(&"lostfiles"), "{name}: {out}");
+        assert!(
+            lines.get(1).and_then(|n| n.trim().parse::<u32>().ok()) >= Some(1),
+            "{name}: no localhost in /etc/hosts: {out}"
+        );
+        let rc = inspect(&d, "{{.ResolvConfPath}}", name);
+        assert!(std::path::Path::new(&rc).exists(), "{name}: resolv.conf");
+        let o = d.berth(&["rm", name]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+}

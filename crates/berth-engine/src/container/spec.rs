@@ -8,11 +8,35 @@ use std::path::Path;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Writes hostname, hosts and resolv.conf for a container (bind-mounted at start).
+/// Writes hostname, hosts and resolv.conf for a container (bind-mounted at start). Without
+/// fsync (three of them were a third of `create`): the files are derived from the record,
+/// which is committed durably, and a start writes again any that a host crash left missing
+/// or empty ([`ensure_etc_files`]).
 pub fn write_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
     for (path, data) in etc_files(c, cfg)? {
-        crate::util::write_world_readable(path, data.as_bytes(), true)
+        crate::util::write_world_readable(path, data.as_bytes(), false)
             .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Before a start: the base file again for each of hostname, hosts and resolv.conf that is
+/// missing or empty (a host crash after `create` can leave either, see [`write_etc_files`]).
+/// Three `stat`s when all is well. The network's rewrite of hosts and resolv.conf comes
+/// after this.
+pub fn ensure_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
+    let lost = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+    if ![&c.hostname_path, &c.hosts_path, &c.resolv_conf_path]
+        .into_iter()
+        .any(|p| lost(p))
+    {
+        return Ok(());
+    }
+    for (path, data) in etc_files(c, cfg)? {
+        if lost(path) {
+            crate::util::write_world_readable(path, data.as_bytes(), false)
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        }
     }
     Ok(())
 }

@@ -90,6 +90,7 @@ impl Engine {
         let _ = std::fs::remove_dir_all(&state_dir);
         std::fs::create_dir_all(&state_dir)
             .map_err(|e| Error::io(format!("create {}", state_dir.display()), e))?;
+        super::spec::ensure_etc_files(&c, &cfg)?;
         let rootfs = state_dir.join("rootfs");
         {
             let (key, target) = (c.id.clone(), rootfs.clone());
