@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 python3 -c 'import pytest, docker, paramiko, websocket' 2>/dev/null || pip install -q pytest pytest-timeout paramiko websocket-client docker==7.1.0
 cargo build --workspace --bins -q
 W=$(mktemp -d /tmp/berth-dockerpy-XXXXXX)
-SOCK=$W/berth.sock; echo "{}" >"$W/daemon.json"
+SOCK=$W/berth.sock; echo "{}" >"$W/daemon.json"; CG=${DPY_CGROUP:-berth-dockerpy}
 target/debug/berthd -H "unix://$SOCK" --data-root "$W/data" --exec-root "$W/exec" --pidfile "$W/pid" \
-  --cgroup-parent "${DPY_CGROUP:-berth-dockerpy}" --config-file "$W/daemon.json" --bridge "${DPY_BRIDGE:-berthpy0}" --log-level warn >"$W/berthd.log" 2>&1 &
+  --cgroup-parent "$CG" --config-file "$W/daemon.json" --bridge "${DPY_BRIDGE:-berthpy0}" --log-level warn >"$W/berthd.log" 2>&1 &
 # Cleanup must not stop at the first failing step (errexit and pipefail are on).
 cleanup() {
   set +e
@@ -21,6 +21,8 @@ cleanup() {
   P=$(cat "$W/pid" 2>/dev/null); kill "$P" 2>/dev/null
   for _ in $(seq 100); do kill -0 "$P" 2>/dev/null || break; sleep 0.1; done
   grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  # The daemon leaves its (empty) cgroup parent in every hierarchy.
+  find /sys/fs/cgroup/*/"$CG" /sys/fs/cgroup/"$CG" -depth -type d -exec rmdir {} + 2>/dev/null
   rm -rf "$W"
 }
 trap cleanup EXIT
