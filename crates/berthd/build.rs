@@ -9,9 +9,11 @@
 //! in that order, so they share pages: 6.4 MiB resident after the same runs.
 //!
 //! The names are v0-mangled (`.cargo/config.toml`), which carry no per-function hash, so
-//! the list stays valid as the code changes: a function it does not name is laid out as
-//! before, a name it does not find is skipped, and a stale list only costs memory. They do
-//! carry each crate's disambiguator, which depends on the unified feature set: the list
+//! most of the list stays valid as the code changes: a function it does not name is laid
+//! out as before, a name it does not find is skipped, and a stale list only costs memory.
+//! The exception is the functions ThinLTO promotes (`.llvm.<hash>`, about 700 of the list):
+//! the hash changes with any edit to their crate, so the list needs a refresh after edits
+//! to the daemon's crates. The names also carry each crate's disambiguator, which depends on the unified feature set: the list
 //! matches `cargo build --release --workspace` (as `scripts/setup.sh` and `bench/` build).
 use std::path::Path;
 

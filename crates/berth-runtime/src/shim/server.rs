@@ -946,9 +946,11 @@ impl Shim {
             Request::Start => {
                 let r = match self.status {
                     ShimStatus::Created if self.init_exit.is_none() => {
-                        let started = (self.in_place && self.start_in_place())
-                            .then_some(())
-                            .map_or_else(|| self.runtime(&["start", &cid]), Ok);
+                        let started = if self.in_place && self.start_in_place() {
+                            Ok(())
+                        } else {
+                            self.runtime(&["start", &cid])
+                        };
                         started.map(|()| {
                             self.status = ShimStatus::Running;
                             json!({})
