@@ -53,6 +53,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 mod blocks;
+mod mapped;
 
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {

@@ -28,6 +28,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
+use super::mapped;
+
 /// Block buffers in flight between the reader and the consumer.
 const POOL: usize = 6;
 
@@ -161,20 +163,27 @@ where
     D: Fn(&[u8], &mut Vec<Vec<u8>>) + Sync,
     E: FnMut(Vec<u8>) -> ControlFlow<()>,
 {
-    let mut reader = BlockReader::new(files, block);
     if workers == 0 {
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        while let Some(len) = reader.next_block(&mut buf) {
-            decode(&buf[..len], &mut out);
-            for piece in out.drain(..) {
-                if emit(piece).is_break() {
-                    return (reader.last_consumed, ControlFlow::Break(()));
-                }
+        // File by file: a big file not yet in the page cache is decoded from a mapping
+        // (`mapped`), the others are read.
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        let mut last_consumed = 0;
+        let count = files.len();
+        for (i, file) in files.into_iter().enumerate() {
+            let (consumed, flow) = match mapped::stream_file(&file, block, &decode, &mut emit) {
+                Some(done) => done,
+                None => read_file(file, block, &decode, &mut emit, &mut buf, &mut out),
+            };
+            if i + 1 == count {
+                last_consumed = consumed;
+            }
+            if flow.is_break() {
+                return (last_consumed, flow);
             }
         }
-        return (reader.last_consumed, ControlFlow::Continue(()));
+        return (last_consumed, ControlFlow::Continue(()));
     }
+    let mut reader = BlockReader::new(files, block);
     // Blocks go reader -> `jobs` -> a decoder -> `done` -> here (reordered, emitted) ->
     // `pool` -> reader. Dropping any end stops the others: a send or receive fails.
     let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(POOL);
@@ -234,6 +243,32 @@ where
         let consumed = reading.join().unwrap_or(0);
         (consumed, flow)
     })
+}
+
+/// One file with `read` on this thread: the bytes of its complete lines (0 if it could not
+/// be opened) and whether `emit` asked to stop.
+fn read_file<D, E>(
+    file: PathBuf,
+    block: usize,
+    decode: &D,
+    emit: &mut E,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<Vec<u8>>,
+) -> (u64, ControlFlow<()>)
+where
+    D: Fn(&[u8], &mut Vec<Vec<u8>>),
+    E: FnMut(Vec<u8>) -> ControlFlow<()>,
+{
+    let mut reader = BlockReader::new(vec![file], block);
+    while let Some(len) = reader.next_block(buf) {
+        decode(&buf[..len], out);
+        for piece in out.drain(..) {
+            if emit(piece).is_break() {
+                return (reader.last_consumed, ControlFlow::Break(()));
+            }
+        }
+    }
+    (reader.last_consumed, ControlFlow::Continue(()))
 }
 
 /// Emits decoded blocks in sequence order as they arrive, returning each block's buffer to
