@@ -189,6 +189,7 @@ impl Mapping {
             ready: AtomicUsize::new(ready),
             read: AtomicUsize::new(0),
             helper_done: AtomicBool::new(ready >= self.len),
+            starved: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         };
         // SAFETY: the mapping is `len` readable bytes for as long as `self` lives; a page
@@ -215,9 +216,13 @@ impl Mapping {
                         // The end of what could be mapped; a partial last line stays.
                         return (at as u64, ControlFlow::Continue(()));
                     }
+                    // A line longer than the window: the helper must go on past it.
+                    progress.starved.store(true, Ordering::Release);
+                    helper.thread().unpark();
                     std::thread::park();
                     continue;
                 };
+                progress.starved.store(false, Ordering::Release);
                 let end = at + nl + 1;
                 decode(&data[at..end], &mut out);
                 if self.slot.truncated() {
@@ -247,7 +252,7 @@ impl Mapping {
     fn populate_ahead(&self, p: &Progress, decoder: &std::thread::Thread) {
         let mut at = p.ready.load(Ordering::Acquire);
         while at < self.len && !p.stop.load(Ordering::Acquire) {
-            if at > p.read.load(Ordering::Acquire) + AHEAD {
+            if at > p.read.load(Ordering::Acquire) + AHEAD && !p.starved.load(Ordering::Acquire) {
                 std::thread::park();
                 continue;
             }
@@ -280,6 +285,8 @@ struct Progress {
     /// Decoded up to here.
     read: AtomicUsize,
     helper_done: AtomicBool,
+    /// The decoder waits for the end of a line that runs past the window.
+    starved: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -487,6 +494,38 @@ mod tests {
         assert!(flow.is_continue());
         assert_eq!(consumed, data.len() as u64);
         assert!(got == data, "the mapped read returns the file");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_window_is_read_whole() {
+        let dir = disk_dir();
+        let mut data = b"first\n".to_vec();
+        data.extend(std::iter::repeat_n(b'z', AHEAD + 3 * CHUNK));
+        data.extend_from_slice(b"\nlast\npartial");
+        let path = dir.path().join("long-json.log");
+        let mut f = File::create(&path).expect("create");
+        f.write_all(&data).expect("write");
+        f.sync_all().expect("sync");
+        // SAFETY: advice on an open descriptor; the pages are clean after the sync.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let mut got = Vec::new();
+        let (consumed, flow) = stream_file(
+            &path,
+            64 << 10,
+            &|b: &[u8], out: &mut Vec<Vec<u8>>| out.push(b.to_vec()),
+            &mut |piece| {
+                got.extend_from_slice(&piece);
+                ControlFlow::Continue(())
+            },
+        )
+        .expect("mapped");
+        assert!(flow.is_continue());
+        let whole = data.len() - b"partial".len();
+        assert_eq!(consumed, whole as u64, "the partial last line is left");
+        assert!(
+            got == data[..whole],
+            "every whole line, the long one included"
+        );
     }
 
     #[test]
