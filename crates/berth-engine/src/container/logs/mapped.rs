@@ -464,22 +464,26 @@ mod tests {
             data.extend_from_slice(format!("line {i} {}\n", "y".repeat(pad)).as_bytes());
         }
         let path = dir.join("c-json.log");
-        let mut f = File::create(&path).expect("create");
-        f.write_all(&data).expect("write");
-        f.sync_all().expect("sync");
-        // SAFETY: advice on an open descriptor; the pages are clean after the sync.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        write_cold(&path, &data);
         (path, data)
     }
 
-    #[test]
-    fn mapped_read_yields_every_whole_line_in_order() {
-        let dir = disk_dir();
-        let (path, data) = cold_log(dir.path(), 150_000);
-        assert!(data.len() >= MIN_LEN, "the log is big enough to be mapped");
+    /// Writes `data` to `path` and drops it from the page cache.
+    fn write_cold(path: &Path, data: &[u8]) {
+        let mut f = File::create(path).expect("create");
+        f.write_all(data).expect("write");
+        f.sync_all().expect("sync");
+        // SAFETY: advice on an open descriptor; the pages are clean after the sync.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+
+    /// A mapped read of `path` in 64 KiB blocks; `each` sees the output so far after
+    /// every piece. Returns the output, the bytes of whole lines read and the flow.
+    fn read_mapped(path: &Path, mut each: impl FnMut(usize)) -> (Vec<u8>, u64, ControlFlow<()>) {
         let mut got = Vec::new();
+        let mut pieces = 0;
         let (consumed, flow) = stream_file(
-            &path,
+            path,
             64 << 10,
             &|b: &[u8], out: &mut Vec<Vec<u8>>| {
                 assert_eq!(b.last(), Some(&b'\n'), "a block ends with a whole line");
@@ -487,10 +491,21 @@ mod tests {
             },
             &mut |piece| {
                 got.extend_from_slice(&piece);
+                pieces += 1;
+                each(pieces);
                 ControlFlow::Continue(())
             },
         )
         .expect("a log not in the page cache is mapped");
+        (got, consumed, flow)
+    }
+
+    #[test]
+    fn mapped_read_yields_every_whole_line_in_order() {
+        let dir = disk_dir();
+        let (path, data) = cold_log(dir.path(), 150_000);
+        assert!(data.len() >= MIN_LEN, "the log is big enough to be mapped");
+        let (got, consumed, flow) = read_mapped(&path, |_| {});
         assert!(flow.is_continue());
         assert_eq!(consumed, data.len() as u64);
         assert!(got == data, "the mapped read returns the file");
@@ -503,22 +518,8 @@ mod tests {
         data.extend(std::iter::repeat_n(b'z', AHEAD + 3 * CHUNK));
         data.extend_from_slice(b"\nlast\npartial");
         let path = dir.path().join("long-json.log");
-        let mut f = File::create(&path).expect("create");
-        f.write_all(&data).expect("write");
-        f.sync_all().expect("sync");
-        // SAFETY: advice on an open descriptor; the pages are clean after the sync.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        let mut got = Vec::new();
-        let (consumed, flow) = stream_file(
-            &path,
-            64 << 10,
-            &|b: &[u8], out: &mut Vec<Vec<u8>>| out.push(b.to_vec()),
-            &mut |piece| {
-                got.extend_from_slice(&piece);
-                ControlFlow::Continue(())
-            },
-        )
-        .expect("mapped");
+        write_cold(&path, &data);
+        let (got, consumed, flow) = read_mapped(&path, |_| {});
         assert!(flow.is_continue());
         let whole = data.len() - b"partial".len();
         assert_eq!(consumed, whole as u64, "the partial last line is left");
@@ -532,28 +533,17 @@ mod tests {
     fn truncation_mid_read_ends_the_file_instead_of_killing_the_process() {
         let dir = disk_dir();
         let (path, data) = cold_log(dir.path(), 150_000);
-        let mut got = Vec::new();
-        let mut blocks = 0;
-        let (consumed, flow) = stream_file(
-            &path,
-            64 << 10,
-            &|b: &[u8], out: &mut Vec<Vec<u8>>| out.push(b.to_vec()),
-            &mut |piece| {
-                got.extend_from_slice(&piece);
-                blocks += 1;
-                if blocks == 3 {
-                    // What `truncate -s 0` on the log does while it is being read: the
-                    // pages after this block are gone, touching them raises SIGBUS.
-                    File::options()
-                        .write(true)
-                        .open(&path)
-                        .and_then(|f| f.set_len(0))
-                        .expect("truncate");
-                }
-                ControlFlow::Continue(())
-            },
-        )
-        .expect("mapped");
+        let (got, consumed, flow) = read_mapped(&path, |pieces| {
+            if pieces == 3 {
+                // What `truncate -s 0` on the log does while it is being read: the pages
+                // after this block are gone, touching them raises SIGBUS.
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(0))
+                    .expect("truncate");
+            }
+        });
         assert!(flow.is_continue());
         assert_eq!(
             consumed,
