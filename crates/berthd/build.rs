@@ -13,8 +13,9 @@
 //! out as before, a name it does not find is skipped, and a stale list only costs memory.
 //! The exception is the functions ThinLTO promotes (`.llvm.<hash>`, about 700 of the list):
 //! the hash changes with any edit to their crate, so the list needs a refresh after edits
-//! to the daemon's crates. The names also carry each crate's disambiguator, which depends on the unified feature set: the list
-//! matches `cargo build --release --workspace` (as `scripts/setup.sh` and `bench/` build).
+//! to the daemon's crates. The names also carry each crate's disambiguator, which depends
+//! on the unified feature set: the list matches `cargo build --release --workspace` (as
+//! `scripts/setup.sh` and `bench/` build).
 use std::path::Path;
 
 fn main() {

@@ -13,11 +13,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// which is committed durably, and a start writes again any that a host crash left missing
 /// or empty ([`ensure_etc_files`]).
 pub fn write_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
-    for (path, data) in etc_files(c, cfg)? {
-        crate::util::write_world_readable(path, data.as_bytes(), false)
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-    }
-    Ok(())
+    write_etc_where(c, cfg, |_| true)
 }
 
 /// Before a start: the base file again for each of hostname, hosts and resolv.conf that is
@@ -32,8 +28,13 @@ pub fn ensure_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
     {
         return Ok(());
     }
+    write_etc_where(c, cfg, lost)
+}
+
+/// Writes (without fsync) the base /etc files whose path `which` accepts.
+fn write_etc_where(c: &Container, cfg: &EngineConfig, which: impl Fn(&Path) -> bool) -> Result<()> {
     for (path, data) in etc_files(c, cfg)? {
-        if lost(path) {
+        if which(path) {
             crate::util::write_world_readable(path, data.as_bytes(), false)
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }

@@ -68,7 +68,7 @@ pub(super) fn stream_file<D, E>(
     emit: &mut E,
 ) -> Option<(u64, ControlFlow<()>)>
 where
-    D: Fn(&[u8], &mut Vec<Vec<u8>>) + Sync,
+    D: Fn(&[u8], &mut Vec<Vec<u8>>),
     E: FnMut(Vec<u8>) -> ControlFlow<()>,
 {
     let file = File::open(path).ok()?;
@@ -101,7 +101,9 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     fn new(file: &File, len: usize) -> Option<Mapping> {
-        sigbus::install();
+        if !sigbus::install() {
+            return None;
+        }
         // SAFETY: a fresh read-only mapping of an open file; nothing else refers to it.
         let base = unsafe {
             libc::mmap(
@@ -182,7 +184,7 @@ impl Mapping {
         emit: &mut E,
     ) -> (u64, ControlFlow<()>)
     where
-        D: Fn(&[u8], &mut Vec<Vec<u8>>) + Sync,
+        D: Fn(&[u8], &mut Vec<Vec<u8>>),
         E: FnMut(Vec<u8>) -> ControlFlow<()>,
     {
         let progress = Progress {
@@ -333,6 +335,7 @@ mod sigbus {
     static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
     static PAGE: AtomicUsize = AtomicUsize::new(4096);
     static INSTALL: Once = Once::new();
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
     /// The handler that was there before ours, called for faults outside the table.
     static mut PREVIOUS: Option<libc::sigaction> = None;
 
@@ -356,7 +359,8 @@ mod sigbus {
         slot.start.store(0, Ordering::Release);
     }
 
-    pub(super) fn install() {
+    /// Installs the handler once; false if it could not be (then nothing may be mapped).
+    pub(super) fn install() -> bool {
         INSTALL.call_once(|| {
             // SAFETY: sysconf has no preconditions.
             let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -365,19 +369,24 @@ mod sigbus {
                     PAGE.store(page, Ordering::Relaxed);
                 }
             }
-            // SAFETY: a zeroed sigaction is a valid value to fill in; PREVIOUS is written
-            // here once, before the handler that reads it can run.
+            // SAFETY: zeroed sigactions are valid values to fill in. PREVIOUS is written
+            // before our handler, which reads it, is installed, and never after.
             unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) != 0 {
+                    return;
+                }
+                PREVIOUS = Some(old);
                 let mut sa: libc::sigaction = std::mem::zeroed();
                 sa.sa_sigaction = on_sigbus as *const () as usize;
                 sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
                 libc::sigemptyset(&mut sa.sa_mask);
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(libc::SIGBUS, &sa, &mut old) == 0 {
-                    PREVIOUS = Some(old);
+                if libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) == 0 {
+                    INSTALLED.store(true, Ordering::Release);
                 }
             }
         });
+        INSTALLED.load(Ordering::Acquire)
     }
 
     /// Async-signal-safe: atomics, `mmap` and `sigaction` only.
