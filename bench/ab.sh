@@ -5,6 +5,7 @@
 # and a create + start + stop + rm cycle of a container that exits on SIGTERM, and both
 # idle RSS.
 # Usage: A=<dir of old binaries> B=<dir of new binaries> bench/ab.sh [rounds=25]   (as root)
+# EXEC_TMPFS="a b" puts that side's exec root on a tmpfs of its own (as /run is on most hosts).
 # e.g. git worktree add /tmp/old <commit> && cargo build --release --bins --target-dir
 # /tmp/old-target (in /tmp/old), then A=/tmp/old-target/release B=target/release.
 set -u
@@ -28,11 +29,12 @@ echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc
 tar -C "$R" -cf "$W/bb.tar" .
 start() { # name bin bridge
   mkdir -p $W/$1; echo '{}' > $W/$1/daemon.json
-  $2/berthd -H unix://$W/$1/s.sock --data-root $W/$1/data --exec-root $W/$1/exec --pidfile $W/$1/pid --cgroup-parent berth-ab$$-$1 --config-file $W/$1/daemon.json --bridge $3 --log-level error > $W/$1/log 2>&1 &
+  case " ${EXEC_TMPFS:-} " in *" $1 "*) mkdir -p $W/$1/exec; mount -t tmpfs -o mode=0711 tmpfs $W/$1/exec;; esac
+  env ${4:-} $2/berthd -H unix://$W/$1/s.sock --data-root $W/$1/data --exec-root $W/$1/exec --pidfile $W/$1/pid --cgroup-parent berth-ab$$-$1 --config-file $W/$1/daemon.json --bridge $3 --log-level error > $W/$1/log 2>&1 &
   for i in $(seq 100); do [ -S $W/$1/s.sock ] && break; sleep 0.05; done
   $2/berth -H unix://$W/$1/s.sock import $W/bb.tar busybox:latest >/dev/null
 }
-start a "$A" bab$$a; start b "$Bn" bab$$b
+start a "$A" bab$$a "${ENV_A:-}"; start b "$Bn" bab$$b "${ENV_B:-}"
 ms() { local s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $(( ($(date +%s%N)-s)/100000 )); }
 CA="$A/berth -H unix://$W/a/s.sock"; CB="$Bn/berth -H unix://$W/b/s.sock"
 $CA run --rm busybox true; $CB run --rm busybox true

@@ -946,6 +946,7 @@ impl EngineExecutor {
             terminal: false,
             open_stdin: false,
             stdin_once: false,
+            spec_facts: Some(berth_runtime::shim::SpecFacts::of(&spec)),
         };
         let spawned = self
             .engine

@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     /// Sealed copies of the OCI runtime binaries handed to shims (berth_runtime::sealed).
     pub sealed: berth_runtime::sealed::SealedRuntimes,
     pub migration_warmer: berth_runtime::cgroups::MigrationWarmer,
+    /// A shim started ahead of the next container start (berth_runtime::shim::SpareShim),
+    /// with the sealed runtime it holds.
+    pub spare_shim: std::sync::Mutex<Option<container::start::SpareSlot>>,
 }
 
 impl Engine {
@@ -92,6 +95,7 @@ impl Engine {
                 registry,
                 sealed: Default::default(),
                 migration_warmer: berth_runtime::cgroups::MigrationWarmer::host(),
+                spare_shim: std::sync::Mutex::new(None),
             }),
         };
         engine.restore().await?;

@@ -169,10 +169,19 @@ pub struct CgroupFs {
     pub proc_stat: PathBuf,
 }
 
+/// A procfs file whole. Its size reads as 0, so `fs::read_to_string` starts with a 32-byte
+/// buffer and doubles it: eight reads for this machine's mountinfo, on the shim's exit path.
+fn read_proc(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut s = String::with_capacity(16 << 10);
+    fs::File::open(path)?.read_to_string(&mut s)?;
+    Ok(s)
+}
+
 impl CgroupFs {
     /// Read the host's cgroup mounts from /proc/self/mountinfo.
     pub fn host() -> CgroupFs {
-        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let info = read_proc("/proc/self/mountinfo").unwrap_or_default();
         let mut fsys = CgroupFs::from_mountinfo(&info);
         fsys.proc_stat = PathBuf::from("/proc/stat");
         fsys
@@ -653,7 +662,7 @@ impl MigrationWarmer {
     /// The `cgroup.procs` file of this process's own cgroup in the first hierarchy found.
     pub fn host() -> MigrationWarmer {
         let fsys = CgroupFs::host();
-        let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let own = read_proc("/proc/self/cgroup").unwrap_or_default();
         MigrationWarmer {
             procs: own_procs_file(&fsys, &own),
         }

@@ -10,6 +10,7 @@
 //! - [`cgroups`] detects the cgroup layout and reads stats / applies live updates.
 
 pub mod cgroups;
+pub mod execroot;
 pub mod sealed;
 pub mod seccomp_cache;
 pub mod shim;

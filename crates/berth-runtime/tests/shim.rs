@@ -103,6 +103,7 @@ fn fixture(
         terminal: false,
         open_stdin: false,
         stdin_once: false,
+        spec_facts: None,
     };
     tweak(&mut opts, &mut cfg);
     opts.terminal = cfg.terminal;
@@ -867,4 +868,94 @@ async fn start_in_place_leaves_crun_state_as_crun_start() {
     client.kill(9, false).await.expect("kill");
     assert_eq!(client.wait().await.expect("wait").exit_code, 137);
     shutdown_and_check(&f, &client, pid).await;
+}
+
+/// Pid of the process whose command line holds `needle`, if one is alive (not a zombie).
+fn live_pid_with_arg(needle: &str) -> Option<i32> {
+    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmd).contains(needle) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn spare_shim_takes_a_container_and_exits_when_dropped() {
+    use berth_runtime::shim::SpareShim;
+    let f = fixture("spare", &["sh", "-c", "echo from-spare; exit 4"], |_, _| {});
+    let tag = f._tmp.path().join("spare-root");
+    let spawn_spare = |tag: PathBuf| {
+        tokio::task::spawn_blocking(move || SpareShim::spawn(&shim_bin(), &tag, None))
+    };
+    // A spare nobody uses exits as soon as it is dropped (EOF on its socket).
+    let unused = spawn_spare(tag.join("unused"))
+        .await
+        .expect("join")
+        .expect("spare");
+    let marker = tag.join("unused").to_string_lossy().into_owned();
+    assert!(
+        eventually(|| live_pid_with_arg(&marker).is_some()).await,
+        "spare not running"
+    );
+    drop(unused);
+    assert!(
+        eventually(|| live_pid_with_arg(&marker).is_none()).await,
+        "dropped spare still running"
+    );
+
+    // A spare given a container runs it like a spawned shim, at normal priority.
+    let spare = spawn_spare(tag.join("used"))
+        .await
+        .expect("join")
+        .expect("spare");
+    let cfg = f.cfg.clone();
+    let pid = tokio::task::spawn_blocking(move || spare.launch(&cfg))
+        .await
+        .expect("join")
+        .expect("spare was there")
+        .expect("container created");
+    // SAFETY: getpriority on a pid; no memory is passed.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, pid) };
+    assert_eq!(nice, 0, "a working shim runs at nice 0");
+    let client = ShimClient::connect(&f.cfg.state_dir)
+        .await
+        .expect("connect");
+    let attach = client.attach(false, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let (out, _) = demux(attach).await;
+    assert_eq!(out, "from-spare\n");
+    assert_eq!(client.wait().await.expect("wait").exit_code, 4);
+    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).expect("shim.log");
+    assert!(!log.contains("error"), "{log}");
+    shutdown_and_check(&f, &client, pid).await;
+
+    // A spare that is gone says so, and the caller spawns a shim instead.
+    let gone = spawn_spare(tag.join("gone"))
+        .await
+        .expect("join")
+        .expect("spare");
+    let marker = tag.join("gone").to_string_lossy().into_owned();
+    assert!(eventually(|| live_pid_with_arg(&marker).is_some()).await);
+    let p = live_pid_with_arg(&marker).expect("spare pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill spare");
+    assert!(eventually(|| live_pid_with_arg(&marker).is_none()).await);
+    let cfg = f.cfg.clone();
+    let res = tokio::task::spawn_blocking(move || gone.launch(&cfg))
+        .await
+        .expect("join");
+    assert!(res.is_err(), "a dead spare cannot take a job");
 }

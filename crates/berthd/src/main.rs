@@ -55,6 +55,8 @@ struct DaemonJson {
     hosts: Option<Vec<String>>,
     data_root: Option<PathBuf>,
     exec_root: Option<PathBuf>,
+    /// berth's own key: false keeps the exec root on whatever file system it is on.
+    exec_root_tmpfs: Option<bool>,
     pidfile: Option<PathBuf>,
     log_level: Option<String>,
     debug: Option<bool>,
@@ -218,6 +220,18 @@ fn main() -> Result<()> {
         bail!("{e}");
     }
 
+    if dj.exec_root_tmpfs.unwrap_or(true) {
+        // Before anything is written there (see berth_runtime::execroot for why).
+        match berth_runtime::execroot::prepare(&exec_root)? {
+            berth_runtime::execroot::Outcome::Mounted => {
+                tracing::info!(path = %exec_root.display(), "exec root: mounted a tmpfs")
+            }
+            berth_runtime::execroot::Outcome::OnDisk(why) => {
+                tracing::info!(path = %exec_root.display(), "exec root stays on disk: {why}")
+            }
+            berth_runtime::execroot::Outcome::InMemory => {}
+        }
+    }
     let mut cfg = EngineConfig::new(data_root, exec_root);
     cfg.debug = debug;
     if let Some(rt) = dj.runtimes {

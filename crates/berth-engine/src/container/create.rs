@@ -379,13 +379,16 @@ pub fn validate_resources(hc: &HostConfig) -> Result<()> {
             "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
         ));
     }
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as i64;
-    if hc.nano_cpus < 0 || hc.nano_cpus > ncpu * 1_000_000_000 {
-        return Err(Error::InvalidArgument(format!(
-            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
-        )));
+    if hc.nano_cpus != 0 {
+        // Only when asked: std reads mountinfo and the cgroup's quota files for this.
+        let ncpu = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as i64;
+        if hc.nano_cpus < 0 || hc.nano_cpus > ncpu * 1_000_000_000 {
+            return Err(Error::InvalidArgument(format!(
+                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )));
+        }
     }
     if hc.cpu_period != 0 && !(1000..=1_000_000).contains(&hc.cpu_period) {
         return Err(Error::InvalidArgument(

@@ -16,6 +16,14 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 /// Stops a [`Engine::warm_cgroup_migration`] loop when dropped.
+/// The engine's spare shim and what it was made for.
+#[derive(Debug)]
+pub(crate) struct SpareSlot {
+    shim: berth_runtime::shim::SpareShim,
+    runtime: std::path::PathBuf,
+    sealed: Option<Arc<berth_runtime::sealed::SealedBinary>>,
+}
+
 pub(crate) struct WarmGuard(Arc<std::sync::atomic::AtomicBool>);
 
 impl Drop for WarmGuard {
@@ -25,7 +33,8 @@ impl Drop for WarmGuard {
 }
 
 impl Engine {
-    /// Spawns a shim on a blocking thread. It gets the sealed copy of its runtime binary
+    /// Spawns a shim on a blocking thread, or hands the container to the spare shim when
+    /// there is one for its runtime. A shim gets the sealed copy of its runtime binary
     /// (berth_runtime::sealed) when one can be made, which saves the runtime re-executing
     /// itself on every call; otherwise it runs the runtime by its path.
     pub(crate) async fn spawn_shim(
@@ -34,13 +43,15 @@ impl Engine {
     ) -> std::result::Result<std::result::Result<u32, ShimError>, tokio::task::JoinError> {
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
-            let sealed = match engine.inner.sealed.get(&shim_cfg.runtime) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::debug!("running the runtime by its path: {e}");
-                    None
+            let sealed = engine.sealed_runtime(&shim_cfg.runtime);
+            if let Some(spare) = engine.take_spare(&shim_cfg.runtime, sealed.as_ref()) {
+                match spare.launch(&shim_cfg) {
+                    Ok(res) => return res,
+                    Err(berth_runtime::shim::SpareGone) => {
+                        tracing::debug!("spare shim gone; spawning one");
+                    }
                 }
-            };
+            }
             berth_runtime::shim::spawn_shim_with(
                 &engine.config().shim_binary,
                 &shim_cfg,
@@ -48,6 +59,78 @@ impl Engine {
             )
         })
         .await
+    }
+
+    fn sealed_runtime(
+        &self,
+        runtime: &std::path::Path,
+    ) -> Option<Arc<berth_runtime::sealed::SealedBinary>> {
+        match self.inner.sealed.get(runtime) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!("running the runtime by its path: {e}");
+                None
+            }
+        }
+    }
+
+    /// The spare shim, if it holds this very sealed copy of `runtime` (a copy remade
+    /// after an upgrade of the binary retires spares holding the old one).
+    fn take_spare(
+        &self,
+        runtime: &std::path::Path,
+        sealed: Option<&Arc<berth_runtime::sealed::SealedBinary>>,
+    ) -> Option<berth_runtime::shim::SpareShim> {
+        let mut slot = self.inner.spare_shim.lock().expect("spare shim lock");
+        let s = slot.take()?;
+        let same = s.runtime.as_path() == runtime
+            && match (&s.sealed, sealed) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+        // A spare that does not fit is dropped: EOF on its socket makes it exit.
+        same.then_some(s.shim)
+    }
+
+    /// Starts a spare shim for `runtime` in the background unless one is waiting. Called
+    /// once a start is done, so the spare's exec does not compete with the start's own.
+    pub(crate) fn refill_spare_shim(&self, runtime: std::path::PathBuf) {
+        if std::env::var_os("BERTH_NO_SPARE_SHIM").is_some() {
+            return;
+        }
+        if self
+            .inner
+            .spare_shim
+            .lock()
+            .expect("spare shim lock")
+            .is_some()
+        {
+            return;
+        }
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let sealed = engine.sealed_runtime(&runtime);
+            let cfg = engine.config();
+            let spawned = berth_runtime::shim::SpareShim::spawn(
+                &cfg.shim_binary,
+                &cfg.exec_root,
+                sealed.as_deref().map(|s| s.as_fd()),
+            );
+            match spawned {
+                Ok(shim) => {
+                    let mut slot = engine.inner.spare_shim.lock().expect("spare shim lock");
+                    if slot.is_none() {
+                        *slot = Some(SpareSlot {
+                            shim,
+                            runtime,
+                            sealed,
+                        });
+                    }
+                }
+                Err(e) => tracing::debug!("spare shim: {e}"),
+            }
+        });
     }
 
     pub async fn start_container(&self, name: &str) -> Result<()> {
@@ -92,31 +175,16 @@ impl Engine {
             .map_err(|e| Error::io(format!("create {}", state_dir.display()), e))?;
         super::spec::ensure_etc_files(&c, &cfg)?;
         let rootfs = state_dir.join("rootfs");
-        {
-            let (key, target) = (c.id.clone(), rootfs.clone());
-            let volatile = c.host_config.auto_remove;
-            self.blocking(move |e| {
-                if volatile {
-                    e.images().mount_rw_layer_volatile(&key, &target)?;
-                } else {
-                    e.images().mount_rw_layer(&key, &target)?;
+        // Set once volume refs are taken, so a failure drops exactly those.
+        let prepared = std::sync::atomic::AtomicBool::new(false);
+        let started = self
+            .spawn_and_start(h, &c, &rootfs, &prepared)
+            .await
+            .inspect_err(|_| {
+                if prepared.load(std::sync::atomic::Ordering::Acquire) {
+                    self.release_mounts(&c)
                 }
-                Ok(())
-            })
-            .await?;
-        }
-        // Volume refs, copy-up and bind sources before the shim; refs dropped if it fails.
-        let prepared = {
-            let (hh, target) = (h.clone(), rootfs.clone());
-            self.blocking(move |e| e.prepare_mounts(&hh, &target)).await
-        };
-        let started = match prepared {
-            Ok(()) => self
-                .spawn_and_start(h, &c, &rootfs)
-                .await
-                .inspect_err(|_| self.release_mounts(&c)),
-            Err(e) => Err(e),
-        };
+            });
         match started {
             Ok(()) => Ok(()),
             Err(err) => {
@@ -163,13 +231,16 @@ impl Engine {
         h: &Arc<ContainerHandle>,
         c: &super::Container,
         rootfs: &std::path::Path,
+        prepared: &std::sync::atomic::AtomicBool,
     ) -> Result<()> {
         let cfg = self.config().clone();
         let state_dir = cfg.container_state_dir(&c.id);
         let t0 = std::time::Instant::now();
         // The namespace first; its endpoints, ports, hosts and resolv.conf (veths: a
-        // couple of milliseconds in the kernel) then go in while a blocking thread writes
-        // the bundle, which needs only the namespace's path. Both are done before the shim.
+        // couple of milliseconds in the kernel) then go in while blocking threads mount the
+        // rootfs, take the volumes (copy-up reads the image's files) and write the bundle
+        // (the user is looked up in the mounted rootfs; the network part needs only the
+        // namespace's path). All of it is done before the shim.
         let (network, attach) = self.prepare_container_netns(c).await?;
         let endpoints = async {
             if let Some(netns) = attach {
@@ -178,14 +249,37 @@ impl Engine {
             tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: network ready");
             Ok::<(), Error>(())
         };
-        let bundle = {
+        let bundle = async {
+            {
+                let (key, target) = (c.id.clone(), rootfs.to_path_buf());
+                let volatile = c.host_config.auto_remove;
+                self.blocking(move |e| {
+                    if volatile {
+                        e.images().mount_rw_layer_volatile(&key, &target)?;
+                    } else {
+                        e.images().mount_rw_layer(&key, &target)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+            // Volume refs, copy-up and bind sources; the caller drops the refs on failure.
+            {
+                let (hh, target) = (h.clone(), rootfs.to_path_buf());
+                self.blocking(move |e| e.prepare_mounts(&hh, &target))
+                    .await?;
+                prepared.store(true, std::sync::atomic::Ordering::Release);
+            }
+            tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: rootfs ready");
             let (c, rootfs) = (c.clone(), rootfs.to_path_buf());
             self.blocking(move |e| e.write_start_bundle(&c, &rootfs, network))
+                .await
         };
         let (attached, written) = tokio::join!(endpoints, bundle);
         attached?;
         let (shim_cfg, seccomp) = written?;
         tracing::debug!(id = %c.id, elapsed = ?t0.elapsed(), "start: bundle written");
+        let runtime = shim_cfg.runtime.clone();
         self.spawn_shim(shim_cfg)
             .await
             .map_err(|e| Error::Internal(format!("spawn shim: {e}")))?
@@ -238,6 +332,7 @@ impl Engine {
             r.manually_stopped = false;
         });
         self.emit_container(h, "start", BTreeMap::new());
+        self.refill_spare_shim(runtime);
         // The exit monitor first: a short-lived process may be gone already, and its
         // teardown can run while this commit waits for the disk (`persist` keeps the
         // newer exit state if that lands first).
@@ -298,6 +393,7 @@ impl Engine {
             terminal: c.config.tty,
             open_stdin: c.config.open_stdin,
             stdin_once: c.config.stdin_once,
+            spec_facts: Some(berth_runtime::shim::SpecFacts::of(&spec)),
         };
         Ok((shim_cfg, seccomp))
     }

@@ -177,6 +177,12 @@ impl NetnsPool {
         let spawned = std::thread::Builder::new()
             .name("berth-netns-pool".into())
             .spawn(move || loop {
+                // Lowest priority: the namespace (milliseconds of kernel work) is for a later
+                // start and must not slow the one that just took the previous namespace.
+                // SAFETY: setpriority on this thread's id; no memory is passed.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+                }
                 while pool.len() < pool.size {
                     match make_namespace() {
                         Ok(fd) => pool.ready().push(fd),

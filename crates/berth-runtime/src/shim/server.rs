@@ -28,11 +28,15 @@ const IDLE_EXIT: Duration = Duration::from_secs(600);
 /// Stop reading container output while a client lags this far behind (backpressure).
 const MAX_CLIENT_BUFFER: usize = 1 << 20;
 
-/// Entry point of the `berth-shim` binary: `berth-shim <shim.json> [--sync-fd N] [--runtime-fd N]`.
+/// Entry point of the `berth-shim` binary: `berth-shim <shim.json> [--sync-fd N]
+/// [--runtime-fd N]`, or `berth-shim --spare <exec-root> --sync-fd N [--runtime-fd N]` for a
+/// spare that daemonises at once and then waits on the sync socket for the path of its
+/// shim.json (see [`super::SpareShim`]).
 pub fn main(args: Vec<OsString>) -> i32 {
     let mut cfg_path = None;
     let mut sync_fd: Option<RawFd> = None;
     let mut runtime_fd: Option<RawFd> = None;
+    let mut spare = false;
     let mut it = args.into_iter().skip(1);
     while let Some(a) = it.next() {
         if a == "--sync-fd" || a == "--runtime-fd" {
@@ -44,11 +48,20 @@ pub fn main(args: Vec<OsString>) -> i32 {
             } else {
                 runtime_fd = fd;
             }
+        } else if a == "--spare" {
+            // The exec root that follows only names the spare's daemon in `ps`.
+            spare = true;
+            let _ = it.next();
         } else {
             cfg_path = Some(PathBuf::from(a));
         }
     }
-    // SAFETY: spawn_shim passes the write end of its pipe as this fd number; we own it.
+    // spawn_shim hands both over as stdout and stdin; they move to fds of their own and
+    // the standard fds point at /dev/null, as a daemon's should.
+    let sync_fd = sync_fd.map(move_off_stdio);
+    let runtime_fd = runtime_fd.map(move_off_stdio);
+    // SAFETY: spawn_shim passes the write end of its pipe (or its end of the spare's
+    // socket) as this fd number; we own it.
     let mut sync = sync_fd.map(|fd| unsafe { super::file_from_fd(fd) });
     if let Some(s) = &sync {
         // Keep it out of the runtime and container processes we spawn.
@@ -68,6 +81,23 @@ pub fn main(args: Vec<OsString>) -> i32 {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         );
     }
+    if spare {
+        if daemonize().is_err() {
+            return 1;
+        }
+        match await_job(&mut sync) {
+            Some(p) => {
+                // Spawned at nice 19 (see SpareShim::spawn): a container's shim runs at 0.
+                // SAFETY: setpriority on this process; no memory is passed.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 0);
+                }
+                cfg_path = Some(p)
+            }
+            // berthd has gone or dropped its spare: nothing to do.
+            None => return 0,
+        }
+    }
     let cfg = match cfg_path
         .ok_or_else(|| "usage: berth-shim <shim.json> [--sync-fd N] [--runtime-fd N]".to_string())
         .and_then(|p| {
@@ -82,7 +112,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return 2;
         }
     };
-    if let Err(e) = daemonize() {
+    if spare {
+        // A spare's stderr is /dev/null until it knows its container.
+        redirect_stderr(&cfg.state_dir.join("shim.log"));
+    } else if let Err(e) = daemonize() {
         report(&mut sync, &format!("error daemonize shim: {e}"));
         return 1;
     }
@@ -98,6 +131,60 @@ pub fn main(args: Vec<OsString>) -> i32 {
             report(&mut sync, &format!("error {e}"));
             1
         }
+    }
+}
+
+/// A spare's wait for its job: one line on the sync socket, the path of a shim.json. None
+/// at EOF (berthd exited or dropped the spare) or on a read error.
+fn await_job(sync: &mut Option<File>) -> Option<PathBuf> {
+    let s = sync.as_mut()?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 512];
+    loop {
+        match s.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(n) => {
+                line.extend_from_slice(&byte[..n]);
+                if let Some(end) = line.iter().position(|&b| b == b'\n') {
+                    line.truncate(end);
+                    use std::os::unix::ffi::OsStringExt;
+                    return Some(PathBuf::from(OsString::from_vec(line)));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Points fd 2 at `path` (created or truncated); left as it is if that fails.
+fn redirect_stderr(path: &std::path::Path) {
+    if let Ok(f) = File::create(path) {
+        // SAFETY: dup2 onto fd 2 of an fd we own; no memory is passed.
+        unsafe {
+            libc::dup2(f.as_raw_fd(), 2);
+        }
+    }
+}
+
+/// For `fd` among 0..=2: a close-on-exec duplicate above them, with /dev/null put in its
+/// place; other fds are returned as they are. Errors leave `fd` where it was.
+fn move_off_stdio(fd: RawFd) -> RawFd {
+    if !(0..=2).contains(&fd) {
+        return fd;
+    }
+    // SAFETY: fcntl, open and dup2 on fds this process owns; no memory is passed.
+    unsafe {
+        let moved = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+        if moved < 0 {
+            return fd;
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, fd);
+            libc::close(null);
+        }
+        moved
     }
 }
 
@@ -365,18 +452,16 @@ impl Shim {
             .set_nonblocking(true)
             .map_err(|e| ShimError::io("listen", &sock, e))?;
 
-        let config_json = cfg.bundle.join("config.json");
-        let spec: Value = fs::read(&config_json)
-            .ok()
-            .and_then(|d| serde_json::from_slice(&d).ok())
-            .unwrap_or(Value::Null);
-        let cgroups_path = spec["linux"]["cgroupsPath"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let facts = cfg.spec_facts.clone().unwrap_or_else(|| {
+            let spec: Value = fs::read(cfg.bundle.join("config.json"))
+                .ok()
+                .and_then(|d| serde_json::from_slice(&d).ok())
+                .unwrap_or(Value::Null);
+            super::SpecFacts::of(&spec)
+        });
+        let cgroups_path = facts.cgroups_path;
         let in_place = cfg.runtime.file_name() == Some(std::ffi::OsStr::new("crun"))
-            && spec["hooks"].is_null()
-            && spec["linux"]["intelRdt"].is_null()
+            && !facts.runtime_only
             && cgroups_path.starts_with('/');
 
         // An empty log path is the `none` log driver: output goes to attached clients only.
