@@ -83,7 +83,18 @@ fn live_restore_after_kill_9() {
     ]);
     assert!(gone.status.success(), "{}", text(&gone));
     let pid = inspect(&d, "{{.State.Pid}}", "ticker");
+    // The exec root is berthd's own tmpfs (berth_runtime::execroot), and a spare shim
+    // waits for the next start.
+    let exec = d.dir.path().join("exec");
+    assert!(is_tmpfs(&exec), "exec root not on a tmpfs");
+    wait_until("a spare shim", Duration::from_secs(10), || {
+        !idle_spares(&exec).is_empty()
+    });
     d.crash();
+    // An unused spare goes with the daemon; shims of running containers stay.
+    wait_until("the spare to exit", Duration::from_secs(10), || {
+        idle_spares(&exec).is_empty()
+    });
     // files of removed containers whose background delete the crash cut short
     let data = d.dir.path().join("data");
     let leftovers = [
@@ -96,6 +107,7 @@ fn live_restore_after_kill_9() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     d.spawn();
+    assert!(is_tmpfs(&exec), "exec root not on a tmpfs after a restart");
     for f in &leftovers {
         assert!(!f.parent().unwrap().exists(), "{} left behind", f.display());
     }
@@ -124,6 +136,42 @@ fn live_restore_after_kill_9() {
     let st = d.docker(&["stop", "-t", "1", "ticker"]);
     assert!(st.status.success(), "{}", text(&st));
     assert_eq!(inspect(&d, "{{.State.Status}}", "ticker"), "exited");
+}
+
+fn is_tmpfs(p: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(p)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        .unwrap_or(false)
+}
+
+/// Live spare shims of the daemon with exec root `exec` that hold no container (no
+/// container's `shim.pid` names them).
+fn idle_spares(exec: &std::path::Path) -> Vec<i32> {
+    let marker = format!("--spare\0{}\0", exec.display());
+    let working: Vec<i32> = std::fs::read_dir(exec.join("containers"))
+        .map(|it| {
+            it.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("shim.pid")).ok())
+                .filter_map(|p| p.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmd).contains(&marker) && !working.contains(&pid) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// berthd killed between a start's shim and its `running` commit leaves a started
