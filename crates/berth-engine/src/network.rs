@@ -303,6 +303,9 @@ impl NetSys for NoFirewall {
     ) -> std::result::Result<(), berth_network::sys::SysError> {
         self.0.create_netns(path).await
     }
+    async fn release_pool(&self) {
+        self.0.release_pool().await
+    }
     async fn delete_netns(
         &self,
         path: &Path,

@@ -1229,6 +1229,7 @@ impl NetworkManager {
             self.teardown_bridge(&st.config).await;
         }
         self.ports().clear();
+        self.inner.sys.release_pool().await;
         *self.inner.applied.lock().expect("firewall lock poisoned") = None;
         self.inner
             .sys

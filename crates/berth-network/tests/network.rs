@@ -197,11 +197,17 @@ fn bridge_ping_isolation_dns_ports_and_cleanup() {
         mgr.remove_network(&back.id).await.expect("remove back");
         assert!(mgr.remove_network("bridge").await.is_err());
         assert!(!links().contains(&front.bridge_name));
-        assert!(!links().contains("veth"), "veth left: {}", links());
+        // Pairs the namespace pool made ahead (down, on no bridge) stay until shutdown.
+        assert!(!endpoint_veths(), "veth left: {}", links());
         mgr.shutdown_cleanup().await.expect("cleanup");
         assert!(
             !try_sh(&format!("nft list table ip {table}")),
             "nft table left"
+        );
+        assert!(
+            !links().contains("veth"),
+            "veth left after shutdown: {}",
+            links()
         );
         assert!(!links().contains(&def.bridge_name));
         assert_eq!(std::fs::read_dir(env.netns_dir()).unwrap().count(), 0);
@@ -482,5 +488,114 @@ fn pooled_namespaces_have_lo_up_and_are_refilled() {
         assert_eq!(pool.len(), 2, "pool was not refilled");
         netns::delete(&path).expect("delete");
         assert!(!path.exists());
+    });
+}
+
+/// `ip -o link` inside the namespace at `ns`.
+fn links_in(ns: &Path) -> String {
+    sh(&format!("nsenter --net={} ip -o link show", ns.display()))
+}
+
+#[test]
+fn pooled_veth_pairs_serve_first_endpoints() {
+    if !require_root() {
+        return;
+    }
+    sandbox(|| async {
+        let env = Env::new();
+        let mgr = env.manager();
+        mgr.ensure_default_bridge().await.expect("default bridge");
+        let other = mgr
+            .create_network(CreateNetwork {
+                name: "other".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create other");
+        // The pool fills in the background: wait until it has made its pairs (down, on
+        // no bridge, in this namespace).
+        let pooled = || {
+            links()
+                .lines()
+                .filter(|l| l.contains(": veth") && !l.contains(" master "))
+                .count()
+        };
+        for _ in 0..200 {
+            if pooled() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(pooled() >= 2, "pool made no pairs: {}", links());
+
+        // A first endpoint gets a pooled pair: lo and eth0 only, with the endpoint's MAC
+        // and address, and traffic flows through the bridge.
+        let (ns, ip, _) = attach(&mgr, "bridge", "pa", &[], Vec::new()).await;
+        let inside = links_in(&ns);
+        assert_eq!(inside.lines().count(), 2, "{inside}");
+        let ep = mgr
+            .endpoints("bridge")
+            .into_iter()
+            .find(|e| e.endpoint_id == "pa")
+            .expect("endpoint");
+        let mac = ep.mac.expect("mac");
+        let mac = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        assert!(inside.contains("eth0") && inside.contains(&mac), "{inside}");
+        let (ns2, _ip2, _) = attach(&mgr, "bridge", "pb", &[], Vec::new()).await;
+        assert!(
+            try_sh(&format!(
+                "nsenter --net={} busybox ping -c1 -W2 {ip}",
+                ns2.display()
+            )),
+            "ping between pooled endpoints"
+        );
+        // A second network on the same namespace: a fresh pair, eth1.
+        mgr.connect(EndpointRequest {
+            network: other.id.clone(),
+            endpoint_id: "pa".into(),
+            netns: ns.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("connect other");
+        let inside = links_in(&ns);
+        assert_eq!(inside.lines().count(), 3, "{inside}");
+        assert!(inside.contains("eth1"), "{inside}");
+        // A first endpoint with a name of its own: the pooled end is renamed.
+        let ns3 = mgr.create_netns("pc").await.expect("netns");
+        mgr.connect(EndpointRequest {
+            network: "bridge".into(),
+            endpoint_id: "pc".into(),
+            netns: ns3.clone(),
+            ifname: Some("lan0".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("connect named");
+        let inside = links_in(&ns3);
+        assert_eq!(inside.lines().count(), 2, "{inside}");
+        assert!(
+            inside.contains("lan0") && !inside.contains("eth0"),
+            "{inside}"
+        );
+
+        for (net, id) in [
+            ("bridge", "pa"),
+            (other.id.as_str(), "pa"),
+            ("bridge", "pb"),
+            ("bridge", "pc"),
+        ] {
+            mgr.disconnect(net, id).await.expect("disconnect");
+        }
+        for id in ["pa", "pb", "pc"] {
+            mgr.delete_netns(id).await.expect("delete netns");
+        }
+        mgr.remove_network("other").await.expect("remove other");
+        mgr.shutdown_cleanup().await.expect("cleanup");
+        assert!(!links().contains("veth"), "veth left: {}", links());
     });
 }

@@ -54,6 +54,100 @@ async fn require_index(handle: &Handle, name: &str) -> Result<u32, SysError> {
         .ok_or_else(|| SysError::LinkNotFound(name.to_string()))
 }
 
+/// A pooled peer waiting for `configure_peer`: the endpoint's MAC and MTU, and a netlink
+/// socket opened inside its namespace when the pool made it.
+struct PendingPeer {
+    mac: [u8; 6],
+    mtu: Option<u32>,
+    index: u32,
+    netlink: Option<std::os::fd::OwnedFd>,
+}
+
+/// Address, up, default routes for the peer `cfg.ifname`, through `handle` (a connection
+/// inside its namespace); a pooled peer (`pooled`: MAC, MTU, index) gets the endpoint's
+/// MAC (and name, when it is not [`netns::POOLED_PEER`]) first, while it is still down.
+async fn configure_peer_with(
+    handle: &Handle,
+    cfg: &PeerConfig,
+    pooled: Option<([u8; 6], Option<u32>, u32)>,
+) -> Result<(), SysError> {
+    let index = match pooled {
+        Some((_, _, i)) => i,
+        None => require_index(handle, &cfg.ifname).await?,
+    };
+    if let Some((mac, mtu, _)) = pooled {
+        let mut link = LinkUnspec::new_with_index(index).address(mac.to_vec());
+        if cfg.ifname != netns::POOLED_PEER {
+            link = link.name(cfg.ifname.clone());
+        }
+        if let Some(mtu) = mtu {
+            link = link.mtu(mtu);
+        }
+        handle
+            .link()
+            .set(link.build())
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("rename pooled peer to {}", cfg.ifname), e))?;
+    }
+    add_address_at(handle, index, &cfg.ifname, IpNet::V4(cfg.address)).await?;
+    if let Some(a6) = cfg.address6 {
+        add_address_at(handle, index, &cfg.ifname, IpNet::V6(a6)).await?;
+    }
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(format!("set {} up", cfg.ifname), e))?;
+    wait_link_ready(handle, &cfg.ifname).await;
+    if let Some(gw) = cfg.default_gateway {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+        match handle.route().add(route).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+            Err(e) => return Err(nl_err(format!("add default route via {gw}"), e)),
+        }
+    }
+    if let Some(gw) = cfg.default_gateway6 {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build();
+        match handle.route().add(route).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+            Err(e) => return Err(nl_err(format!("add ipv6 default route via {gw}"), e)),
+        }
+    }
+    Ok(())
+}
+
+/// A host-side name for a pooled veth pair: `veth` and seven hex digits, like an
+/// endpoint's, renamed to the endpoint's when one takes the pair.
+pub(crate) fn pooled_host_name() -> String {
+    use rand::Rng;
+    format!("veth{:08x}", rand::rng().random::<u32>())[..11].to_string()
+}
+
+/// In the namespace `handle` talks to: a veth pair, both ends down, `peer` here and `host`
+/// in the namespace of `home_fd` (see [`netns::Pooled`]). Returns `peer`'s index.
+pub(crate) async fn create_pooled_pair(
+    handle: &Handle,
+    peer: &str,
+    host: &str,
+    home_fd: std::os::fd::RawFd,
+) -> Result<u32, SysError> {
+    let other = LinkUnspec::new_with_name(host).setns_by_fd(home_fd).build();
+    let msg = LinkVeth::new(peer, host)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(other)))
+        .build();
+    handle
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(|e| nl_err(format!("create pooled veth {host}"), e))?;
+    require_index(handle, peer).await
+}
+
 pub(crate) async fn set_link_up(handle: &Handle, name: &str) -> Result<(), SysError> {
     let index = require_index(handle, name).await?;
     handle
@@ -100,6 +194,16 @@ async fn wait_link_ready(handle: &Handle, name: &str) {
 
 async fn add_address_on(handle: &Handle, link: &str, address: IpNet) -> Result<(), SysError> {
     let index = require_index(handle, link).await?;
+    add_address_at(handle, index, link, address).await
+}
+
+/// [`add_address_on`] for a link whose index is known (`link` names it in errors).
+async fn add_address_at(
+    handle: &Handle,
+    index: u32,
+    link: &str,
+    address: IpNet,
+) -> Result<(), SysError> {
     let mut req = handle
         .address()
         .add(index, address.addr(), address.prefix_len());
@@ -186,6 +290,12 @@ pub struct LinuxNetSys {
     deleter: Handle,
     nft: PathBuf,
     pool: Arc<NetnsPool>,
+    /// Namespaces taken from the pool with a veth pair whose host end no endpoint has yet,
+    /// with the netlink socket the pool opened inside.
+    pooled: std::sync::Mutex<std::collections::HashMap<PathBuf, netns::PooledVeth>>,
+    /// Namespaces whose pooled peer still has its pool name and MAC, waiting for
+    /// `configure_peer` to give it the endpoint's (with the endpoint's MTU, if any).
+    pending_peers: std::sync::Mutex<std::collections::HashMap<PathBuf, PendingPeer>>,
 }
 
 /// Namespaces kept ready: enough for a burst of starts while the filler catches up.
@@ -209,8 +319,67 @@ impl LinuxNetSys {
             handle,
             deleter,
             nft,
-            pool: NetnsPool::new(NETNS_POOL_SIZE),
+            pool: NetnsPool::with_veths(NETNS_POOL_SIZE, true),
+            pooled: Default::default(),
+            pending_peers: Default::default(),
         })
+    }
+
+    /// Gives the pooled pair with host end `host_end` to the endpoint of `req`: the host
+    /// end renamed (it is still down), put on the bridge and up, hairpin on; the namespace
+    /// end is renamed and readdressed by `configure_peer`. A veth's creation (two device
+    /// registrations, about a millisecond of kernel work) is then off the start's path.
+    async fn adopt_pooled_veth(
+        &self,
+        veth: netns::PooledVeth,
+        req: &VethRequest,
+    ) -> Result<(), SysError> {
+        let host_end = veth.host_end.as_str();
+        let index = match nix::net::if_::if_nametoindex(host_end) {
+            Ok(i) => i,
+            Err(_) => require_index(&self.handle, host_end).await?,
+        };
+        let master = match nix::net::if_::if_nametoindex(req.bridge.as_str()) {
+            Ok(i) => i,
+            Err(_) => require_index(&self.handle, &req.bridge).await?,
+        };
+        // One message: the kernel renames (still down), enslaves, then sets it up.
+        let mut link = LinkUnspec::new_with_index(index)
+            .name(req.host_name.clone())
+            .controller(master)
+            .up();
+        if let Some(mtu) = req.mtu {
+            link = link.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .set(link.build())
+            .execute()
+            .await
+            .map_err(|e| {
+                nl_err(
+                    format!("attach pooled veth {host_end} as {}", req.host_name),
+                    e,
+                )
+            })?;
+        self.pending_peers
+            .lock()
+            .expect("pooled veth lock poisoned")
+            .insert(
+                req.netns.clone(),
+                PendingPeer {
+                    mac: req.mac,
+                    mtu: req.mtu,
+                    index: veth.peer_index,
+                    netlink: veth.netlink,
+                },
+            );
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(index).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("set hairpin on {}", req.host_name), e))
     }
 
     async fn run(
@@ -344,6 +513,36 @@ impl NetSys for LinuxNetSys {
     }
 
     async fn create_veth(&self, req: &VethRequest) -> Result<(), SysError> {
+        let pooled = self
+            .pooled
+            .lock()
+            .expect("pooled veth lock poisoned")
+            .remove(&req.netns);
+        if let Some(veth) = pooled {
+            let host_end = veth.host_end.clone();
+            let index = nix::net::if_::if_nametoindex(host_end.as_str()).ok();
+            match self.adopt_pooled_veth(veth, req).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    // A fresh pair works as well, once the pooled one (whose namespace end
+                    // holds the name) is gone: deleting either end deletes both.
+                    tracing::debug!(error = %e, "pooled veth {host_end} not usable");
+                    self.pending_peers
+                        .lock()
+                        .expect("pooled veth lock poisoned")
+                        .remove(&req.netns);
+                    if let Some(i) = index {
+                        match self.deleter.link().del(i).execute().await {
+                            Ok(()) => {}
+                            Err(e) if errno(&e) == Some(libc::ENODEV) => {}
+                            Err(e) => {
+                                return Err(nl_err(format!("delete pooled veth {host_end}"), e))
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let ns = std::fs::File::open(&req.netns).map_err(|source| SysError::Io {
             op: "open netns",
             path: req.netns.clone(),
@@ -388,32 +587,37 @@ impl NetSys for LinuxNetSys {
 
     async fn configure_peer(&self, netns: &Path, cfg: &PeerConfig) -> Result<(), SysError> {
         let cfg = cfg.clone();
-        netns::netlink_in(netns, move |handle| async move {
-            add_address_on(&handle, &cfg.ifname, IpNet::V4(cfg.address)).await?;
-            if let Some(a6) = cfg.address6 {
-                add_address_on(&handle, &cfg.ifname, IpNet::V6(a6)).await?;
+        let pooled = self
+            .pending_peers
+            .lock()
+            .expect("pooled veth lock poisoned")
+            .remove(netns);
+        match pooled {
+            // The pool opened a netlink socket inside the namespace: driven right here,
+            // without a helper thread, a setns and a runtime of its own.
+            Some(PendingPeer {
+                mac,
+                mtu,
+                index,
+                netlink: Some(fd),
+            }) => {
+                use std::os::fd::{FromRawFd, IntoRawFd};
+                // SAFETY: a netlink socket the pool opened and handed over; owned from here.
+                let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(fd.into_raw_fd()) };
+                let (conn, handle, _) = rtnetlink::from_socket(sock);
+                let task = tokio::spawn(conn);
+                let out = configure_peer_with(&handle, &cfg, Some((mac, mtu, index))).await;
+                task.abort();
+                out
             }
-            set_link_up(&handle, &cfg.ifname).await?;
-            wait_link_ready(&handle, &cfg.ifname).await;
-            if let Some(gw) = cfg.default_gateway {
-                let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
-                match handle.route().add(route).execute().await {
-                    Ok(()) => {}
-                    Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-                    Err(e) => return Err(nl_err(format!("add default route via {gw}"), e)),
-                }
+            other => {
+                let pre = other.map(|p| (p.mac, p.mtu, p.index));
+                netns::netlink_in(netns, move |handle| async move {
+                    configure_peer_with(&handle, &cfg, pre).await
+                })
+                .await
             }
-            if let Some(gw) = cfg.default_gateway6 {
-                let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build();
-                match handle.route().add(route).execute().await {
-                    Ok(()) => {}
-                    Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-                    Err(e) => return Err(nl_err(format!("add ipv6 default route via {gw}"), e)),
-                }
-            }
-            Ok(())
-        })
-        .await
+        }
     }
 
     async fn host_routes(&self) -> Result<Vec<Ipv4Net>, SysError> {
@@ -479,10 +683,49 @@ impl NetSys for LinuxNetSys {
     }
 
     async fn create_netns(&self, path: &Path) -> Result<(), SysError> {
-        netns::create(path, Some(&self.pool)).await
+        if let Some(veth) = netns::create(path, Some(&self.pool)).await? {
+            self.pooled
+                .lock()
+                .expect("pooled veth lock poisoned")
+                .insert(path.to_path_buf(), veth);
+        }
+        Ok(())
+    }
+
+    async fn release_pool(&self) {
+        let pool = self.pool.clone();
+        let made = tokio::task::spawn_blocking(move || pool.close())
+            .await
+            .unwrap_or_default();
+        for p in made {
+            if let Some(v) = p.veth {
+                if let Err(e) = self.delete_link(&v.host_end).await {
+                    tracing::warn!(error = %e, "deleting pooled veth {}", v.host_end);
+                }
+            }
+        }
+        let taken: Vec<netns::PooledVeth> = self
+            .pooled
+            .lock()
+            .expect("pooled veth lock poisoned")
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        for v in taken {
+            let _ = self.delete_link(&v.host_end).await;
+        }
     }
 
     async fn delete_netns(&self, path: &Path) -> Result<(), SysError> {
+        // An unused pooled pair goes with its namespace.
+        self.pooled
+            .lock()
+            .expect("pooled veth lock poisoned")
+            .remove(path);
+        self.pending_peers
+            .lock()
+            .expect("pooled veth lock poisoned")
+            .remove(path);
         netns::delete(path)
     }
 

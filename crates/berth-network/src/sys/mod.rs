@@ -136,4 +136,7 @@ pub trait NetSys: Send + Sync {
     ) -> Result<PortReservation, SysError>;
     /// Binds UDP and TCP sockets on 127.0.0.11:53 inside `netns`.
     async fn bind_dns(&self, netns: &Path) -> Result<(UdpSocket, TcpListener), SysError>;
+    /// Frees whatever was made ahead for later namespaces (veth pairs included) and makes
+    /// no more: the network is being shut down.
+    async fn release_pool(&self) {}
 }

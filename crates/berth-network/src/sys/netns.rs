@@ -14,6 +14,18 @@
 //! only bind-mounts it (tens of microseconds). The pool holds them as open file
 //! descriptors only, never as files: when the daemon exits or crashes the kernel closes
 //! them and frees the namespaces, so there is nothing to clean up or reconcile.
+//!
+//! **With a veth pair each.** The real [`super::linux::LinuxNetSys`] pool also makes a veth
+//! pair per namespace: `eth0` inside, `veth<hex>` in the daemon's namespace, both down and
+//! on no bridge, and keeps a netlink socket opened inside. The first endpoint of the
+//! namespace takes the pair: the host end is renamed to the endpoint's name, put on its
+//! bridge and set up; the inside end gets the endpoint's MAC (and name, if not `eth0`)
+//! while still down, then its address, through that socket. Creating the pair (two device
+//! registrations) is then off the start's path. A pair goes with its namespace: deleting
+//! one end deletes the other, and the kernel deletes a namespace's veths when it frees the
+//! namespace, so a crash leaks nothing either. The filler runs at nice 19, so it yields to
+//! the start that took the namespace. `release_pool` (network shutdown) deletes what is
+//! left and stops the filler.
 
 use std::fs::File;
 use std::future::Future;
@@ -129,26 +141,62 @@ where
     })
 }
 
+/// A namespace made ahead, and the host end of the veth pair made with it, if any: the
+/// pair is down, its namespace end named [`POOLED_PEER`], its host end `veth<hex>`.
+pub struct Pooled {
+    pub ns: OwnedFd,
+    pub veth: Option<PooledVeth>,
+}
+
+/// The veth pair of a pooled namespace: the name of its host end, and a netlink socket
+/// opened inside the namespace (bound to it for good, usable from any thread).
+#[derive(Debug)]
+pub struct PooledVeth {
+    pub host_end: String,
+    /// The index of the namespace's end, in the namespace.
+    pub peer_index: u32,
+    pub netlink: Option<OwnedFd>,
+}
+
+/// The name of a pooled pair's end inside the namespace: a container's first interface's,
+/// so the common case needs no rename (a rename was a third of configuring the peer).
+pub const POOLED_PEER: &str = "eth0";
+
 /// Namespaces with `lo` up, made ahead by a background thread (see the module docs).
 pub struct NetnsPool {
-    ready: Mutex<Vec<OwnedFd>>,
+    ready: Mutex<Vec<Pooled>>,
     size: usize,
     filling: AtomicBool,
+    closed: AtomicBool,
+    /// With veth pairs: the namespace their host ends go to, the one the pool was made in.
+    home: Option<File>,
 }
 
 impl NetnsPool {
     /// A pool that keeps `size` namespaces ready; it starts filling at once.
     pub fn new(size: usize) -> Arc<NetnsPool> {
+        Self::with_veths(size, false)
+    }
+
+    /// A pool whose namespaces also hold a veth pair each (see [`Pooled`]), with host ends
+    /// in the calling thread's namespace; without veths if that cannot be opened.
+    pub fn with_veths(size: usize, with_veth: bool) -> Arc<NetnsPool> {
+        // /proc/thread-self: the namespace of this thread, not of the process' main thread.
+        let home = with_veth
+            .then(|| File::open("/proc/thread-self/ns/net").ok())
+            .flatten();
         let pool = Arc::new(NetnsPool {
             ready: Mutex::new(Vec::new()),
             size,
             filling: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            home,
         });
         pool.refill();
         pool
     }
 
-    fn ready(&self) -> std::sync::MutexGuard<'_, Vec<OwnedFd>> {
+    fn ready(&self) -> std::sync::MutexGuard<'_, Vec<Pooled>> {
         self.ready.lock().expect("netns pool lock poisoned")
     }
 
@@ -161,8 +209,20 @@ impl NetnsPool {
         self.len() == 0
     }
 
+    /// Empties the pool for good: the namespaces made ahead are returned (their veth pairs
+    /// are the caller's to delete) and no more are made.
+    pub fn close(&self) -> Vec<Pooled> {
+        self.closed.store(true, Ordering::Release);
+        // The filler may be making one more: wait for it (a namespace takes milliseconds).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.filling.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::mem::take(&mut *self.ready())
+    }
+
     /// Takes a ready namespace, if any, and starts making its replacement.
-    pub fn take(self: &Arc<Self>) -> Option<OwnedFd> {
+    pub fn take(self: &Arc<Self>) -> Option<Pooled> {
         let fd = self.ready().pop();
         self.refill();
         fd
@@ -170,7 +230,11 @@ impl NetnsPool {
 
     /// Starts the filler thread unless it runs already or the pool is full.
     pub fn refill(self: &Arc<Self>) {
-        if self.size == 0 || self.len() >= self.size || self.filling.swap(true, Ordering::AcqRel) {
+        if self.size == 0
+            || self.closed.load(Ordering::Acquire)
+            || self.len() >= self.size
+            || self.filling.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let pool = self.clone();
@@ -183,9 +247,9 @@ impl NetnsPool {
                 unsafe {
                     libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
                 }
-                while pool.len() < pool.size {
-                    match make_namespace() {
-                        Ok(fd) => pool.ready().push(fd),
+                while pool.len() < pool.size && !pool.closed.load(Ordering::Acquire) {
+                    match make_namespace(pool.home.as_ref().map(|f| f.as_raw_fd())) {
+                        Ok(p) => pool.ready().push(p),
                         Err(e) => {
                             // Not fatal: create() makes namespaces on demand meanwhile.
                             tracing::warn!(error = %e, "pre-creating a network namespace failed");
@@ -207,26 +271,55 @@ impl NetnsPool {
     }
 }
 
-/// On the calling thread, which it leaves inside: a new namespace with `lo` up, as an fd.
-/// Only for a thread of its own that exits afterwards.
-fn make_namespace() -> Result<OwnedFd, SysError> {
+/// On the calling thread, which it leaves inside: a new namespace with `lo` up, and with
+/// `home` (a namespace fd) a veth pair between the two. Only for a thread of its own that
+/// exits afterwards.
+fn make_namespace(home: Option<std::os::fd::RawFd>) -> Result<Pooled, SysError> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(|source| SysError::Os {
         op: "unshare(CLONE_NEWNET)".into(),
         source,
     })?;
-    block_on_netlink(|handle| async move { super::linux::set_link_up(&handle, "lo").await })?;
+    let host_end = home.map(|_| super::linux::pooled_host_name());
+    let name = host_end.clone();
+    let peer_index = block_on_netlink(move |handle| async move {
+        super::linux::set_link_up(&handle, "lo").await?;
+        match (name, home) {
+            (Some(name), Some(fd)) => {
+                super::linux::create_pooled_pair(&handle, POOLED_PEER, &name, fd).await
+            }
+            _ => Ok(0),
+        }
+    })?;
+    let veth = host_end.map(|host_end| PooledVeth {
+        host_end,
+        peer_index,
+        // Without it the namespace is configured from a helper thread, as any other.
+        netlink: rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+            .ok()
+            .map(|s| {
+                use std::os::fd::{FromRawFd, IntoRawFd};
+                // SAFETY: the socket's own fd, whose ownership moves here.
+                unsafe { OwnedFd::from_raw_fd(s.into_raw_fd()) }
+            }),
+    });
     // /proc/thread-self: the namespace of this thread, not of the process' main thread.
     let file = File::open("/proc/thread-self/ns/net").map_err(|source| SysError::Io {
         op: "open",
         path: PathBuf::from("/proc/thread-self/ns/net"),
         source,
     })?;
-    Ok(OwnedFd::from(file))
+    Ok(Pooled {
+        ns: OwnedFd::from(file),
+        veth,
+    })
 }
 
 /// Creates a namespace, sets `lo` up in it and bind-mounts it at `path`; takes it from
-/// `pool` when one is ready there.
-pub async fn create(path: &Path, pool: Option<&Arc<NetnsPool>>) -> Result<(), SysError> {
+/// `pool` when one is ready there. Returns the pooled veth pair that came with it, if any.
+pub async fn create(
+    path: &Path,
+    pool: Option<&Arc<NetnsPool>>,
+) -> Result<Option<PooledVeth>, SysError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| SysError::Io {
             op: "create netns dir",
@@ -240,7 +333,7 @@ pub async fn create(path: &Path, pool: Option<&Arc<NetnsPool>>) -> Result<(), Sy
         path: path.to_path_buf(),
         source,
     })?;
-    if let Some(fd) = pool.and_then(|p| p.take()) {
+    if let Some(Pooled { ns: fd, veth }) = pool.and_then(|p| p.take()) {
         let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         let result = mount(
             Some(&source),
@@ -258,7 +351,7 @@ pub async fn create(path: &Path, pool: Option<&Arc<NetnsPool>>) -> Result<(), Sy
         if result.is_err() {
             let _ = std::fs::remove_file(path);
         }
-        return result;
+        return result.map(|()| veth);
     }
     let target = path.to_path_buf();
     let result = spawn_helper(Target::Fresh, path.to_path_buf(), move || {
@@ -281,7 +374,7 @@ pub async fn create(path: &Path, pool: Option<&Arc<NetnsPool>>) -> Result<(), Sy
         // Best effort: a half-made file must not look like a namespace later.
         let _ = std::fs::remove_file(path);
     }
-    result
+    result.map(|()| None)
 }
 
 /// Unmounts and removes a namespace file; already gone is fine.

@@ -128,3 +128,16 @@ pub fn ping(from: &Path, ip: impl std::fmt::Display) -> bool {
 pub fn links() -> String {
     sh("ip -o link show")
 }
+
+/// Whether a veth other than the namespace pool's is left: the pool's are down (no `UP`
+/// among their flags) and on no bridge until an endpoint takes one.
+pub fn endpoint_veths() -> bool {
+    links().lines().any(|l| {
+        let flags = l
+            .split('<')
+            .nth(1)
+            .and_then(|r| r.split('>').next())
+            .unwrap_or("");
+        l.contains(": veth") && (flags.split(',').any(|f| f == "UP") || l.contains(" master "))
+    })
+}
