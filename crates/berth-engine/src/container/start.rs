@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-/// Stops a [`Engine::warm_cgroup_migration`] loop when dropped.
 /// The engine's spare shim and what it was made for.
 #[derive(Debug)]
 pub(crate) struct SpareSlot {
@@ -24,6 +23,7 @@ pub(crate) struct SpareSlot {
     sealed: Option<Arc<berth_runtime::sealed::SealedBinary>>,
 }
 
+/// Stops a [`Engine::warm_cgroup_migration`] loop when dropped.
 pub(crate) struct WarmGuard(Arc<std::sync::atomic::AtomicBool>);
 
 impl Drop for WarmGuard {
