@@ -870,23 +870,17 @@ async fn start_in_place_leaves_crun_state_as_crun_start() {
     shutdown_and_check(&f, &client, pid).await;
 }
 
-/// Pid of the process whose command line holds `needle`, if one is alive (not a zombie).
+/// Pid of a live (running or sleeping, not zombie) process whose command line holds
+/// `needle`.
 fn live_pid_with_arg(needle: &str) -> Option<i32> {
-    for p in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmd).contains(needle) {
-            return Some(pid);
-        }
-    }
-    None
+    let out = std::process::Command::new("pgrep")
+        .args(["-r", "R,S,D", "-f", "--", needle])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
 }
 
 #[tokio::test]

@@ -147,7 +147,6 @@ fn is_tmpfs(p: &std::path::Path) -> bool {
 /// Live spare shims of the daemon with exec root `exec` that hold no container (no
 /// container's `shim.pid` names them).
 fn idle_spares(exec: &std::path::Path) -> Vec<i32> {
-    let marker = format!("--spare\0{}\0", exec.display());
     let working: Vec<i32> = std::fs::read_dir(exec.join("containers"))
         .map(|it| {
             it.flatten()
@@ -156,22 +155,18 @@ fn idle_spares(exec: &std::path::Path) -> Vec<i32> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut out = Vec::new();
-    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmd).contains(&marker) && !working.contains(&pid) {
-            out.push(pid);
-        }
-    }
-    out
+    // Running or sleeping: an exited spare may stay a zombie until this machine's pid 1
+    // reaps it.
+    let out = std::process::Command::new("pgrep")
+        .args(["-r", "R,S,D", "-f", "--"])
+        .arg(format!("--spare {}", exec.display()))
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|pid| !working.contains(pid))
+        .collect()
 }
 
 /// berthd killed between a start's shim and its `running` commit leaves a started

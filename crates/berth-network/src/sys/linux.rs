@@ -103,21 +103,26 @@ async fn configure_peer_with(
     wait_link_ready(handle, &cfg.ifname).await;
     if let Some(gw) = cfg.default_gateway {
         let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
-        match handle.route().add(route).execute().await {
-            Ok(()) => {}
-            Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-            Err(e) => return Err(nl_err(format!("add default route via {gw}"), e)),
-        }
+        add_route(handle, route, || format!("add default route via {gw}")).await?;
     }
     if let Some(gw) = cfg.default_gateway6 {
         let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build();
-        match handle.route().add(route).execute().await {
-            Ok(()) => {}
-            Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-            Err(e) => return Err(nl_err(format!("add ipv6 default route via {gw}"), e)),
-        }
+        add_route(handle, route, || format!("add ipv6 default route via {gw}")).await?;
     }
     Ok(())
+}
+
+/// Adds `route`; one that exists already is fine. `what` names it in the error.
+async fn add_route(
+    handle: &Handle,
+    route: rtnetlink::packet_route::route::RouteMessage,
+    what: impl FnOnce() -> String,
+) -> Result<(), SysError> {
+    match handle.route().add(route).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl_err(what(), e)),
+    }
 }
 
 /// A host-side name for a pooled veth pair: `veth` and seven hex digits, like an
@@ -374,12 +379,18 @@ impl LinuxNetSys {
                     netlink: veth.netlink,
                 },
             );
+        self.set_hairpin(index, &req.host_name).await
+    }
+
+    /// Hairpin lets a container reach itself through a published port (DNAT back out of
+    /// the port it came in on).
+    async fn set_hairpin(&self, index: u32, name: &str) -> Result<(), SysError> {
         self.handle
             .link()
             .set_port(LinkBridgePort::new(index).hairpin(true).build())
             .execute()
             .await
-            .map_err(|e| nl_err(format!("set hairpin on {}", req.host_name), e))
+            .map_err(|e| nl_err(format!("set hairpin on {name}"), e))
     }
 
     async fn run(
@@ -575,14 +586,7 @@ impl NetSys for LinuxNetSys {
             .map_err(|e| nl_err(format!("create veth {}", req.host_name), e))?;
         drop(ns);
         let index = require_index(&self.handle, &req.host_name).await?;
-        // Hairpin lets a container reach itself through a published port (DNAT back out
-        // of the port it came in on).
-        self.handle
-            .link()
-            .set_port(LinkBridgePort::new(index).hairpin(true).build())
-            .execute()
-            .await
-            .map_err(|e| nl_err(format!("set hairpin on {}", req.host_name), e))
+        self.set_hairpin(index, &req.host_name).await
     }
 
     async fn configure_peer(&self, netns: &Path, cfg: &PeerConfig) -> Result<(), SysError> {
