@@ -54,28 +54,27 @@ async fn require_index(handle: &Handle, name: &str) -> Result<u32, SysError> {
         .ok_or_else(|| SysError::LinkNotFound(name.to_string()))
 }
 
-/// A pooled peer waiting for `configure_peer`: the endpoint's MAC and MTU, and a netlink
-/// socket opened inside its namespace when the pool made it.
+/// A pooled peer waiting for `configure_peer`: the endpoint's MAC and MTU, and the peer's
+/// index in its namespace.
 struct PendingPeer {
     mac: [u8; 6],
     mtu: Option<u32>,
     index: u32,
-    netlink: Option<std::os::fd::OwnedFd>,
 }
 
 /// Address, up, default routes for the peer `cfg.ifname`, through `handle` (a connection
-/// inside its namespace); a pooled peer (`pooled`: MAC, MTU, index) gets the endpoint's
+/// inside its namespace); a pooled peer (`pooled`) gets the endpoint's
 /// MAC (and name, when it is not [`netns::POOLED_PEER`]) first, while it is still down.
 async fn configure_peer_with(
     handle: &Handle,
     cfg: &PeerConfig,
-    pooled: Option<([u8; 6], Option<u32>, u32)>,
+    pooled: Option<PendingPeer>,
 ) -> Result<(), SysError> {
-    let index = match pooled {
-        Some((_, _, i)) => i,
+    let index = match &pooled {
+        Some(p) => p.index,
         None => require_index(handle, &cfg.ifname).await?,
     };
-    if let Some((mac, mtu, _)) = pooled {
+    if let Some(PendingPeer { mac, mtu, .. }) = pooled {
         let mut link = LinkUnspec::new_with_index(index).address(mac.to_vec());
         if cfg.ifname != netns::POOLED_PEER {
             link = link.name(cfg.ifname.clone());
@@ -295,8 +294,7 @@ pub struct LinuxNetSys {
     deleter: Handle,
     nft: PathBuf,
     pool: Arc<NetnsPool>,
-    /// Namespaces taken from the pool with a veth pair whose host end no endpoint has yet,
-    /// with the netlink socket the pool opened inside.
+    /// Namespaces taken from the pool with a veth pair whose host end no endpoint has yet.
     pooled: std::sync::Mutex<std::collections::HashMap<PathBuf, netns::PooledVeth>>,
     /// Namespaces whose pooled peer still has its pool name and MAC, waiting for
     /// `configure_peer` to give it the endpoint's (with the endpoint's MTU, if any).
@@ -324,26 +322,23 @@ impl LinuxNetSys {
             handle,
             deleter,
             nft,
-            pool: NetnsPool::with_veths(NETNS_POOL_SIZE, true),
+            pool: NetnsPool::with_veths(NETNS_POOL_SIZE),
             pooled: Default::default(),
             pending_peers: Default::default(),
         })
     }
 
-    /// Gives the pooled pair with host end `host_end` to the endpoint of `req`: the host
+    /// Gives the pooled pair whose host end has `index` to the endpoint of `req`: the host
     /// end renamed (it is still down), put on the bridge and up, hairpin on; the namespace
     /// end is renamed and readdressed by `configure_peer`. A veth's creation (two device
     /// registrations, about a millisecond of kernel work) is then off the start's path.
     async fn adopt_pooled_veth(
         &self,
+        index: u32,
         veth: netns::PooledVeth,
         req: &VethRequest,
     ) -> Result<(), SysError> {
         let host_end = veth.host_end.as_str();
-        let index = match nix::net::if_::if_nametoindex(host_end) {
-            Ok(i) => i,
-            Err(_) => require_index(&self.handle, host_end).await?,
-        };
         let master = match nix::net::if_::if_nametoindex(req.bridge.as_str()) {
             Ok(i) => i,
             Err(_) => require_index(&self.handle, &req.bridge).await?,
@@ -376,7 +371,6 @@ impl LinuxNetSys {
                     mac: req.mac,
                     mtu: req.mtu,
                     index: veth.peer_index,
-                    netlink: veth.netlink,
                 },
             );
         self.set_hairpin(index, &req.host_name).await
@@ -531,8 +525,15 @@ impl NetSys for LinuxNetSys {
             .remove(&req.netns);
         if let Some(veth) = pooled {
             let host_end = veth.host_end.clone();
-            let index = nix::net::if_::if_nametoindex(host_end.as_str()).ok();
-            match self.adopt_pooled_veth(veth, req).await {
+            let index = match nix::net::if_::if_nametoindex(host_end.as_str()) {
+                Ok(i) => Some(i),
+                Err(_) => link_index(&self.handle, &host_end).await?,
+            };
+            let adopted = match index {
+                Some(i) => self.adopt_pooled_veth(i, veth, req).await,
+                None => Err(SysError::LinkNotFound(host_end.clone())),
+            };
+            match adopted {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     // A fresh pair works as well, once the pooled one (whose namespace end
@@ -596,32 +597,10 @@ impl NetSys for LinuxNetSys {
             .lock()
             .expect("pooled veth lock poisoned")
             .remove(netns);
-        match pooled {
-            // The pool opened a netlink socket inside the namespace: driven right here,
-            // without a helper thread, a setns and a runtime of its own.
-            Some(PendingPeer {
-                mac,
-                mtu,
-                index,
-                netlink: Some(fd),
-            }) => {
-                use std::os::fd::{FromRawFd, IntoRawFd};
-                // SAFETY: a netlink socket the pool opened and handed over; owned from here.
-                let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(fd.into_raw_fd()) };
-                let (conn, handle, _) = rtnetlink::from_socket(sock);
-                let task = tokio::spawn(conn);
-                let out = configure_peer_with(&handle, &cfg, Some((mac, mtu, index))).await;
-                task.abort();
-                out
-            }
-            other => {
-                let pre = other.map(|p| (p.mac, p.mtu, p.index));
-                netns::netlink_in(netns, move |handle| async move {
-                    configure_peer_with(&handle, &cfg, pre).await
-                })
-                .await
-            }
-        }
+        netns::netlink_in(netns, move |handle| async move {
+            configure_peer_with(&handle, &cfg, pooled).await
+        })
+        .await
     }
 
     async fn host_routes(&self) -> Result<Vec<Ipv4Net>, SysError> {

@@ -17,10 +17,10 @@
 //!
 //! **With a veth pair each.** The real [`super::linux::LinuxNetSys`] pool also makes a veth
 //! pair per namespace: `eth0` inside, `veth<hex>` in the daemon's namespace, both down and
-//! on no bridge, and keeps a netlink socket opened inside. The first endpoint of the
+//! on no bridge. The first endpoint of the
 //! namespace takes the pair: the host end is renamed to the endpoint's name, put on its
 //! bridge and set up; the inside end gets the endpoint's MAC (and name, if not `eth0`)
-//! while still down, then its address, through that socket. Creating the pair (two device
+//! while still down, then its address. Creating the pair (two device
 //! registrations) is then off the start's path. A pair goes with its namespace: deleting
 //! one end deletes the other, and the kernel deletes a namespace's veths when it frees the
 //! namespace, so a crash leaks nothing either. The filler runs at nice 19, so it yields to
@@ -148,14 +148,12 @@ pub struct Pooled {
     pub veth: Option<PooledVeth>,
 }
 
-/// The veth pair of a pooled namespace: the name of its host end, and a netlink socket
-/// opened inside the namespace (bound to it for good, usable from any thread).
+/// The veth pair of a pooled namespace: the name of its host end, and the index of its
+/// namespace end (in the namespace).
 #[derive(Debug)]
 pub struct PooledVeth {
     pub host_end: String,
-    /// The index of the namespace's end, in the namespace.
     pub peer_index: u32,
-    pub netlink: Option<OwnedFd>,
 }
 
 /// The name of a pooled pair's end inside the namespace: a container's first interface's,
@@ -175,16 +173,17 @@ pub struct NetnsPool {
 impl NetnsPool {
     /// A pool that keeps `size` namespaces ready; it starts filling at once.
     pub fn new(size: usize) -> Arc<NetnsPool> {
-        Self::with_veths(size, false)
+        Self::build(size, None)
     }
 
     /// A pool whose namespaces also hold a veth pair each (see [`Pooled`]), with host ends
     /// in the calling thread's namespace; without veths if that cannot be opened.
-    pub fn with_veths(size: usize, with_veth: bool) -> Arc<NetnsPool> {
+    pub fn with_veths(size: usize) -> Arc<NetnsPool> {
         // /proc/thread-self: the namespace of this thread, not of the process' main thread.
-        let home = with_veth
-            .then(|| File::open("/proc/thread-self/ns/net").ok())
-            .flatten();
+        Self::build(size, File::open("/proc/thread-self/ns/net").ok())
+    }
+
+    fn build(size: usize, home: Option<File>) -> Arc<NetnsPool> {
         let pool = Arc::new(NetnsPool {
             ready: Mutex::new(Vec::new()),
             size,
@@ -293,14 +292,6 @@ fn make_namespace(home: Option<std::os::fd::RawFd>) -> Result<Pooled, SysError> 
     let veth = host_end.map(|host_end| PooledVeth {
         host_end,
         peer_index,
-        // Without it the namespace is configured from a helper thread, as any other.
-        netlink: rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
-            .ok()
-            .map(|s| {
-                use std::os::fd::{FromRawFd, IntoRawFd};
-                // SAFETY: the socket's own fd, whose ownership moves here.
-                unsafe { OwnedFd::from_raw_fd(s.into_raw_fd()) }
-            }),
     });
     // /proc/thread-self: the namespace of this thread, not of the process' main thread.
     let file = File::open("/proc/thread-self/ns/net").map_err(|source| SysError::Io {
