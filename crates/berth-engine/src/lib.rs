@@ -99,11 +99,37 @@ impl Engine {
             }),
         };
         engine.restore().await?;
+        engine.sweep_exec_root();
         Ok(engine)
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// After restore: the per-container folders of the exec root (bundles, /etc files)
+    /// whose container is gone, as a crash between a removal's steps leaves them.
+    fn sweep_exec_root(&self) {
+        let known: std::collections::HashSet<String> = self
+            .inner
+            .containers
+            .read()
+            .expect("container table lock poisoned")
+            .keys()
+            .cloned()
+            .collect();
+        for dir in ["containers", "etc"] {
+            let Ok(entries) = std::fs::read_dir(self.config().exec_root.join(dir)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.len() == 64 && !known.contains(&name) {
+                    tracing::info!(path = %e.path().display(), "removing a leftover of a removed container");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
     }
 
     pub fn images(&self) -> &ImageStore {

@@ -6,10 +6,14 @@
 //!   IPAM and the kernel side; this module only translates.
 //! - **A container's attachments.** Each container has a [`ContainerNet`] record beside its
 //!   data (`<data-root>/containers/<id>/network.json`, written atomically): the networks it
-//!   belongs to with Docker's `EndpointSettings` (requested aliases and `--ip`, plus, while it
-//!   runs, its address, gateway and MAC) and the host ports actually bound. It lives in its
-//!   own file rather than in the container record so that hot-plug connects and the exit
-//!   path can update it without rewriting the record other verbs own. Its endpoints in the
+//!   belongs to with Docker's `EndpointSettings` (requested aliases and `--ip`). It lives in
+//!   its own file rather than in the container record so that hot-plug connects can update
+//!   it without rewriting the record other verbs own. While the container runs, the record
+//!   with what the run attached (addresses, gateway, MAC, the host ports bound) is in its
+//!   bundle folder on the exec root (`<exec-root>/containers/<id>/network.json`, no fsync):
+//!   a start and an exit then write nothing to the data disk, where on this VM (ext4
+//!   without a journal) every file made scans past every inode freed in the last minutes;
+//!   the exec root outlives a daemon restart, which is when the running record is needed. Its endpoints in the
 //!   library are keyed by the container id, and its namespace is named after the id too, so
 //!   after a crash `reconcile` with the set of running container ids removes everything else.
 //! - **What a networked container sees**: the namespace handed to the runtime
@@ -156,6 +160,19 @@ pub struct ContainerNet {
     pub ports: BTreeMap<String, Vec<ApiPortBinding>>,
     /// The namespace file while running (empty otherwise).
     pub sandbox_key: String,
+}
+
+impl ContainerNet {
+    /// Without what a run attached: the part kept on the data root.
+    fn settings_only(&self) -> ContainerNet {
+        let mut n = self.clone();
+        for s in n.networks.values_mut() {
+            s.clear_runtime();
+        }
+        n.ports.clear();
+        n.sandbox_key.clear();
+        n
+    }
 }
 
 /// A `-p` binding as requested: host ports as a range, (0, 0) for "any".
@@ -389,6 +406,11 @@ impl NetworkService {
 
 fn net_file(cfg: &EngineConfig, id: &str) -> PathBuf {
     cfg.container_data_dir(id).join("network.json")
+}
+
+/// The record of the current run (see the module docs).
+fn running_net_file(cfg: &EngineConfig, id: &str) -> PathBuf {
+    cfg.container_state_dir(id).join("network.json")
 }
 
 /// Whether a network mode has its own namespace with endpoints (bridge or user network).
@@ -654,8 +676,16 @@ impl Engine {
         {
             return n.clone();
         }
-        let loaded = std::fs::read(net_file(self.config(), &c.id))
-            .ok()
+        // The running record only while the container runs: an exit clears it, and a
+        // crash between the exit and that leaves a stale one.
+        let running = matches!(
+            c.state.status(),
+            Status::Running | Status::Paused | Status::Restarting
+        );
+        let loaded = running
+            .then(|| std::fs::read(running_net_file(self.config(), &c.id)).ok())
+            .flatten()
+            .or_else(|| std::fs::read(net_file(self.config(), &c.id)).ok())
             .and_then(|b| serde_json::from_slice::<ContainerNet>(&b).ok())
             .unwrap_or_else(|| {
                 let mode = c.host_config.network_mode.clone();
@@ -686,23 +716,35 @@ impl Engine {
         self.write_container_net(id, n, true)
     }
 
-    /// Writes the record; `durable: false` skips the fsync, for the addresses of a start
-    /// and their removal at exit: the settings were written durably at create, and after a
-    /// host crash the container is not running, so the runtime part is moot.
+    /// Writes the record. `durable`: the settings part, with fsync, to the data root (create,
+    /// connect, disconnect); the running record follows when there is a run. Otherwise
+    /// (a start's addresses, an exit's removal of them) only the running record on the exec
+    /// root, without fsync: after a host crash the container is not running, so it is moot.
     fn write_container_net(&self, id: &str, n: &ContainerNet, durable: bool) -> Result<()> {
-        let path = net_file(self.config(), id);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        }
-        let data = serde_json::to_vec_pretty(n)
-            .map_err(|e| Error::Internal(format!("encode network record of {id}: {e}")))?;
+        let encode = |n: &ContainerNet| {
+            serde_json::to_vec_pretty(n)
+                .map_err(|e| Error::Internal(format!("encode network record of {id}: {e}")))
+        };
         if durable {
-            util::write_atomic(&path, &data)
-        } else {
-            util::write_replace(&path, &data)
+            let path = net_file(self.config(), id);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+            }
+            util::write_atomic(&path, &encode(&n.settings_only())?)
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
-        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        let running = running_net_file(self.config(), id);
+        if n.sandbox_key.is_empty() {
+            match std::fs::remove_file(&running) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("remove {}", running.display()), e)),
+            }
+        } else {
+            util::write_replace(&running, &encode(n)?)
+                .map_err(|e| Error::io(format!("write {}", running.display()), e))?;
+        }
         self.net()
             .containers
             .lock()
@@ -1046,19 +1088,11 @@ impl Engine {
                 .ok()
                 .map(|h| self.container_net(&h.snapshot())),
         };
-        if let Some(mut rec) = rec {
-            let before = rec.clone();
-            for s in rec.networks.values_mut() {
-                s.clear_runtime();
-            }
-            rec.ports.clear();
-            rec.sandbox_key.clear();
-            // `rm` after an exit (the `--rm` path) finds it cleared already: no rewrite.
-            if rec != before
-                && net_file(self.config(), id)
-                    .parent()
-                    .is_some_and(Path::exists)
-            {
+        if let Some(before) = rec {
+            let rec = before.settings_only();
+            // `rm` after an exit (the `--rm` path) finds it cleared already. The running
+            // record goes even when the cached one was clear (a restart after a crash).
+            if rec != before || running_net_file(self.config(), id).exists() {
                 if let Err(e) = self.write_container_net(id, &rec, false) {
                     tracing::warn!(container = %id, "save network record: {e}");
                 }

@@ -302,7 +302,14 @@ impl Snapshotter {
             .root
             .join("rw")
             .join(format!(".tmp-{key}-{:08x}", rand::random::<u32>()));
-        for sub in ["fs", "work", "empty"] {
+        // `empty` is the lower layer of a container of an image without layers (overlayfs
+        // needs one); other containers go without, one file fewer on the disk.
+        let subs: &[&str] = if chain.is_empty() {
+            &["fs", "work", "empty"]
+        } else {
+            &["fs", "work"]
+        };
+        for sub in subs {
             let p = tmp.join(sub);
             fs::create_dir_all(&p).map_err(ioerr("create", &p))?;
         }

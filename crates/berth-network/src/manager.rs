@@ -150,7 +150,7 @@ impl NetworkManager {
     /// [`reconcile`](Self::reconcile).
     pub fn new(cfg: ManagerConfig, sys: Arc<dyn NetSys>) -> Result<Self> {
         let mut networks = BTreeMap::new();
-        for st in state::load_all(&cfg.state_dir)? {
+        for st in state::load_all(cfg.state_dirs())? {
             networks.insert(st.config.id.clone(), st);
         }
         let upstreams = match &cfg.dns_upstreams {
@@ -260,7 +260,7 @@ impl NetworkManager {
     }
 
     fn save(&self, st: &NetworkState) -> Result<()> {
-        state::save(&self.inner.cfg.state_dir, st)?;
+        state::save(self.inner.cfg.state_dirs(), st)?;
         Ok(())
     }
 
@@ -520,7 +520,7 @@ impl NetworkManager {
             if let Err(e2) = self.apply_firewall().await {
                 tracing::warn!(error = %e2, "firewall rollback failed");
             }
-            if let Err(e2) = state::remove(&self.inner.cfg.state_dir, &cfg.id) {
+            if let Err(e2) = state::remove(self.inner.cfg.state_dirs(), &cfg.id) {
                 tracing::warn!(error = %e2, "state rollback failed");
             }
             return Err(e);
@@ -548,7 +548,7 @@ impl NetworkManager {
         self.nets().remove(&st.config.id);
         self.apply_firewall().await?;
         self.teardown_bridge(&st.config).await;
-        state::remove(&self.inner.cfg.state_dir, &st.config.id)?;
+        state::remove(self.inner.cfg.state_dirs(), &st.config.id)?;
         Ok(())
     }
 
@@ -979,7 +979,7 @@ impl NetworkManager {
                 .get_mut(&cfg.id)
                 .ok_or_else(|| Error::NetworkNotFound(cfg.name.clone()))?;
             entry.endpoints.insert(ep.endpoint_id.clone(), ep.clone());
-            state::save_runtime(&self.inner.cfg.state_dir, entry)?;
+            state::save_runtime(self.inner.cfg.state_dirs(), entry)?;
         }
         self.apply_firewall().await?;
         tracing::debug!(endpoint = %ep.endpoint_id, elapsed = ?t0.elapsed(), "attach: state saved, firewall applied");
@@ -1136,7 +1136,7 @@ impl NetworkManager {
             if let Some(pool) = entry.ipam.as_mut() {
                 pool.release_owner(endpoint_id);
             }
-            if let Err(e) = state::save_runtime(&self.inner.cfg.state_dir, entry) {
+            if let Err(e) = state::save_runtime(self.inner.cfg.state_dirs(), entry) {
                 tracing::warn!(network = net_id, error = %e, "saving network state failed");
             }
             ep

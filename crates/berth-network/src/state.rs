@@ -1,18 +1,20 @@
-//! Persistence of network state: one JSON file per network under the state dir, written
-//! atomically (temp file, rename) so a crash leaves either the old or the new file, never a
-//! torn one. The files hold the definition, the IPAM allocations and the endpoints (with
-//! their host veth and resolved port bindings), which is what start-up reconciliation
-//! needs to find and remove leftovers.
+//! Persistence of network state: one JSON file per network, written atomically (temp
+//! file, rename) so a crash leaves either the old or the new file, never a torn one. The
+//! files hold the definition, the IPAM allocations and the endpoints (with their host veth
+//! and resolved port bindings), which is what start-up reconciliation needs to find and
+//! remove leftovers.
 //!
-//! **Two files, two kinds of durability.** A network's definition is written once, when
-//! the network is made, to `<id>.json` with fsync of the file and the folder ([`save`]).
-//! Endpoint changes (every container start and exit) go to `<id>.run.json` through
-//! [`save_runtime`]: rename without fsync, because those fsyncs cost milliseconds per
-//! container on a busy disk and buy nothing. A daemon crash loses no page-cache write, and
-//! after a host crash no container runs any more, so reconciliation drops every endpoint
-//! anyway; the only risk of a lost or torn runtime file (possible on power loss on file
-//! systems without ext4's rename heuristics) is then handled at load: the durable
-//! definition is used instead, with no endpoints and the allocations it was made with.
+//! **Two files, two kinds of durability, two roots.** A network's definition is written
+//! once, when the network is made, to `<data-root>/network/<id>.json` with fsync of the file
+//! and the folder ([`save`]). Endpoint changes (every container start and exit) go to
+//! `<exec-root>/network/<id>.run.json` through [`save_runtime`], without fsync: the exec root
+//! outlives a daemon restart (live restore reads it back) but not a host reboot, after which
+//! no container runs and reconciliation would drop every endpoint anyway. On this VM's data
+//! disk (ext4 without a journal) each rename there cost an inode allocation that scans past
+//! every inode freed in the last minutes; the exec root is usually a tmpfs. A runtime file
+//! that is missing (after a reboot) or torn means the durable definition is used, with no
+//! endpoints and the allocations it was made with. A runtime file left in the data root by
+//! an older berth is still read, and moved to the exec root.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -120,17 +122,37 @@ fn write_file(
     Ok(())
 }
 
+/// Where a network's files live: the definitions (`<data-root>/network`) and the runtime
+/// state (`<exec-root>/network`).
+#[derive(Debug, Clone, Copy)]
+pub struct Dirs<'a> {
+    pub state: &'a Path,
+    pub runtime: &'a Path,
+}
+
 /// Writes a network's state durably (fsync); for the definition, when a network is made.
 /// A runtime file of an earlier network with the same id would shadow it, so it goes.
-pub fn save(dir: &Path, state: &NetworkState) -> Result<(), StateError> {
-    remove_file(&runtime_file_of(dir, &state.config.id))?;
-    write_file(dir, &file_of(dir, &state.config.id), state, true)
+pub fn save(dirs: Dirs, state: &NetworkState) -> Result<(), StateError> {
+    remove_runtime(dirs, &state.config.id)?;
+    write_file(
+        dirs.state,
+        &file_of(dirs.state, &state.config.id),
+        state,
+        true,
+    )
 }
 
 /// Writes a network's current state (endpoints, allocations) without fsync; see the
 /// module docs for why that is enough.
-pub fn save_runtime(dir: &Path, state: &NetworkState) -> Result<(), StateError> {
-    write_file(dir, &runtime_file_of(dir, &state.config.id), state, false)
+pub fn save_runtime(dirs: Dirs, state: &NetworkState) -> Result<(), StateError> {
+    let path = runtime_file_of(dirs.runtime, &state.config.id);
+    write_file(dirs.runtime, &path, state, false)
+}
+
+/// The runtime file in both places (the data root held it before berth moved it).
+fn remove_runtime(dirs: Dirs, id: &str) -> Result<(), StateError> {
+    remove_file(&runtime_file_of(dirs.runtime, id))?;
+    remove_file(&runtime_file_of(dirs.state, id))
 }
 
 fn remove_file(path: &Path) -> Result<(), StateError> {
@@ -142,13 +164,14 @@ fn remove_file(path: &Path) -> Result<(), StateError> {
 }
 
 /// Removes a network's state files; missing is fine.
-pub fn remove(dir: &Path, id: &str) -> Result<(), StateError> {
-    remove_file(&runtime_file_of(dir, id))?;
-    remove_file(&file_of(dir, id))
+pub fn remove(dirs: Dirs, id: &str) -> Result<(), StateError> {
+    remove_runtime(dirs, id)?;
+    remove_file(&file_of(dirs.state, id))
 }
 
-/// Loads every network state file of the folder.
-pub fn load_all(dir: &Path) -> Result<Vec<NetworkState>, StateError> {
+/// Loads every network: each definition, shadowed by its runtime state where there is one.
+pub fn load_all(dirs: Dirs) -> Result<Vec<NetworkState>, StateError> {
+    let dir = dirs.state;
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -169,10 +192,20 @@ pub fn load_all(dir: &Path) -> Result<Vec<NetworkState>, StateError> {
                 path: path.clone(),
                 source,
             })?;
-        let run = runtime_file_of(dir, &state.config.id);
+        let mut run = runtime_file_of(dirs.runtime, &state.config.id);
+        let legacy = runtime_file_of(dir, &state.config.id);
+        if !run.exists() && legacy.exists() {
+            run = legacy.clone();
+        }
         match fs::read(&run) {
             Ok(data) => match serde_json::from_slice::<NetworkState>(&data) {
-                Ok(current) if current.config.id == state.config.id => state = current,
+                Ok(current) if current.config.id == state.config.id => {
+                    state = current;
+                    if run == legacy {
+                        save_runtime(dirs, &state)?;
+                        remove_file(&legacy)?;
+                    }
+                }
                 Ok(_) | Err(_) => {
                     // Only a host crash tears this file, and then no container survived:
                     // the definition with no endpoints is the truth.
@@ -244,28 +277,84 @@ mod tests {
         }
     }
 
+    fn dirs(d: &tempfile::TempDir) -> (PathBuf, PathBuf) {
+        (d.path().join("data"), d.path().join("exec"))
+    }
+
     #[test]
     fn runtime_state_shadows_the_definition_until_removed() {
         let dir = tempfile::tempdir().unwrap();
+        let (data, exec) = dirs(&dir);
+        let d = Dirs {
+            state: &data,
+            runtime: &exec,
+        };
         let mut st = network("n1");
-        save(dir.path(), &st).unwrap();
+        save(d, &st).unwrap();
         st.endpoints.insert("c1".into(), endpoint("c1"));
         st.ipam
             .as_mut()
             .unwrap()
             .allocated
             .insert("10.1.0.2".parse().unwrap(), "c1".into());
-        save_runtime(dir.path(), &st).unwrap();
-        let loaded = load_all(dir.path()).unwrap();
+        save_runtime(d, &st).unwrap();
+        assert!(
+            exec.join("n1.run.json").exists(),
+            "runtime state on the exec root"
+        );
+        assert!(!data.join("n1.run.json").exists());
+        let loaded = load_all(d).unwrap();
         assert_eq!(loaded, vec![st.clone()]);
-        remove(dir.path(), "n1").unwrap();
-        assert!(load_all(dir.path()).unwrap().is_empty());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        remove(d, "n1").unwrap();
+        assert!(load_all(d).unwrap().is_empty());
+        assert_eq!(fs::read_dir(&data).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&exec).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_reboot_leaves_the_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, exec) = dirs(&dir);
+        let d = Dirs {
+            state: &data,
+            runtime: &exec,
+        };
+        let st = network("n3");
+        save(d, &st).unwrap();
+        let mut running = st.clone();
+        running.endpoints.insert("c1".into(), endpoint("c1"));
+        save_runtime(d, &running).unwrap();
+        fs::remove_dir_all(&exec).unwrap();
+        assert_eq!(load_all(d).unwrap(), vec![st]);
+    }
+
+    #[test]
+    fn a_runtime_file_in_the_data_root_is_read_and_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, exec) = dirs(&dir);
+        let d = Dirs {
+            state: &data,
+            runtime: &exec,
+        };
+        let mut st = network("n4");
+        save(d, &st).unwrap();
+        st.endpoints.insert("c1".into(), endpoint("c1"));
+        // What an older berth wrote.
+        fs::write(data.join("n4.run.json"), serde_json::to_vec(&st).unwrap()).unwrap();
+        assert_eq!(load_all(d).unwrap(), vec![st.clone()]);
+        assert!(!data.join("n4.run.json").exists());
+        assert!(exec.join("n4.run.json").exists());
+        assert_eq!(load_all(d).unwrap(), vec![st]);
     }
 
     #[test]
     fn torn_runtime_state_falls_back_to_the_definition() {
         let dir = tempfile::tempdir().unwrap();
+        let (data, exec) = dirs(&dir);
+        let d = Dirs {
+            state: &data,
+            runtime: &exec,
+        };
         let mut st = network("n2");
         // A definition written by an older berth, endpoints included.
         st.endpoints.insert("c1".into(), endpoint("c1"));
@@ -274,9 +363,10 @@ mod tests {
             .unwrap()
             .allocated
             .insert("10.1.0.2".parse().unwrap(), "c1".into());
-        save(dir.path(), &st).unwrap();
-        fs::write(dir.path().join("n2.run.json"), b"").unwrap();
-        let loaded = load_all(dir.path()).unwrap();
+        save(d, &st).unwrap();
+        fs::create_dir_all(&exec).unwrap();
+        fs::write(exec.join("n2.run.json"), b"").unwrap();
+        let loaded = load_all(d).unwrap();
         assert_eq!(loaded.len(), 1);
         assert!(loaded[0].endpoints.is_empty());
         let allocated = &loaded[0].ipam.as_ref().unwrap().allocated;

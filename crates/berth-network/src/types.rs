@@ -126,6 +126,9 @@ impl Pool {
 pub struct ManagerConfig {
     /// Where one JSON state file per network is written (data-root/network).
     pub state_dir: PathBuf,
+    /// Where each network's runtime state (endpoints, allocations) is written
+    /// (exec-root/network); see `state` for why it is not beside the definition.
+    pub runtime_dir: PathBuf,
     /// Folder of the bind-mounted network namespaces (exec-root/netns).
     pub netns_dir: PathBuf,
     /// berth's own nftables table (`table ip <name>`); nothing else is touched.
@@ -144,15 +147,25 @@ pub struct ManagerConfig {
 impl ManagerConfig {
     /// The daemon's defaults under the given data and exec roots.
     pub fn new(data_root: impl Into<PathBuf>, exec_root: impl Into<PathBuf>) -> Self {
+        let exec_root = exec_root.into();
         ManagerConfig {
             state_dir: data_root.into().join("network"),
-            netns_dir: exec_root.into().join("netns"),
+            runtime_dir: exec_root.join("network"),
+            netns_dir: exec_root.join("netns"),
             nft_table: "berth".to_string(),
             default_bridge: "berth0".to_string(),
             bip: None,
             default_address_pools: Pool::docker_defaults(),
             dns_upstreams: None,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+
+    /// The folders of the network state files.
+    pub fn state_dirs(&self) -> crate::state::Dirs<'_> {
+        crate::state::Dirs {
+            state: &self.state_dir,
+            runtime: &self.runtime_dir,
         }
     }
 }

@@ -431,7 +431,10 @@ impl Dockerd {
                     "--ip-masq=false",
                     "--ip-forward=false",
                     "--cgroup-parent",
-                    &d.cgroup_parent,
+                    // Absolute: dockerd's cgroupfs driver puts a relative parent under its
+                    // own cgroup (here a job cgroup in the memory hierarchy), where
+                    // `remove_cgroup_parent` would never find it.
+                    &format!("/{}", d.cgroup_parent),
                 ])
                 .stdout(dd_log.try_clone().expect("log fd"))
                 .stderr(dd_log)

@@ -687,9 +687,10 @@ fn two_daemons_side_by_side() {
     assert!(!b.docker(&["image", "inspect", "busybox"]).status.success());
 }
 
-/// `create` writes hostname, hosts and resolv.conf without fsync; a start writes the base
-/// files again when a host crash left them missing or empty (simulated here), for a
-/// container without a network of its own as well as one on the bridge.
+/// `create` writes hostname, hosts and resolv.conf without fsync, on the exec root; a start
+/// writes the base files again when a host crash left them missing or empty, or a reboot
+/// took their folder (simulated here), for a container without a network of its own as
+/// well as one on the bridge. `rm` removes the folder.
 #[test]
 fn start_rewrites_etc_files_a_crash_lost() {
     let d = Daemon::start();
@@ -716,11 +717,23 @@ fn start_rewrites_etc_files_a_crash_lost() {
         ] {
             let p = inspect(&d, &format!("{{{{.{field}}}}}"), name);
             assert!(std::path::Path::new(&p).exists(), "{field} {p} missing");
+            assert!(
+                p.starts_with(&d.dir.path().join("exec").display().to_string()),
+                "{field} {p} not on the exec root"
+            );
+            if net == "bridge" {
+                continue;
+            }
             if truncate {
                 std::fs::write(&p, b"").expect("truncate");
             } else {
                 std::fs::remove_file(&p).expect("remove");
             }
+        }
+        if net == "bridge" {
+            // As a reboot leaves the exec root.
+            let p = inspect(&d, "{{.HostsPath}}", name);
+            std::fs::remove_dir_all(std::path::Path::new(&p).parent().unwrap()).expect("rm etc");
         }
         let o = d.berth(&["start", "-a", name]);
         assert!(o.status.success(), "{}", text(&o));
@@ -735,5 +748,7 @@ fn start_rewrites_etc_files_a_crash_lost() {
         assert!(std::path::Path::new(&rc).exists(), "{name}: resolv.conf");
         let o = d.berth(&["rm", name]);
         assert!(o.status.success(), "{}", text(&o));
+        let etc = std::path::Path::new(&rc).parent().unwrap();
+        assert!(!etc.exists(), "{name}: {} left after rm", etc.display());
     }
 }

@@ -58,6 +58,7 @@ impl Engine {
                 .blocking(move |e| Ok(e.images().remove_rw_layer(&key)?))
                 .await;
             let _ = std::fs::remove_dir_all(self.config().container_data_dir(&id));
+            let _ = std::fs::remove_dir_all(self.config().container_etc_dir(&id));
         }
         res?;
         let mut attrs = BTreeMap::new();
@@ -100,6 +101,7 @@ impl Engine {
         })
         .await?;
         let data_dir = self.config().container_data_dir(id);
+        let etc_dir = self.config().container_etc_dir(id);
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| Error::io(format!("create {}", data_dir.display()), e))?;
         let mount_points = {
@@ -128,9 +130,9 @@ impl Engine {
             restart_count: 0,
             manually_stopped: false,
             log_path: data_dir.join(format!("{id}-json.log")),
-            hostname_path: data_dir.join("hostname"),
-            hosts_path: data_dir.join("hosts"),
-            resolv_conf_path: data_dir.join("resolv.conf"),
+            hostname_path: etc_dir.join("hostname"),
+            hosts_path: etc_dir.join("hosts"),
+            resolv_conf_path: etc_dir.join("resolv.conf"),
             cgroups_path: format!("/{}/{}", self.config().cgroup_parent, id),
             mount_points,
         };

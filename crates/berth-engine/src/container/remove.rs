@@ -63,6 +63,7 @@ impl Engine {
         }
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: rw layer gone");
         let _ = std::fs::remove_dir_all(&state_dir);
+        let _ = std::fs::remove_dir_all(self.config().container_etc_dir(&c.id));
         self.forget_container_network(&c.id).await;
         // The data dir holds the log, which can be big: out of the way with one rename, its
         // files deleted in the background like the rw layer's (leftovers go at start-up).

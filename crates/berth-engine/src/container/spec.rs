@@ -10,8 +10,9 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Writes hostname, hosts and resolv.conf for a container (bind-mounted at start). Without
 /// fsync (three of them were a third of `create`): the files are derived from the record,
-/// which is committed durably, and a start writes again any that a host crash left missing
-/// or empty ([`ensure_etc_files`]).
+/// which is committed durably, and a start writes again any that a host crash or reboot
+/// left missing or empty ([`ensure_etc_files`]; they are on the exec root, see
+/// `EngineConfig::container_etc_dir`).
 pub fn write_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
     write_etc_where(c, cfg, |_| true)
 }
@@ -35,6 +36,10 @@ pub fn ensure_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
 fn write_etc_where(c: &Container, cfg: &EngineConfig, which: impl Fn(&Path) -> bool) -> Result<()> {
     for (path, data) in etc_files(c, cfg)? {
         if which(path) {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+            }
             crate::util::write_world_readable(path, data.as_bytes(), false)
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
