@@ -891,7 +891,13 @@ impl NetworkManager {
             endpoint_id: req.endpoint_id.clone(),
             netns: req.netns.clone(),
             ifname: ifname.clone(),
-            host_veth: format!("veth{}", &random_hex(4)[..7]),
+            // The pooled pair's own name (`veth` and 7 hex digits as well) when the
+            // namespace came with one: a rename costs an RCU grace period on the start path.
+            host_veth: self
+                .inner
+                .sys
+                .pooled_host_end(&req.netns)
+                .unwrap_or_else(|| format!("veth{}", &random_hex(4)[..7])),
             ip,
             ip6,
             mac: req.mac.unwrap_or_else(|| mac_for_ip(ip)),

@@ -6,11 +6,13 @@
 //!   `/etc/group` without ever leaving the rootfs.
 //! - [`shim`] is the per-container supervisor (`berth-shim`) and its async client.
 //! - [`sealed`] keeps one sealed in-memory copy of the runtime binary for all shims.
+//! - [`preload`] starts a runtime process before its command, off the start path.
 //! - [`seccomp_cache`] keeps crun's compiled seccomp filters, one per profile.
 //! - [`cgroups`] detects the cgroup layout and reads stats / applies live updates.
 
 pub mod cgroups;
 pub mod execroot;
+pub mod preload;
 pub mod sealed;
 pub mod seccomp_cache;
 pub mod shim;

@@ -99,6 +99,34 @@ impl Identity {
     }
 }
 
+/// A new close-on-exec memfd that may be sealed and executed (or mapped executable).
+pub(crate) fn executable_memfd(name: &str) -> io::Result<OwnedFd> {
+    let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create takes a valid NUL-terminated name and flags; the result is
+    // checked before use.
+    let mut raw = unsafe { libc::memfd_create(cname.as_ptr(), flags | MFD_EXEC) };
+    if raw < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // Kernels before 6.3 reject the unknown MFD_EXEC flag; their memfds are executable.
+        // SAFETY: as above.
+        raw = unsafe { libc::memfd_create(cname.as_ptr(), flags) };
+    }
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Seals a memfd against any change of its content or size.
+pub(crate) fn seal(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: F_ADD_SEALS on a memfd the caller owns, with a plain integer argument.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// One sealed copy of a binary.
 #[derive(Debug)]
 pub struct SealedBinary {
@@ -122,22 +150,8 @@ impl SealedBinary {
             .unwrap_or_else(|| OsStr::new("runtime"))
             .to_string_lossy()
             .into_owned();
-        let cname =
-            std::ffi::CString::new(format!("berth:{name}")).expect("file names hold no NUL");
-        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-        // SAFETY: memfd_create takes a valid NUL-terminated name and flags; the result is
-        // checked before use.
-        let mut raw = unsafe { libc::memfd_create(cname.as_ptr(), flags | MFD_EXEC) };
-        if raw < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-            // Kernels before 6.3 reject the unknown MFD_EXEC flag; their memfds are executable.
-            // SAFETY: as above.
-            raw = unsafe { libc::memfd_create(cname.as_ptr(), flags) };
-        }
-        if raw < 0 {
-            return Err(io_err("memfd_create for", path)(io::Error::last_os_error()));
-        }
-        // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd =
+            executable_memfd(&format!("berth:{name}")).map_err(io_err("memfd_create for", path))?;
         let mut dst = File::from(fd);
         let copied = io::copy(&mut src, &mut dst).map_err(io_err("copy", path))?;
         if copied != identity.size {
@@ -146,10 +160,7 @@ impl SealedBinary {
                 identity.size
             ))));
         }
-        // SAFETY: F_ADD_SEALS on a memfd we own, with a plain integer argument.
-        if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
-            return Err(io_err("seal copy of", path)(io::Error::last_os_error()));
-        }
+        seal(&dst).map_err(io_err("seal copy of", path))?;
         Ok(SealedBinary {
             fd: dst.into(),
             source: path.to_path_buf(),

@@ -953,3 +953,95 @@ async fn spare_shim_takes_a_container_and_exits_when_dropped() {
         .expect("join");
     assert!(res.is_err(), "a dead spare cannot take a job");
 }
+
+/// A spare holding a sealed crun starts crun ahead too (berth_runtime::preload), at the
+/// spare's nice 19, and creates the container with it: the container runs as with a
+/// spawned crun, and no runtime process is left once it exists. A spare dropped unused
+/// takes its waiting crun with it.
+#[tokio::test]
+async fn spare_shim_with_sealed_crun_creates_through_a_preloaded_crun() {
+    use berth_runtime::shim::SpareShim;
+    let f = fixture(
+        "preload",
+        &["sh", "-c", "echo preloaded; exit 5"],
+        |_, _| {},
+    );
+    let sealed = berth_runtime::sealed::SealedRuntimes::default();
+    let copy = sealed.get(&f.cfg.runtime).expect("sealed copy of crun");
+    let tag = f._tmp.path().join("preload-root");
+    let spawn_spare = |tag: PathBuf| {
+        let copy = copy.clone();
+        tokio::task::spawn_blocking(move || {
+            SpareShim::spawn(&shim_bin(), &tag, Some(std::os::fd::AsFd::as_fd(&*copy)))
+        })
+    };
+    // The spare's waiting crun: its child with the preload's variable in its environment.
+    let waiting_runtime = |spare: i32| -> Option<i32> {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &spare.to_string()])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read(format!("/proc/{p}/environ"))
+                    .is_ok_and(|e| e.split(|&b| b == 0).any(|v| v == b"BERTH_PRELOAD_JOB=1"))
+            })
+    };
+
+    let unused = spawn_spare(tag.join("unused"))
+        .await
+        .expect("join")
+        .expect("spare");
+    let marker = tag.join("unused").to_string_lossy().into_owned();
+    assert!(eventually(|| live_pid_with_arg(&marker).is_some()).await);
+    let spare = live_pid_with_arg(&marker).expect("spare pid");
+    assert!(
+        eventually(|| waiting_runtime(spare).is_some()).await,
+        "no crun waiting under the spare"
+    );
+    let rt = waiting_runtime(spare).expect("waiting crun");
+    // SAFETY: getpriority on a pid; no memory is passed.
+    assert_eq!(
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, rt as u32) },
+        19
+    );
+    drop(unused);
+    assert!(
+        eventually(|| nix::sys::signal::kill(nix::unistd::Pid::from_raw(rt), None).is_err()).await,
+        "the waiting crun outlived its dropped spare"
+    );
+
+    let spare = spawn_spare(tag.join("used"))
+        .await
+        .expect("join")
+        .expect("spare");
+    let marker = tag.join("used").to_string_lossy().into_owned();
+    assert!(eventually(|| live_pid_with_arg(&marker).is_some()).await);
+    let spare_pid = live_pid_with_arg(&marker).expect("spare pid");
+    assert!(eventually(|| waiting_runtime(spare_pid).is_some()).await);
+    let rt = waiting_runtime(spare_pid).expect("waiting crun");
+    let cfg = f.cfg.clone();
+    let pid = tokio::task::spawn_blocking(move || spare.launch(&cfg))
+        .await
+        .expect("join")
+        .expect("spare was there")
+        .expect("container created");
+    assert_eq!(pid as i32, spare_pid);
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(rt), None).is_err(),
+        "the preloaded crun ran create and was reaped"
+    );
+    let client = ShimClient::connect(&f.cfg.state_dir)
+        .await
+        .expect("connect");
+    let attach = client.attach(false, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let (out, _) = demux(attach).await;
+    assert_eq!(out, "preloaded\n");
+    assert_eq!(client.wait().await.expect("wait").exit_code, 5);
+    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).expect("shim.log");
+    assert!(!log.contains("error"), "{log}");
+    shutdown_and_check(&f, &client, pid).await;
+}

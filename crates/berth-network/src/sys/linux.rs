@@ -343,11 +343,13 @@ impl LinuxNetSys {
             Ok(i) => i,
             Err(_) => require_index(&self.handle, &req.bridge).await?,
         };
-        // One message: the kernel renames (still down), enslaves, then sets it up.
-        let mut link = LinkUnspec::new_with_index(index)
-            .name(req.host_name.clone())
-            .controller(master)
-            .up();
+        // One message: the kernel renames (still down) if the endpoint has a name of its
+        // own, enslaves, then sets it up.
+        let mut link = LinkUnspec::new_with_index(index);
+        if req.host_name != host_end {
+            link = link.name(req.host_name.clone());
+        }
+        let mut link = link.controller(master).up();
         if let Some(mtu) = req.mtu {
             link = link.mtu(mtu);
         }
@@ -515,6 +517,14 @@ impl NetSys for LinuxNetSys {
             })
             .filter_map(link_name)
             .collect())
+    }
+
+    fn pooled_host_end(&self, netns: &Path) -> Option<String> {
+        self.pooled
+            .lock()
+            .expect("pooled veth lock poisoned")
+            .get(netns)
+            .map(|v| v.host_end.clone())
     }
 
     async fn create_veth(&self, req: &VethRequest) -> Result<(), SysError> {

@@ -139,4 +139,9 @@ pub trait NetSys: Send + Sync {
     /// Frees whatever was made ahead for later namespaces (veth pairs included) and makes
     /// no more: the network is being shut down.
     async fn release_pool(&self) {}
+    /// The host end's name of the veth pair made ahead with the namespace at `netns`, if
+    /// any: an endpoint that takes that name has its pair adopted without a rename.
+    fn pooled_host_end(&self, _netns: &Path) -> Option<String> {
+        None
+    }
 }

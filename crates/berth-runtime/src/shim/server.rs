@@ -81,10 +81,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         );
     }
+    let mut preloaded = None;
     if spare {
         if daemonize().is_err() {
             return 1;
         }
+        // The runtime too starts ahead, at the spare's nice 19 (see crate::preload).
+        preloaded = runtime_fd.as_ref().and_then(preload_runtime);
         match await_job(&mut sync) {
             Some(p) => {
                 // Spawned at nice 19 (see SpareShim::spawn): a container's shim runs at 0.
@@ -119,7 +122,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         report(&mut sync, &format!("error daemonize shim: {e}"));
         return 1;
     }
-    match Shim::setup(cfg, runtime_fd) {
+    match Shim::setup(cfg, runtime_fd, preloaded) {
         Ok(mut shim) => {
             report(&mut sync, &format!("ok {}", std::process::id()));
             drop(sync);
@@ -132,6 +135,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
             1
         }
     }
+}
+
+/// A pre-started runtime for a spare whose sealed runtime is crun (the memfd is named
+/// after the binary, see `crate::sealed`): the preload library needs a dynamically linked
+/// glibc program, and crun's layout is the one the shim knows.
+fn preload_runtime(fd: &OwnedFd) -> Option<crate::preload::PreloadedRuntime> {
+    // BERTH_NO_PRELOAD=1 in berthd's environment (which spares inherit) turns it off.
+    if !crate::preload::available() || std::env::var_os("BERTH_NO_PRELOAD").is_some() {
+        return None;
+    }
+    let exe = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let target = fs::read_link(&exe).ok()?;
+    if !target.to_string_lossy().starts_with("/memfd:berth:crun ") {
+        return None;
+    }
+    crate::preload::PreloadedRuntime::spawn(&exe, std::ffi::OsStr::new("crun")).ok()
 }
 
 /// A spare's wait for its job: one line on the sync socket, the path of a shim.json. None
@@ -344,6 +363,8 @@ struct Shim {
     /// Whether the shim may do crun's part of `start` and of the delete of an exited
     /// container itself (see [`Shim::start_in_place`], [`Shim::delete_in_place`]).
     in_place: bool,
+    /// A spare's runtime process, loaded and waiting for `create` (see `crate::preload`).
+    preloaded: Option<crate::preload::PreloadedRuntime>,
 }
 
 fn exit_code(status: WaitStatus) -> Option<(i32, i64)> {
@@ -431,7 +452,11 @@ fn recv_pty(listener: &UnixListener) -> Result<File, String> {
 }
 
 impl Shim {
-    fn setup(cfg: ShimConfig, runtime_fd: Option<OwnedFd>) -> Result<Shim, ShimError> {
+    fn setup(
+        cfg: ShimConfig,
+        runtime_fd: Option<OwnedFd>,
+        preloaded: Option<crate::preload::PreloadedRuntime>,
+    ) -> Result<Shim, ShimError> {
         let dir = cfg.state_dir.clone();
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| ShimError::io("set child subreaper", &dir, e.into()))?;
@@ -460,9 +485,8 @@ impl Shim {
             super::SpecFacts::of(&spec)
         });
         let cgroups_path = facts.cgroups_path;
-        let in_place = cfg.runtime.file_name() == Some(std::ffi::OsStr::new("crun"))
-            && !facts.runtime_only
-            && cgroups_path.starts_with('/');
+        let crun = cfg.runtime.file_name() == Some(std::ffi::OsStr::new("crun"));
+        let in_place = crun && !facts.runtime_only && cgroups_path.starts_with('/');
 
         // An empty log path is the `none` log driver: output goes to attached clients only.
         let log = if cfg.log_path.as_os_str().is_empty() {
@@ -497,6 +521,7 @@ impl Shim {
             runtime_fd,
             runtime_deleted: false,
             in_place,
+            preloaded: preloaded.filter(|_| crun),
         };
         if let Err(e) = shim.create() {
             let _ = fs::remove_file(&sock);
@@ -511,7 +536,26 @@ impl Shim {
     }
 
     fn runtime_cmd(&self) -> Command {
-        let mut c = match &self.runtime_fd {
+        let mut c = self.runtime_cmd_bare();
+        c.args(self.runtime_flags());
+        c
+    }
+
+    /// `--root`, `--log` and `--log-format`, the runtime's global flags.
+    fn runtime_flags(&self) -> Vec<OsString> {
+        vec![
+            "--root".into(),
+            self.cfg.runtime_root.clone().into(),
+            "--log".into(),
+            self.path("crun.log").into(),
+            "--log-format".into(),
+            "json".into(),
+        ]
+    }
+
+    /// The runtime binary, without arguments.
+    fn runtime_cmd_bare(&self) -> Command {
+        match &self.runtime_fd {
             Some(fd) => {
                 let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
                 // The runtime names itself after argv[0] in its messages.
@@ -520,14 +564,7 @@ impl Shim {
                 c
             }
             None => Command::new(&self.cfg.runtime),
-        };
-        c.arg("--root")
-            .arg(&self.cfg.runtime_root)
-            .arg("--log")
-            .arg(self.path("crun.log"))
-            .arg("--log-format")
-            .arg("json");
-        c
+        }
     }
 
     fn log_offset(&self) -> u64 {
@@ -623,30 +660,37 @@ impl Shim {
         let pid_file = self.path("init.pid");
         let _ = fs::remove_file(&pid_file);
         let io_err = |e: io::Error| ShimError::io("set up stdio", &dir, e);
-        let mut cmd = self.runtime_cmd();
-        cmd.arg("create")
-            .arg("--bundle")
-            .arg(&self.cfg.bundle)
-            .arg("--pid-file")
-            .arg(&pid_file);
+        let mut args: Vec<OsString> = self.runtime_flags();
+        args.extend(["create".into(), "--bundle".into()]);
+        args.push(self.cfg.bundle.clone().into());
+        args.push("--pid-file".into());
+        args.push(pid_file.clone().into());
+        let null = || -> Result<OwnedFd, ShimError> {
+            File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(io_err)
+        };
         let mut console = None;
-        if self.cfg.terminal {
+        let stdio: [OwnedFd; 3] = if self.cfg.terminal {
             let (p, for_runtime, l) = self.console_listener()?;
-            cmd.arg("--console-socket").arg(&for_runtime);
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            args.push("--console-socket".into());
+            args.push(for_runtime.into());
             console = Some((p, l));
+            [null()?, null()?, null()?]
         } else {
-            if self.cfg.open_stdin {
+            let stdin = if self.cfg.open_stdin {
                 let (r, w) = pipe().map_err(io_err)?;
                 set_nonblocking(&w).map_err(io_err)?;
                 self.stdin.file = Some(File::from(w));
-                cmd.stdin(Stdio::from(r));
+                r
             } else {
-                cmd.stdin(Stdio::null());
-            }
-            for (stream, fdno) in [(1u8, 1), (2u8, 2)] {
+                null()?
+            };
+            let mut out = Vec::with_capacity(2);
+            for stream in [1u8, 2u8] {
                 let (r, w) = pipe().map_err(io_err)?;
                 set_nonblocking(&r).map_err(io_err)?;
                 self.sources.push(Source {
@@ -654,20 +698,40 @@ impl Shim {
                     owner: Owner::Container,
                     stream,
                 });
-                if fdno == 1 {
-                    cmd.stdout(Stdio::from(w));
-                } else {
-                    cmd.stderr(Stdio::from(w));
-                }
+                out.push(w);
+            }
+            let stderr = out.pop().expect("two pipes");
+            let stdout = out.pop().expect("two pipes");
+            [stdin, stdout, stderr]
+        };
+        args.push(self.cfg.id.clone().into());
+        let offset = self.log_offset();
+        let preloaded = match self.preloaded.take() {
+            Some(pre) => {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+                let fds = [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()];
+                // None when it is gone before its command: spawn the runtime as usual.
+                pre.run(&cwd, &args, fds).ok()
+            }
+            None => None,
+        };
+        let status = match preloaded {
+            Some(status) => {
+                drop(stdio);
+                status
+            }
+            None => {
+                let [stdin, stdout, stderr] = stdio;
+                self.runtime_cmd_bare()
+                    .args(&args)
+                    .stdin(Stdio::from(stdin))
+                    .stdout(Stdio::from(stdout))
+                    .stderr(Stdio::from(stderr))
+                    .status()
             }
         }
-        cmd.arg(&self.cfg.id);
-        let offset = self.log_offset();
-        let status = cmd
-            .status()
-            .map_err(|e| ShimError::io("run", &self.cfg.runtime, e))?;
-        // The write ends went to the runtime and the init; ours closed with `cmd`.
-        drop(cmd);
+        .map_err(|e| ShimError::io("run", &self.cfg.runtime, e))?;
+        // The write ends went to the runtime and the init; ours are closed by now.
         if !status.success() {
             let mut stderr = String::new();
             if let Some(src) = self.sources.iter_mut().find(|s| s.stream == 2) {
