@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Refreshes crates/berthd/symbol-order.txt, the order in which lld lays out berthd's
-# functions (see crates/berthd/build.rs for why). Run it as root after changes to the
-# daemon's hot paths; `bench/run.sh` shows the effect as berthd's idle RSS.
+# Refreshes crates/berthd/symbol-order.txt and crates/berth-cli/symbol-order.txt, the
+# order in which lld lays out the functions of berthd and of the berth CLI (see
+# crates/berthd/build.rs and crates/berth-cli/build.rs for why). Run it as root after
+# changes to the daemon's or the CLI's hot paths; `bench/run.sh` shows the effect as
+# berthd's idle RSS and in the start-up rows.
 #
-# Each round builds the release binaries, copies them to tmpfs, runs berthd under
-# scripts/symbol-order/uffd-trace.c (an LD_PRELOAD that logs the first touch of every page
-# of berthd's code) through a representative workload, and appends the functions it found
-# running outside the ordered block. Rounds repeat until one finds at most $MIN_NEW new
-# functions (or $ROUNDS rounds). Usage: scripts/symbol-order.sh [max rounds]
+# Each round builds the release binaries, copies them to tmpfs, runs berthd and every CLI
+# call under scripts/symbol-order/uffd-trace.c (an LD_PRELOAD that logs the first touch of
+# every page of their code) through a representative workload, and appends the functions
+# it found running outside the ordered block. Rounds repeat until one finds at most
+# $MIN_NEW new functions in each (or $ROUNDS rounds). Usage: scripts/symbol-order.sh [max rounds]
 #
 # The list was first seeded with scripts/symbol-order/seed-from-coverage.py from a coverage
 # build (RUSTFLAGS="-C instrument-coverage", the same workload, `llvm-profdata show
@@ -21,6 +23,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-8}
 MIN_NEW=${MIN_NEW:-5}
 ORDER=crates/berthd/symbol-order.txt
+CLI_ORDER=crates/berth-cli/symbol-order.txt
 ./scripts/host-prep.sh >/dev/null
 TRACER=$(mktemp /tmp/berth-uffd-trace-XXXXXX.so)
 SHM=$(mktemp -d /dev/shm/berth-order-XXXXXX)
@@ -52,7 +55,7 @@ workload() {
 }
 
 for round in $(seq "$ROUNDS"); do
-  touch "$ORDER" # relink with the current list
+  touch "$ORDER" "$CLI_ORDER" # relink with the current lists
   cargo build --release --workspace --bins -q # as setup.sh and bench/ build: the names depend on it
   cp target/release/berthd target/release/berth-shim target/release/berth "$SHM/"
   rm -f "$SHM"/faults.*
@@ -60,14 +63,18 @@ for round in $(seq "$ROUNDS"); do
     BIN=$SHM W=$(mktemp -d /tmp/berth-order-XXXXXX) TAG=bo$$
     SOCK=$W/berth.sock
     . bench/lib.sh
-    export BERTH_UFFD_OUT=$SHM/faults LD_PRELOAD=$TRACER
+    export BERTH_UFFD_OUT=$SHM/faults BERTH_UFFD_EXE=berthd,berth LD_PRELOAD=$TRACER
     start_berthd
     unset LD_PRELOAD
+    # Every CLI call traced too (the docker CLI, crun and shims skip the tracer).
+    B() { LD_PRELOAD=$TRACER "$BIN/berth" -H "unix://$SOCK" "$@"; }
     workload >/dev/null 2>&1
   )
-  added=$(python3 scripts/symbol-order/add-faulted.py "$SHM/berthd" "$SHM"/faults.* "$ORDER")
-  echo "round $round: $added"
+  added=$(python3 scripts/symbol-order/add-faulted.py "$SHM/berthd" "$SHM"/faults.berthd.* "$ORDER")
+  cli_added=$(python3 scripts/symbol-order/add-faulted.py "$SHM/berth" "$SHM"/faults.berth.* "$CLI_ORDER")
+  echo "round $round: berthd: $added; berth: $cli_added"
   n=${added##*; }; n=${n%% *}
-  [ "$n" -gt "$MIN_NEW" ] || break
+  c=${cli_added##*; }; c=${c%% *}
+  [ "$n" -gt "$MIN_NEW" ] || [ "$c" -gt "$MIN_NEW" ] || break
 done
-echo "$ORDER: $(wc -l <"$ORDER") functions"
+echo "$ORDER: $(wc -l <"$ORDER") functions; $CLI_ORDER: $(wc -l <"$CLI_ORDER") functions"

@@ -7,8 +7,9 @@
  * A userfaultfd "minor fault" registration on the text mapping (the binary must be on
  * tmpfs, whose pages are shmem) turns fault-around off for that range and reports each
  * first touch of a page to the handler thread below, which logs the address and maps the
- * page (UFFDIO_CONTINUE). Only processes whose executable is named berthd are traced.
- * Output: one decimal file offset per line, in $BERTH_UFFD_OUT.<pid>.
+ * page (UFFDIO_CONTINUE). Only processes whose executable's name is in $BERTH_UFFD_EXE
+ * (comma-separated, berthd when unset) are traced.
+ * Output: one decimal file offset per line, in $BERTH_UFFD_OUT.<name>.<pid>.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -50,7 +51,14 @@ __attribute__((constructor)) static void trace_text(void) {
     return;
   exe[n] = 0;
   const char *base = strrchr(exe, '/');
-  if (!base || strcmp(base + 1, "berthd") != 0)
+  const char *names = getenv("BERTH_UFFD_EXE");
+  char list[512];
+  snprintf(list, sizeof list, ",%s,", names ? names : "berthd");
+  char want[300];
+  if (!base || strlen(base + 1) > 256)
+    return;
+  snprintf(want, sizeof want, ",%s,", base + 1);
+  if (!strstr(list, want))
     return;
   FILE *maps = fopen("/proc/self/maps", "r");
   while (maps && fgets(line, sizeof line, maps)) {
@@ -63,7 +71,7 @@ __attribute__((constructor)) static void trace_text(void) {
   }
   if (maps)
     fclose(maps);
-  snprintf(path, sizeof path, "%s.%d", dest, getpid());
+  snprintf(path, sizeof path, "%s.%s.%d", dest, base + 1, getpid());
   if (!text_len || !(out = fopen(path, "w")))
     return;
   struct uffdio_api api = {.api = UFFD_API,
