@@ -365,6 +365,8 @@ struct Shim {
     in_place: bool,
     /// A spare's runtime process, loaded and waiting for `create` (see `crate::preload`).
     preloaded: Option<crate::preload::PreloadedRuntime>,
+    /// [`Shim::delete_in_place`] removed the container's cgroup and runtime state.
+    deleted_in_place: bool,
 }
 
 fn exit_code(status: WaitStatus) -> Option<(i32, i64)> {
@@ -522,6 +524,7 @@ impl Shim {
             runtime_deleted: false,
             in_place,
             preloaded: preloaded.filter(|_| crun),
+            deleted_in_place: false,
         };
         if let Err(e) = shim.create() {
             let _ = fs::remove_file(&sock);
@@ -1557,6 +1560,7 @@ impl Shim {
         }
         self.runtime_deleted = true;
         if self.exit.is_some() && self.in_place && self.delete_in_place() {
+            self.deleted_in_place = true;
             return;
         }
         let id = self.cfg.id.clone();
@@ -1641,7 +1645,8 @@ impl Shim {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        if !self.cgroups_path.is_empty() {
+        // An in-place delete removed the cgroup already (`deleted_in_place`).
+        if !self.cgroups_path.is_empty() && !self.deleted_in_place {
             if let Err(e) = crate::cgroups::remove(&self.cgroups_path) {
                 eprintln!("berth-shim: {e}");
             }
