@@ -42,49 +42,50 @@ impl Engine {
         }
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: marked");
         let c = h.snapshot();
-        let state_dir = self.config().container_state_dir(&c.id);
-        let rootfs = state_dir.join("rootfs");
-        let key = c.id.clone();
-        let trash = self
-            .blocking(move |e| {
-                e.images().unmount_rw_layer(&rootfs)?;
-                Ok(e.images().detach_rw_layer(&key)?)
-            })
-            .await?;
-        if let Some(trash) = trash {
-            // The layer is out of the store already; deleting its files can take a while
-            // (tens of ms for a small one on a busy disk) and nobody needs to wait for it.
-            let id = h.id.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = std::fs::remove_dir_all(&trash) {
-                    tracing::warn!(id = %id, "delete container layer {}: {e}", trash.display());
-                }
-            });
-        }
-        tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: rw layer gone");
-        let _ = std::fs::remove_dir_all(&state_dir);
-        let _ = std::fs::remove_dir_all(self.config().container_etc_dir(&c.id));
+        // The network first: it needs the async runtime, and nothing below depends on it.
         self.forget_container_network(&c.id).await;
-        // The data dir holds the log, which can be big: out of the way with one rename, its
-        // files deleted in the background like the rw layer's (leftovers go at start-up).
+        // The rest in one trip to a blocking thread (each trip is a thread wake-up on the
+        // path of `run --rm`), the record last, so a crash in between leaves a record that
+        // restore removes again.
+        let state_dir = self.config().container_state_dir(&c.id);
+        let etc_dir = self.config().container_etc_dir(&c.id);
         let data_dir = self.config().container_data_dir(&c.id);
-        let trash = data_dir.with_file_name(format!(".tmp-rm-{}", c.id));
-        match std::fs::rename(&data_dir, &trash) {
-            Ok(()) => {
-                tokio::task::spawn_blocking(move || {
-                    let _ = std::fs::remove_dir_all(&trash);
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("remove {}", data_dir.display()), e)),
-        }
-        let rec = h.clone();
+        let (key, rec) = (c.id.clone(), h.clone());
         // As with the `Removing` mark above: an auto-remove container that ran is removed
         // again by restore from whatever record a crash leaves, so `run --rm` need not wait
         // for this commit to reach the disk.
         let lazily = c.host_config.auto_remove && status != Status::Created;
-        self.blocking(move |e| e.delete_record(&rec, lazily))
+        let trash = self
+            .blocking(move |e| {
+                e.images().unmount_rw_layer(&state_dir.join("rootfs"))?;
+                let layer = e.images().detach_rw_layer(&key)?;
+                let _ = std::fs::remove_dir_all(&state_dir);
+                let _ = std::fs::remove_dir_all(&etc_dir);
+                // The data dir holds the log, which can be big: out of the way with one
+                // rename, its files deleted in the background like the rw layer's
+                // (leftovers go at start-up).
+                let data = data_dir.with_file_name(format!(".tmp-rm-{key}"));
+                let data = match std::fs::rename(&data_dir, &data) {
+                    Ok(()) => Some(data),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(err) => {
+                        return Err(Error::io(format!("remove {}", data_dir.display()), err))
+                    }
+                };
+                e.delete_record(&rec, lazily)?;
+                Ok([layer, data])
+            })
             .await?;
+        // Out of the store already; deleting their files can take a while (tens of ms for a
+        // small layer on a busy disk) and nobody needs to wait for it.
+        let id = h.id.clone();
+        tokio::task::spawn_blocking(move || {
+            for dir in trash.into_iter().flatten() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(id = %id, "delete {}: {e}", dir.display());
+                }
+            }
+        });
         tracing::debug!(id = %h.id, elapsed = ?t0.elapsed(), "remove: record deleted");
         self.inner
             .containers
