@@ -112,7 +112,21 @@ pub struct RwMeta {
     pub image_id: Option<String>,
     /// Chain ids of the image's layers, bottom first.
     pub chain: Vec<String>,
+    /// The shared init layer over the image (see [`INIT_FILES`]), when it has one; layers
+    /// made before berth had them have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
+
+/// The files of an init layer: the mount points of the files the engine bind-mounts into
+/// every container, empty, as in Docker's per-container `-init` layer. One init layer per
+/// image top layer (`snapshots/init/<chain hex>`) serves all its containers as their
+/// topmost lower layer, so a container start creates no mount point in its upper layer: on
+/// this VM's journal-less ext4 each file created there (with the copy-up of `/etc`) was an
+/// inode allocation scanning past every inode freed in the last minutes. Like Docker's, the
+/// empty files shadow the image's own in the container's view (`export`, `cp` from a
+/// stopped container); a running container sees the engine's files mounted over them.
+pub const INIT_FILES: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
 
 /// A container's writable layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +174,15 @@ impl Snapshotter {
             let entry = entry.map_err(ioerr("read", root))?;
             if entry.file_name().to_string_lossy().starts_with("tmp-") {
                 let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        // Init layers a crash left half made (see `init_layer`).
+        let init = root.join("init");
+        if let Ok(entries) = fs::read_dir(&init) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
             }
         }
         // Container layers whose removal a crash interrupted (see `detach_rw`).
@@ -247,8 +270,17 @@ impl Snapshotter {
         }
     }
 
-    /// Delete a layer snapshot; missing is fine.
+    /// Delete a layer snapshot, and the init layer made over it; missing is fine.
     pub fn remove(&self, chain_id: &str) -> Result<bool, SnapshotError> {
+        let init = self.init_dir(hex_part(chain_id));
+        if init.exists() {
+            let trash = self
+                .root
+                .join("init")
+                .join(format!(".tmp-rm-{:016x}", rand::random::<u64>()));
+            fs::rename(&init, &trash).map_err(ioerr("rename", &init))?;
+            fs::remove_dir_all(&trash).map_err(ioerr("remove", &trash))?;
+        }
         let dir = self.dir(chain_id);
         if !dir.exists() {
             return Ok(false);
@@ -298,6 +330,10 @@ impl Snapshotter {
         if dir.exists() {
             return Err(SnapshotError::Exists(key.to_string()));
         }
+        let init = match chain.last() {
+            Some(top) => self.init_layer(top)?,
+            None => None,
+        };
         let tmp = self
             .root
             .join("rw")
@@ -319,6 +355,7 @@ impl Snapshotter {
             key: key.to_string(),
             image_id: image_id.map(str::to_string),
             chain: chain.to_vec(),
+            init,
         };
         let mp = tmp.join("rw.json");
         fs::write(&mp, serde_json::to_vec(&meta).expect("rw meta serialises"))
@@ -334,11 +371,90 @@ impl Snapshotter {
         Ok(self.rw_layer(&meta, &dir))
     }
 
+    fn init_dir(&self, key: &str) -> PathBuf {
+        self.root.join("init").join(key)
+    }
+
+    /// The init layer over the image whose top layer is `top` (made on first use): its
+    /// key, or `None` when the image's `/etc` is not a plain directory (a link, say), which
+    /// a directory in a layer above would shadow. The init layer's `etc` takes the owner,
+    /// mode and times of the image's, since the topmost lower decides them.
+    fn init_layer(&self, top: &str) -> Result<Option<String>, SnapshotError> {
+        let key = hex_part(top).to_string();
+        let dir = self.init_dir(&key);
+        if dir.join("fs").is_dir() {
+            return Ok(Some(key));
+        }
+        // The image's /etc as the container would see it: from the topmost layer that has
+        // one (a whiteout or anything but a directory there means no init layer).
+        let mut chain = vec![top.to_string()];
+        let mut parent = self.meta(top).ok().and_then(|m| m.parent);
+        while let Some(p) = parent {
+            parent = self.meta(&p).ok().and_then(|m| m.parent);
+            chain.push(p);
+        }
+        let mut etc_meta = None;
+        for c in &chain {
+            match fs::symlink_metadata(self.fs_dir(c).join("etc")) {
+                Ok(m) if m.is_dir() => {
+                    etc_meta = Some(m);
+                    break;
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ioerr("stat", &self.fs_dir(c).join("etc"))(e)),
+            }
+        }
+        let parent_dir = self.root.join("init");
+        fs::create_dir_all(&parent_dir).map_err(ioerr("create", &parent_dir))?;
+        let tmp = parent_dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        let made = (|| -> io::Result<()> {
+            use std::os::unix::fs::PermissionsExt;
+            let etc = tmp.join("fs").join("etc");
+            fs::create_dir_all(&etc)?;
+            fs::set_permissions(tmp.join("fs"), fs::Permissions::from_mode(0o755))?;
+            for f in INIT_FILES {
+                let p = tmp.join("fs").join(f);
+                fs::File::create(&p)?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o644))?;
+            }
+            match &etc_meta {
+                Some(m) => {
+                    use std::os::unix::fs::MetadataExt;
+                    fs::set_permissions(&etc, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+                    std::os::unix::fs::lchown(&etc, Some(m.uid()), Some(m.gid()))?;
+                    let times = fs::FileTimes::new()
+                        .set_accessed(m.accessed()?)
+                        .set_modified(m.modified()?);
+                    fs::File::open(&etc)?.set_times(times)?;
+                }
+                None => fs::set_permissions(&etc, fs::Permissions::from_mode(0o755))?,
+            }
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(ioerr("make init layer in", &tmp)(e));
+        }
+        if let Err(e) = fs::rename(&tmp, &dir) {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another container of the same image made it first.
+            if !dir.join("fs").is_dir() {
+                return Err(ioerr("rename", &dir)(e));
+            }
+        }
+        Ok(Some(key))
+    }
+
     fn rw_layer(&self, meta: &RwMeta, dir: &Path) -> RwLayer {
         let lowers = if meta.chain.is_empty() {
             vec![dir.join("empty")]
         } else {
-            meta.chain.iter().rev().map(|c| self.fs_dir(c)).collect()
+            meta.init
+                .iter()
+                .map(|k| self.init_dir(k).join("fs"))
+                .chain(meta.chain.iter().rev().map(|c| self.fs_dir(c)))
+                .collect()
         };
         RwLayer {
             key: meta.key.clone(),
@@ -447,7 +563,15 @@ impl Snapshotter {
     }
 
     fn mount_rw_with(&self, key: &str, target: &Path, volatile: bool) -> Result<(), SnapshotError> {
-        let layer = self.rw(key)?;
+        let meta = self.rw_meta(key)?;
+        // Removed only with the image's top layer, which no container's image can lose;
+        // made again should anything have taken it.
+        if let (Some(init), Some(top)) = (&meta.init, meta.chain.last()) {
+            if !self.init_dir(init).join("fs").is_dir() {
+                self.init_layer(top)?;
+            }
+        }
+        let layer = self.rw_layer(&meta, &self.rw_dir(key)?);
         fs::create_dir_all(target).map_err(ioerr("create", target))?;
         if is_mount_point(target).map_err(ioerr("stat", target))? {
             tracing::debug!(target = %target.display(), "rw layer already mounted");
@@ -684,6 +808,69 @@ mod tests {
             plan_lowers(names(1000)),
             Err(SnapshotError::TooManyLayers(1000))
         ));
+    }
+
+    /// A committed layer `hex` (64 hex digits of `n`) over `parent` whose fs gets `make`.
+    fn layer(s: &Snapshotter, n: u8, parent: Option<&str>, make: impl FnOnce(&Path)) -> String {
+        let chain = format!("sha256:{}", format!("{n:02x}").repeat(32));
+        let tmp = s.prepare().unwrap();
+        make(&tmp.fs());
+        let meta = SnapshotMeta {
+            chain_id: chain.clone(),
+            parent: parent.map(str::to_string),
+            diff_id: chain.clone(),
+            size: 0,
+            tar_size: 0,
+        };
+        assert!(s.commit(tmp, &meta).unwrap());
+        chain
+    }
+
+    #[test]
+    fn containers_of_an_image_share_one_init_layer_with_the_mount_points() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshotter::open(dir.path()).unwrap();
+        let base = layer(&s, 1, None, |fs_dir| {
+            fs::create_dir(fs_dir.join("etc")).unwrap();
+            fs::set_permissions(fs_dir.join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
+            std::os::unix::fs::lchown(fs_dir.join("etc"), Some(7), Some(8)).unwrap();
+            fs::write(fs_dir.join("etc/hosts"), b"image's own").unwrap();
+        });
+        let top = layer(&s, 2, Some(&base), |fs_dir| {
+            fs::write(fs_dir.join("app"), b"x").unwrap();
+        });
+        let chain = vec![base.clone(), top.clone()];
+        let a = s.create_rw("a", None, &chain).unwrap();
+        let b = s.create_rw("b", None, &chain).unwrap();
+        let init = dir.path().join("init").join(hex_part(&top)).join("fs");
+        assert_eq!(a.lowers[0], init, "the init layer is the topmost lower");
+        assert_eq!(b.lowers, a.lowers, "shared by containers of the image");
+        assert_eq!(a.lowers[1], s.fs_dir(&top));
+        for f in INIT_FILES {
+            assert_eq!(fs::read(init.join(f)).unwrap(), b"", "{f}");
+        }
+        let etc = fs::metadata(init.join("etc")).unwrap();
+        assert_eq!(etc.mode() & 0o7777, 0o750, "the image's /etc mode");
+        assert_eq!((etc.uid(), etc.gid()), (7, 8), "the image's /etc owner");
+        // After a restart the layer is found again; taken away, the mount makes it again.
+        assert_eq!(s.rw("a").unwrap().lowers, a.lowers);
+        fs::remove_dir_all(dir.path().join("init")).unwrap();
+        assert_eq!(s.init_layer(&top).unwrap().as_deref(), Some(hex_part(&top)));
+        // The image's layers go (no container left): its init layer with them.
+        s.remove_rw("a").unwrap();
+        s.remove_rw("b").unwrap();
+        s.remove(&top).unwrap();
+        assert!(!init.exists());
+        // An image whose /etc is a link gets no init layer (its own /etc decides).
+        let linked = layer(&s, 3, None, |fs_dir| {
+            std::os::unix::fs::symlink("usr/etc", fs_dir.join("etc")).unwrap();
+        });
+        let c = s
+            .create_rw("c", None, std::slice::from_ref(&linked))
+            .unwrap();
+        assert_eq!(c.lowers, vec![s.fs_dir(&linked)]);
+        assert_eq!(s.rw_meta("c").unwrap().init, None);
     }
 
     #[test]
