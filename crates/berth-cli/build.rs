@@ -16,20 +16,11 @@
 //! first ran: a `run --rm` then faults in a few dozen pages of code instead of 61 page
 //! cache windows scattered over the 6 MiB of `.text` (4.3 MiB of it mapped), and its exit
 //! has that much less to unmap. A stale list only costs time.
-use std::path::Path;
+#[path = "../../scripts/symbol-order/link.rs"]
+mod link;
 
 fn main() {
     println!("cargo:rustc-link-arg-bin=berth=-no-pie");
-    let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
-    println!("cargo:rerun-if-changed={}", order.display());
-    println!("cargo:rerun-if-env-changed=BERTH_NO_SYMBOL_ORDER");
-    // Only lld knows these flags; rustc links x86_64 Linux with its own lld.
-    let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
-    if lld_target && order.exists() && std::env::var_os("BERTH_NO_SYMBOL_ORDER").is_none() {
-        println!(
-            "cargo:rustc-link-arg-bin=berth=-Wl,--symbol-ordering-file={}",
-            order.display()
-        );
-        println!("cargo:rustc-link-arg-bin=berth=-Wl,--no-warn-symbol-ordering");
-    }
+    let order = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
+    link::symbol_order(&order, "cargo:rustc-link-arg-bin=berth=");
 }

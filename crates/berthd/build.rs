@@ -18,19 +18,13 @@
 //! `scripts/setup.sh` and `bench/` build).
 use std::path::Path;
 
+#[path = "../../scripts/symbol-order/link.rs"]
+mod link;
+
 fn main() {
     let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
-    println!("cargo:rerun-if-changed={}", order.display());
-    println!("cargo:rerun-if-env-changed=BERTH_NO_SYMBOL_ORDER");
-    // Only lld knows these flags; rustc links x86_64 Linux with its own lld.
-    let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
-    if lld_target && order.exists() && std::env::var_os("BERTH_NO_SYMBOL_ORDER").is_none() {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            order.display()
-        );
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-    }
+    link::symbol_order(&order, "cargo:rustc-link-arg-bins=");
+    let lld_target = link::lld_target();
     // Packed relative relocations (DT_RELR): a PIE's ~35,000 relative relocations as a
     // few KiB of bitmaps instead of 850 KiB of `.rela.dyn`, which the loader reads at every
     // start and which then stays resident. Only a glibc that knows DT_RELR (2.36+) can load

@@ -16,7 +16,9 @@ fn mount_rw_layer_and_write_into_it() {
         .unwrap();
     let key = "c0ffee-mount";
     let rw = ts.store.create_rw_layer(key, Some(&img.id[7..19])).unwrap();
-    assert_eq!(rw.lowers, ts.store.image_lowers(&img.id).unwrap());
+    // The image's layers under the shared init layer with the /etc mount points.
+    assert_eq!(&rw.lowers[1..], ts.store.image_lowers(&img.id).unwrap());
+    assert!(rw.lowers[0].ends_with("fs") && rw.lowers[0].to_string_lossy().contains("/init/"));
     assert_eq!(
         ts.store
             .create_rw_layer(key, Some(&img.id))
@@ -37,6 +39,12 @@ fn mount_rw_layer_and_write_into_it() {
     let guard = MountGuard(target.clone());
     assert!(is_mountpoint(&target));
     assert!(target.join("bin/busybox").exists());
+    for f in berth_image::snapshot::INIT_FILES {
+        assert!(
+            target.join(f).is_file(),
+            "mount point {f} in the merged view"
+        );
+    }
     // mounting again (a daemon restart with a live container) does not stack a mount
     ts.store.mount_rw_layer(key, &target).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -55,12 +63,16 @@ fn mount_rw_layer_and_write_into_it() {
         b"hello world"
     );
     // the image's snapshot is untouched by the container's writes
-    assert!(rw.lowers[0].join("etc/passwd").exists());
+    assert!(rw.lowers[1].join("etc/passwd").exists());
     assert!(ts.store.rw_layer_size(key).unwrap() >= 11);
 
     // the image cannot lose its snapshot while a container stands on it
     ts.store.delete(&img.id).unwrap();
-    assert!(rw.lowers[0].join("bin/busybox").exists());
+    assert!(rw.lowers[1].join("bin/busybox").exists());
+    assert!(
+        rw.lowers[0].join("etc/hosts").exists(),
+        "nor its init layer"
+    );
 
     ts.store.unmount_rw_layer(&target).unwrap();
     assert!(!is_mountpoint(&target));
@@ -120,7 +132,11 @@ fn six_hundred_lower_layers_mount() {
     let (archive, id) = docker_archive(&layers, &["deep:600"]);
     ts.store.load(&mut &archive[..]).unwrap();
     let rw = ts.store.create_rw_layer("deep-c", Some(&id)).unwrap();
-    assert_eq!(rw.lowers.len(), N);
+    assert_eq!(
+        rw.lowers.len(),
+        N + 1,
+        "the image's layers and the init layer"
+    );
     let target = ts.root().join("deep-root");
     ts.store.mount_rw_layer("deep-c", &target).unwrap();
     let _g = MountGuard(target.clone());
@@ -137,7 +153,8 @@ fn six_hundred_lower_layers_mount() {
         "whiteout from layer 5 must hide f2"
     );
     let visible = std::fs::read_dir(&target).unwrap().count();
-    assert_eq!(visible, N - 2 + 1);
+    // f0..f599 but the two whited out, `top`, and the init layer's `etc`.
+    assert_eq!(visible, N - 2 + 1 + 1);
     std::fs::write(target.join("written"), b"w").unwrap();
     assert!(rw.upper.join("written").exists());
     ts.store.unmount_rw_layer(&target).unwrap();

@@ -277,18 +277,35 @@ mod tests {
         }
     }
 
-    fn dirs(d: &tempfile::TempDir) -> (PathBuf, PathBuf) {
-        (d.path().join("data"), d.path().join("exec"))
+    /// A data root and an exec root of their own.
+    struct Roots {
+        _tmp: tempfile::TempDir,
+        data: PathBuf,
+        exec: PathBuf,
+    }
+
+    impl Roots {
+        fn new() -> Roots {
+            let tmp = tempfile::tempdir().unwrap();
+            Roots {
+                data: tmp.path().join("data"),
+                exec: tmp.path().join("exec"),
+                _tmp: tmp,
+            }
+        }
+
+        fn dirs(&self) -> Dirs<'_> {
+            Dirs {
+                state: &self.data,
+                runtime: &self.exec,
+            }
+        }
     }
 
     #[test]
     fn runtime_state_shadows_the_definition_until_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, exec) = dirs(&dir);
-        let d = Dirs {
-            state: &data,
-            runtime: &exec,
-        };
+        let r = Roots::new();
+        let (d, data, exec) = (r.dirs(), &r.data, &r.exec);
         let mut st = network("n1");
         save(d, &st).unwrap();
         st.endpoints.insert("c1".into(), endpoint("c1"));
@@ -307,35 +324,27 @@ mod tests {
         assert_eq!(loaded, vec![st.clone()]);
         remove(d, "n1").unwrap();
         assert!(load_all(d).unwrap().is_empty());
-        assert_eq!(fs::read_dir(&data).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(&exec).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(data).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(exec).unwrap().count(), 0);
     }
 
     #[test]
     fn a_reboot_leaves_the_definition() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, exec) = dirs(&dir);
-        let d = Dirs {
-            state: &data,
-            runtime: &exec,
-        };
+        let r = Roots::new();
+        let (d, exec) = (r.dirs(), &r.exec);
         let st = network("n3");
         save(d, &st).unwrap();
         let mut running = st.clone();
         running.endpoints.insert("c1".into(), endpoint("c1"));
         save_runtime(d, &running).unwrap();
-        fs::remove_dir_all(&exec).unwrap();
+        fs::remove_dir_all(exec).unwrap();
         assert_eq!(load_all(d).unwrap(), vec![st]);
     }
 
     #[test]
     fn a_runtime_file_in_the_data_root_is_read_and_moved() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, exec) = dirs(&dir);
-        let d = Dirs {
-            state: &data,
-            runtime: &exec,
-        };
+        let r = Roots::new();
+        let (d, data, exec) = (r.dirs(), &r.data, &r.exec);
         let mut st = network("n4");
         save(d, &st).unwrap();
         st.endpoints.insert("c1".into(), endpoint("c1"));
@@ -349,12 +358,8 @@ mod tests {
 
     #[test]
     fn torn_runtime_state_falls_back_to_the_definition() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, exec) = dirs(&dir);
-        let d = Dirs {
-            state: &data,
-            runtime: &exec,
-        };
+        let r = Roots::new();
+        let (d, exec) = (r.dirs(), &r.exec);
         let mut st = network("n2");
         // A definition written by an older berth, endpoints included.
         st.endpoints.insert("c1".into(), endpoint("c1"));
@@ -364,7 +369,7 @@ mod tests {
             .allocated
             .insert("10.1.0.2".parse().unwrap(), "c1".into());
         save(d, &st).unwrap();
-        fs::create_dir_all(&exec).unwrap();
+        fs::create_dir_all(exec).unwrap();
         fs::write(exec.join("n2.run.json"), b"").unwrap();
         let loaded = load_all(d).unwrap();
         assert_eq!(loaded.len(), 1);

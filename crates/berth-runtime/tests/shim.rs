@@ -883,6 +883,32 @@ fn live_pid_with_arg(needle: &str) -> Option<i32> {
         .and_then(|l| l.trim().parse().ok())
 }
 
+/// The pid of the spare shim named after `tag`, once it runs.
+async fn running_spare(tag: &std::path::Path) -> i32 {
+    let marker = tag.to_string_lossy().into_owned();
+    assert!(
+        eventually(|| live_pid_with_arg(&marker).is_some()).await,
+        "spare {marker} not running"
+    );
+    live_pid_with_arg(&marker).expect("spare pid")
+}
+
+/// Starts the created container of `f` (shim `pid`) attached, checks its output, exit
+/// code and a clean shim log, and shuts the shim down.
+async fn start_and_expect(f: &Fixture, pid: u32, out: &str, code: i64) {
+    let client = ShimClient::connect(&f.cfg.state_dir)
+        .await
+        .expect("connect");
+    let attach = client.attach(false, true, true).await.expect("attach");
+    client.start().await.expect("start");
+    let (got, _) = demux(attach).await;
+    assert_eq!(got, out);
+    assert_eq!(client.wait().await.expect("wait").exit_code, code);
+    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).expect("shim.log");
+    assert!(!log.contains("error"), "{log}");
+    shutdown_and_check(f, &client, pid).await;
+}
+
 #[tokio::test]
 async fn spare_shim_takes_a_container_and_exits_when_dropped() {
     use berth_runtime::shim::SpareShim;
@@ -921,31 +947,20 @@ async fn spare_shim_takes_a_container_and_exits_when_dropped() {
     // SAFETY: getpriority on a pid; no memory is passed.
     let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, pid) };
     assert_eq!(nice, 0, "a working shim runs at nice 0");
-    let client = ShimClient::connect(&f.cfg.state_dir)
-        .await
-        .expect("connect");
-    let attach = client.attach(false, true, true).await.expect("attach");
-    client.start().await.expect("start");
-    let (out, _) = demux(attach).await;
-    assert_eq!(out, "from-spare\n");
-    assert_eq!(client.wait().await.expect("wait").exit_code, 4);
-    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).expect("shim.log");
-    assert!(!log.contains("error"), "{log}");
-    shutdown_and_check(&f, &client, pid).await;
+    start_and_expect(&f, pid, "from-spare\n", 4).await;
 
     // A spare that is gone says so, and the caller spawns a shim instead.
     let gone = spawn_spare(tag.join("gone"))
         .await
         .expect("join")
         .expect("spare");
-    let marker = tag.join("gone").to_string_lossy().into_owned();
-    assert!(eventually(|| live_pid_with_arg(&marker).is_some()).await);
-    let p = live_pid_with_arg(&marker).expect("spare pid");
+    let p = running_spare(&tag.join("gone")).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(p),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill spare");
+    let marker = tag.join("gone").to_string_lossy().into_owned();
     assert!(eventually(|| live_pid_with_arg(&marker).is_none()).await);
     let cfg = f.cfg.clone();
     let res = tokio::task::spawn_blocking(move || gone.launch(&cfg))
@@ -994,9 +1009,7 @@ async fn spare_shim_with_sealed_crun_creates_through_a_preloaded_crun() {
         .await
         .expect("join")
         .expect("spare");
-    let marker = tag.join("unused").to_string_lossy().into_owned();
-    assert!(eventually(|| live_pid_with_arg(&marker).is_some()).await);
-    let spare = live_pid_with_arg(&marker).expect("spare pid");
+    let spare = running_spare(&tag.join("unused")).await;
     assert!(
         eventually(|| waiting_runtime(spare).is_some()).await,
         "no crun waiting under the spare"
@@ -1017,9 +1030,7 @@ async fn spare_shim_with_sealed_crun_creates_through_a_preloaded_crun() {
         .await
         .expect("join")
         .expect("spare");
-    let marker = tag.join("used").to_string_lossy().into_owned();
-    assert!(eventually(|| live_pid_with_arg(&marker).is_some()).await);
-    let spare_pid = live_pid_with_arg(&marker).expect("spare pid");
+    let spare_pid = running_spare(&tag.join("used")).await;
     assert!(eventually(|| waiting_runtime(spare_pid).is_some()).await);
     let rt = waiting_runtime(spare_pid).expect("waiting crun");
     let cfg = f.cfg.clone();
@@ -1033,15 +1044,5 @@ async fn spare_shim_with_sealed_crun_creates_through_a_preloaded_crun() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(rt), None).is_err(),
         "the preloaded crun ran create and was reaped"
     );
-    let client = ShimClient::connect(&f.cfg.state_dir)
-        .await
-        .expect("connect");
-    let attach = client.attach(false, true, true).await.expect("attach");
-    client.start().await.expect("start");
-    let (out, _) = demux(attach).await;
-    assert_eq!(out, "preloaded\n");
-    assert_eq!(client.wait().await.expect("wait").exit_code, 5);
-    let log = std::fs::read_to_string(f.cfg.state_dir.join("shim.log")).expect("shim.log");
-    assert!(!log.contains("error"), "{log}");
-    shutdown_and_check(&f, &client, pid).await;
+    start_and_expect(&f, pid, "preloaded\n", 5).await;
 }
