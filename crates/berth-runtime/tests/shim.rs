@@ -883,6 +883,16 @@ fn live_pid_with_arg(needle: &str) -> Option<i32> {
         .and_then(|l| l.trim().parse().ok())
 }
 
+/// Hands `f`'s container to `spare`; the shim's pid once the container exists.
+async fn launch(spare: berth_runtime::shim::SpareShim, f: &Fixture) -> u32 {
+    let cfg = f.cfg.clone();
+    tokio::task::spawn_blocking(move || spare.launch(&cfg))
+        .await
+        .expect("join")
+        .expect("spare was there")
+        .expect("container created")
+}
+
 /// The pid of the spare shim named after `tag`, once it runs.
 async fn running_spare(tag: &std::path::Path) -> i32 {
     let marker = tag.to_string_lossy().into_owned();
@@ -938,12 +948,7 @@ async fn spare_shim_takes_a_container_and_exits_when_dropped() {
         .await
         .expect("join")
         .expect("spare");
-    let cfg = f.cfg.clone();
-    let pid = tokio::task::spawn_blocking(move || spare.launch(&cfg))
-        .await
-        .expect("join")
-        .expect("spare was there")
-        .expect("container created");
+    let pid = launch(spare, &f).await;
     // SAFETY: getpriority on a pid; no memory is passed.
     let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, pid) };
     assert_eq!(nice, 0, "a working shim runs at nice 0");
@@ -1033,12 +1038,7 @@ async fn spare_shim_with_sealed_crun_creates_through_a_preloaded_crun() {
     let spare_pid = running_spare(&tag.join("used")).await;
     assert!(eventually(|| waiting_runtime(spare_pid).is_some()).await);
     let rt = waiting_runtime(spare_pid).expect("waiting crun");
-    let cfg = f.cfg.clone();
-    let pid = tokio::task::spawn_blocking(move || spare.launch(&cfg))
-        .await
-        .expect("join")
-        .expect("spare was there")
-        .expect("container created");
+    let pid = launch(spare, &f).await;
     assert_eq!(pid as i32, spare_pid);
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(rt), None).is_err(),
