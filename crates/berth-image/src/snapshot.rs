@@ -330,10 +330,7 @@ impl Snapshotter {
         if dir.exists() {
             return Err(SnapshotError::Exists(key.to_string()));
         }
-        let init = match chain.last() {
-            Some(top) => self.init_layer(top)?,
-            None => None,
-        };
+        let init = self.init_layer(chain)?;
         let tmp = self
             .root
             .join("rw")
@@ -375,11 +372,15 @@ impl Snapshotter {
         self.root.join("init").join(key)
     }
 
-    /// The init layer over the image whose top layer is `top` (made on first use): its
-    /// key, or `None` when the image's `/etc` is not a plain directory (a link, say), which
-    /// a directory in a layer above would shadow. The init layer's `etc` takes the owner,
-    /// mode and times of the image's, since the topmost lower decides them.
-    fn init_layer(&self, top: &str) -> Result<Option<String>, SnapshotError> {
+    /// The init layer over an image's layers (`chain`, bottom first; made on first use):
+    /// its key, named after the top layer, or `None` for an image without layers or whose
+    /// `/etc` is not a plain directory (a link, say), which a directory in a layer above
+    /// would shadow. The init layer's `etc` takes the owner, mode and times of the image's,
+    /// since the topmost lower decides them.
+    fn init_layer(&self, chain: &[String]) -> Result<Option<String>, SnapshotError> {
+        let Some(top) = chain.last() else {
+            return Ok(None);
+        };
         let key = hex_part(top).to_string();
         let dir = self.init_dir(&key);
         if dir.join("fs").is_dir() {
@@ -387,14 +388,8 @@ impl Snapshotter {
         }
         // The image's /etc as the container would see it: from the topmost layer that has
         // one (a whiteout or anything but a directory there means no init layer).
-        let mut chain = vec![top.to_string()];
-        let mut parent = self.meta(top).ok().and_then(|m| m.parent);
-        while let Some(p) = parent {
-            parent = self.meta(&p).ok().and_then(|m| m.parent);
-            chain.push(p);
-        }
         let mut etc_meta = None;
-        for c in &chain {
+        for c in chain.iter().rev() {
             match fs::symlink_metadata(self.fs_dir(c).join("etc")) {
                 Ok(m) if m.is_dir() => {
                     etc_meta = Some(m);
@@ -566,9 +561,9 @@ impl Snapshotter {
         let meta = self.rw_meta(key)?;
         // Removed only with the image's top layer, which no container's image can lose;
         // made again should anything have taken it.
-        if let (Some(init), Some(top)) = (&meta.init, meta.chain.last()) {
+        if let Some(init) = &meta.init {
             if !self.init_dir(init).join("fs").is_dir() {
-                self.init_layer(top)?;
+                self.init_layer(&meta.chain)?;
             }
         }
         let layer = self.rw_layer(&meta, &self.rw_dir(key)?);
@@ -856,7 +851,10 @@ mod tests {
         // After a restart the layer is found again; taken away, the mount makes it again.
         assert_eq!(s.rw("a").unwrap().lowers, a.lowers);
         fs::remove_dir_all(dir.path().join("init")).unwrap();
-        assert_eq!(s.init_layer(&top).unwrap().as_deref(), Some(hex_part(&top)));
+        assert_eq!(
+            s.init_layer(&chain).unwrap().as_deref(),
+            Some(hex_part(&top))
+        );
         // The image's layers go (no container left): its init layer with them.
         s.remove_rw("a").unwrap();
         s.remove_rw("b").unwrap();

@@ -93,16 +93,16 @@ impl PreloadedRuntime {
     }
 
     /// Hands the process its command line (`args`, without argv[0]), working directory
-    /// and standard descriptors, and waits for it to exit. `Err(self)` when it cannot take
-    /// the command (it is gone): the caller runs the command some other way.
+    /// and standard descriptors, and waits for it to exit. `None` when it cannot take the
+    /// command (it is gone, and reaped): the caller runs the command some other way.
     pub fn run(
         mut self,
         cwd: &Path,
         args: &[OsString],
         stdio: [BorrowedFd<'_>; 3],
-    ) -> Result<io::Result<ExitStatus>, Box<PreloadedRuntime>> {
+    ) -> Option<io::Result<ExitStatus>> {
         if !matches!(self.child.try_wait(), Ok(None)) {
-            return Err(Box::new(self));
+            return None;
         }
         let mut msg = Vec::new();
         msg.extend_from_slice(cwd.as_os_str().as_bytes());
@@ -119,10 +119,8 @@ impl PreloadedRuntime {
             stdio[1].as_raw_fd(),
             stdio[2].as_raw_fd(),
         ];
-        if send_with_fds(self.job.as_fd(), &msg, &fds).is_err() {
-            return Err(Box::new(self));
-        }
-        Ok(self.child.wait())
+        send_with_fds(self.job.as_fd(), &msg, &fds).ok()?;
+        Some(self.child.wait())
     }
 }
 

@@ -709,15 +709,15 @@ impl Shim {
         };
         args.push(self.cfg.id.clone().into());
         let offset = self.log_offset();
-        let preloaded = match self.preloaded.take() {
-            Some(pre) => {
-                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-                let fds = [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()];
-                // None when it is gone before its command: spawn the runtime as usual.
-                pre.run(&cwd, &args, fds).ok()
-            }
-            None => None,
-        };
+        // None when the preloaded runtime is gone before its command: spawn one as usual.
+        let preloaded = self.preloaded.take().and_then(|pre| {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            pre.run(
+                &cwd,
+                &args,
+                [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()],
+            )
+        });
         let status = match preloaded {
             Some(status) => {
                 drop(stdio);
