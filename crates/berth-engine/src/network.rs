@@ -13,9 +13,10 @@
 //!   bundle folder on the exec root (`<exec-root>/containers/<id>/network.json`, no fsync):
 //!   a start and an exit then write nothing to the data disk, where on this VM (ext4
 //!   without a journal) every file made scans past every inode freed in the last minutes;
-//!   the exec root outlives a daemon restart, which is when the running record is needed. Its endpoints in the
-//!   library are keyed by the container id, and its namespace is named after the id too, so
-//!   after a crash `reconcile` with the set of running container ids removes everything else.
+//!   the exec root outlives a daemon restart, which is when the running record is needed.
+//!   Its endpoints in the library are keyed by the container id, and its namespace is
+//!   named after the id too, so after a crash `reconcile` with the set of running
+//!   container ids removes everything else.
 //! - **What a networked container sees**: the namespace handed to the runtime
 //!   ([`NetworkNs`]), `/etc/hosts` (own address, `--link` entries) and `/etc/resolv.conf`
 //!   (the embedded DNS at 127.0.0.11 on user-defined networks, the host's resolvers on the
@@ -1088,14 +1089,11 @@ impl Engine {
                 .ok()
                 .map(|h| self.container_net(&h.snapshot())),
         };
-        if let Some(before) = rec {
-            let rec = before.settings_only();
-            // `rm` after an exit (the `--rm` path) finds it cleared already. The running
-            // record goes even when the cached one was clear (a restart after a crash).
-            if rec != before || running_net_file(self.config(), id).exists() {
-                if let Err(e) = self.write_container_net(id, &rec, false) {
-                    tracing::warn!(container = %id, "save network record: {e}");
-                }
+        // Without the run's part; the running record goes (when there is one: a cleared
+        // cached record can still have one after a crash).
+        if let Some(rec) = rec {
+            if let Err(e) = self.write_container_net(id, &rec.settings_only(), false) {
+                tracing::warn!(container = %id, "save network record: {e}");
             }
         }
     }

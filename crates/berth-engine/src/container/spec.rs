@@ -34,12 +34,13 @@ pub fn ensure_etc_files(c: &Container, cfg: &EngineConfig) -> Result<()> {
 
 /// Writes (without fsync) the base /etc files whose path `which` accepts.
 fn write_etc_where(c: &Container, cfg: &EngineConfig, which: impl Fn(&Path) -> bool) -> Result<()> {
+    // Their folder (the three share one) is gone after a reboot.
+    if let Some(dir) = c.hostname_path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    }
     for (path, data) in etc_files(c, cfg)? {
         if which(path) {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-            }
             crate::util::write_world_readable(path, data.as_bytes(), false)
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
