@@ -954,13 +954,19 @@ impl<'a> Runner<'a> {
                     } else {
                         pending.extend_from_slice(&chunk);
                     }
-                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=pos).collect();
-                        let text = String::from_utf8_lossy(&line);
+                    // A chunk (or a frame: berthd sends a run of lines as one) holds many
+                    // lines: print them all, then drop them from `pending` at once.
+                    let mut start = 0;
+                    {
                         let mut out = std::io::stdout().lock();
-                        let _ = write!(out, "{prefix}{}", text.trim_end_matches('\r'));
+                        while let Some(i) = pending[start..].iter().position(|b| *b == b'\n') {
+                            let text = String::from_utf8_lossy(&pending[start..=start + i]);
+                            let _ = write!(out, "{prefix}{}", text.trim_end_matches('\r'));
+                            start += i + 1;
+                        }
                         let _ = out.flush();
                     }
+                    pending.drain(..start);
                 }
                 if !pending.is_empty() {
                     println!("{prefix}{}", String::from_utf8_lossy(&pending));
