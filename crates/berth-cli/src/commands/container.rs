@@ -707,8 +707,6 @@ async fn copy_body(mut resp: berth_client::Response, multiplexed: bool) -> CliRe
 
 /// `berth logs`.
 pub async fn logs(c: &Client, a: LogsArgs) -> CliResult {
-    let info = c.container_inspect(&a.container, false).await?;
-    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let resp = c
         .container_logs(
             &a.container,
@@ -722,13 +720,19 @@ pub async fn logs(c: &Client, a: LogsArgs) -> CliResult {
             },
         )
         .await?;
+    // A multiplexed content type is sure (berthd, dockerd since API 1.42); anything else
+    // may be a TTY's raw stream or an older API's multiplexed one labelled raw, which only
+    // the container's TTY setting tells apart.
     let multiplexed = resp
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.contains("multiplexed"))
-        .unwrap_or(!tty);
-    copy_body(resp, multiplexed && !tty).await
+        .is_some_and(|v| v.contains("multiplexed"));
+    let multiplexed = multiplexed || {
+        let info = c.container_inspect(&a.container, false).await?;
+        !info["Config"]["Tty"].as_bool().unwrap_or(false)
+    };
+    copy_body(resp, multiplexed).await
 }
 
 /// `berth exec`.
