@@ -102,8 +102,9 @@ fn write_all(kind: StreamKind, data: &[u8]) {
 ///
 /// Frames are taken apart in place, without copying the chunk into a reassembly buffer,
 /// and the payloads of consecutive frames of one stream are written with one `write`:
-/// a log is one frame per line, and a write (and flush) per line made `berth logs` of a
-/// 100 MB log a million syscalls. Output of the two streams keeps its order, and
+/// a log is one frame per line (from dockerd; berthd merges them for berth's CLI), and a
+/// write (and flush) per line made `berth logs` of a 100 MB log a million syscalls; long
+/// payloads are written straight from the chunk. Output of the two streams keeps its order, and
 /// everything received is written before `feed` returns (interactive sessions see it at
 /// once).
 pub struct OutputSink {
@@ -120,6 +121,9 @@ pub struct OutputSink {
 }
 
 impl OutputSink {
+    /// Payload runs at least this long are written where they are.
+    const DIRECT: usize = 4096;
+
     pub fn new(multiplexed: bool) -> Self {
         OutputSink {
             multiplexed,
@@ -172,7 +176,14 @@ impl OutputSink {
                 self.flush(write);
                 self.out_kind = self.kind;
             }
-            self.out.extend_from_slice(&data[..take]);
+            if take >= Self::DIRECT {
+                // A frame holding many lines (berthd merges them for us): written from
+                // the chunk, not copied first.
+                self.flush(write);
+                write(self.kind, &data[..take]);
+            } else {
+                self.out.extend_from_slice(&data[..take]);
+            }
             self.remaining -= take;
             data = &data[take..];
         }
@@ -306,6 +317,40 @@ mod tests {
         assert_eq!(writes, 2, "one write per run of one stream");
         let err = OutputSink::new(true).feed_to(&[9, 0, 0, 0, 0, 0, 0, 0], &mut |_, _| {});
         assert!(err.is_err());
+    }
+
+    /// Long payloads (merged frames) are written from the chunk, in order with the small
+    /// ones gathered around them, wherever the chunks are cut.
+    #[test]
+    fn sink_writes_long_payloads_in_order() {
+        use berth_client::frame::encode;
+        let (big_out, big_err) = (vec![b'o'; 5000], vec![b'e'; 9000]);
+        let mut all = Vec::new();
+        for (k, p) in [
+            (StreamKind::Stdout, &b"a\n"[..]),
+            (StreamKind::Stdout, &big_out),
+            (StreamKind::Stderr, b"e\n"),
+            (StreamKind::Stderr, &big_err),
+            (StreamKind::Stdout, b"c\n"),
+        ] {
+            all.extend(encode(k, p));
+        }
+        let want = vec![
+            (StreamKind::Stdout, [&b"a\n"[..], &big_out].concat()),
+            (StreamKind::Stderr, [&b"e\n"[..], &big_err].concat()),
+            (StreamKind::Stdout, b"c\n".to_vec()),
+        ];
+        for cut in (0..=all.len()).step_by(7) {
+            let mut sink = OutputSink::new(true);
+            let mut got: Vec<(StreamKind, Vec<u8>)> = Vec::new();
+            let mut w = |k: StreamKind, d: &[u8]| match got.last_mut() {
+                Some((lk, v)) if *lk == k => v.extend_from_slice(d),
+                _ => got.push((k, d.to_vec())),
+            };
+            sink.feed_to(&all[..cut], &mut w).expect("valid");
+            sink.feed_to(&all[cut..], &mut w).expect("valid");
+            assert_eq!(got, want, "cut at {cut}");
+        }
     }
 
     use super::*;

@@ -316,7 +316,9 @@ impl Client {
             http::Method::GET,
             &format!("/containers/{}/logs?{}", seg(id), query(&q)),
             empty_body(),
-            &[],
+            // berthd then sends a run of lines as one frame (a daemon that does not know
+            // the header sends a frame per line; the demultiplexer takes both).
+            &[("X-Berth-Merge-Frames", "1")],
         )
         .await
     }

@@ -649,6 +649,76 @@ fn logs_options() {
     assert_eq!(since, "");
 }
 
+/// The frames of a multiplexed body, as (stream, payload).
+fn frames_of(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while b.len() >= 8 {
+        let len = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        assert!(b.len() >= 8 + len, "a whole frame");
+        out.push((b[0], b[8..8 + len].to_vec()));
+        b = &b[8 + len..];
+    }
+    assert!(b.is_empty(), "no partial header");
+    out
+}
+
+/// berth's CLI asks for merged frames (`X-Berth-Merge-Frames`): a run of lines of one
+/// stream comes as one frame, and what it prints is what the docker CLI prints from
+/// dockerd's one frame per line, which every other client still gets.
+#[test]
+fn logs_merged_frames_for_the_berth_cli() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let name = unique("merged");
+    ok(&d.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 3000 ]; do echo out$i; [ $((i % 500)) = 0 ] && echo err$i >&2; i=$((i+1)); done",
+    ]));
+    let (b, k) = (d.berth(&["logs", &name]), d.docker(&["logs", &name]));
+    assert!(b.status.success() && k.status.success(), "{}", text(&b));
+    assert_eq!(b.stdout, k.stdout, "stdout as the docker CLI prints it");
+    assert_eq!(b.stderr, k.stderr, "stderr as the docker CLI prints it");
+    assert_eq!(String::from_utf8_lossy(&b.stdout).lines().count(), 3000);
+    assert_eq!(String::from_utf8_lossy(&b.stderr).lines().count(), 6);
+    let get = |merge: bool| {
+        let sock = d.socket.to_string_lossy().into_owned();
+        let mut c = Command::new("curl");
+        c.args(["-s", "--unix-socket", &sock]);
+        if merge {
+            c.args(["-H", "X-Berth-Merge-Frames: 1"]);
+        }
+        let out = c
+            .arg(format!(
+                "http://localhost/containers/{name}/logs?stdout=1&stderr=1"
+            ))
+            .output()
+            .expect("curl");
+        assert!(out.status.success());
+        frames_of(&out.stdout)
+    };
+    let (per_line, merged) = (get(false), get(true));
+    assert_eq!(per_line.len(), 3006, "one frame per line by default");
+    assert!(merged.len() <= 13, "{} merged frames", merged.len());
+    let by_stream = |frames: &[(u8, Vec<u8>)], s: u8| -> Vec<u8> {
+        frames
+            .iter()
+            .filter(|f| f.0 == s)
+            .flat_map(|f| f.1.clone())
+            .collect()
+    };
+    for s in [1, 2] {
+        assert_eq!(by_stream(&merged, s), by_stream(&per_line, s), "stream {s}");
+    }
+    ok(&d.docker(&["rm", &name]));
+}
+
 #[test]
 fn system_df_and_container_prune_filters() {
     let d = Daemon::start();

@@ -6,7 +6,7 @@ use crate::stream::body_from_channel;
 use crate::{empty, ApiVersion};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_engine::container::attach::AttachOptions;
@@ -191,7 +191,16 @@ fn stream_content_type(tty: bool) -> HeaderValue {
     })
 }
 
-pub async fn logs(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiResult<Response> {
+/// Sent by berth's CLI on `logs`: it takes frames holding several lines (see
+/// `berth_engine::container::logs`); other clients get one frame per line, as from dockerd.
+const MERGE_FRAMES_HEADER: &str = "x-berth-merge-frames";
+
+pub async fn logs(
+    State(e): State<Engine>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Q,
+) -> ApiResult<Response> {
     let opts = LogOptions {
         follow: q.bool("follow"),
         stdout: q.bool("stdout"),
@@ -207,6 +216,9 @@ pub async fn logs(State(e): State<Engine>, Path(id): Path<String>, q: Q) -> ApiR
         timestamps: q.bool("timestamps"),
         tail: q.get("tail").and_then(|t| t.parse::<usize>().ok()),
         details: q.bool("details"),
+        merge_frames: headers
+            .get(MERGE_FRAMES_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1"),
     };
     if !opts.stdout && !opts.stderr {
         return Err(ApiError::bad_request(
