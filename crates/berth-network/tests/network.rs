@@ -136,8 +136,8 @@ fn bridge_ping_isolation_dns_ports_and_cleanup() {
         assert_ne!(ip_a, ip_b);
 
         // Same network: reachable; the container's gateway is the bridge.
-        assert!(ping(&ns_a, ip_b), "ping a -> b");
-        assert!(ping(&ns_b, front.gateway.unwrap()), "ping b -> gateway");
+        assert!(reaches(&ns_a, ip_b), "ping a -> b");
+        assert!(reaches(&ns_b, front.gateway.unwrap()), "ping b -> gateway");
         // Different networks: isolated both ways.
         assert!(!ping(&ns_a, ip_c), "a reached c across networks");
         assert!(!ping(&ns_c, ip_a), "c reached a across networks");
@@ -248,7 +248,7 @@ fn masquerade_works_under_a_foreign_forward_drop_policy() {
         // The outside namespace has no route back to the container subnet: only a
         // masqueraded packet can get an answer.
         assert!(
-            ping(&ns, "10.251.0.2"),
+            reaches(&ns, "10.251.0.2"),
             "masqueraded ping through a DROP forward policy"
         );
         let ruleset = sh("nft list chain ip filter FORWARD");
@@ -404,9 +404,12 @@ fn legacy_drop_policy_with_br_netfilter_and_ipv6() {
             .unwrap();
         let (a, a_ip, _) = attach(&mgr, "v6", "a", &["a"], vec![]).await;
         let (b, b_ip, _) = attach(&mgr, "v6", "b", &["b"], vec![]).await;
-        assert!(ping(&a, b_ip), "container to container under FORWARD DROP");
-        assert!(ping(&b, a_ip));
-        assert!(ping(&a, "10.252.0.2"), "masqueraded IPv4 to the outside");
+        assert!(
+            reaches(&a, b_ip),
+            "container to container under FORWARD DROP"
+        );
+        assert!(reaches(&b, a_ip));
+        assert!(reaches(&a, "10.252.0.2"), "masqueraded IPv4 to the outside");
         let legacy = sh("iptables-legacy -S FORWARD");
         assert!(legacy.contains(&net.bridge_name), "{legacy}");
         let legacy6 = sh("ip6tables-legacy -S FORWARD");

@@ -124,6 +124,13 @@ pub fn ping(from: &Path, ip: impl std::fmt::Display) -> bool {
     ))
 }
 
+/// Whether `ip` answers a ping from the namespace within three tries: the first packet
+/// after an attach can be lost on a loaded machine (neighbour resolution on a port just
+/// enslaved), which says nothing about reachability. Isolation is checked with `ping`.
+pub fn reaches(from: &Path, ip: impl std::fmt::Display) -> bool {
+    (0..3).any(|_| ping(from, &ip))
+}
+
 /// Links in the calling thread's namespace.
 pub fn links() -> String {
     sh("ip -o link show")
