@@ -277,6 +277,20 @@ where
 
 #[cfg(test)]
 mod tests {
+    /// What a sink writes when `all` arrives in two chunks cut at `cut`, each stream's
+    /// consecutive writes joined.
+    fn fed_in_two(all: &[u8], cut: usize) -> Vec<(StreamKind, Vec<u8>)> {
+        let mut sink = OutputSink::new(true);
+        let mut got: Vec<(StreamKind, Vec<u8>)> = Vec::new();
+        let mut w = |k: StreamKind, d: &[u8]| match got.last_mut() {
+            Some((lk, v)) if *lk == k => v.extend_from_slice(d),
+            _ => got.push((k, d.to_vec())),
+        };
+        sink.feed_to(&all[..cut], &mut w).expect("valid");
+        sink.feed_to(&all[cut..], &mut w).expect("valid");
+        got
+    }
+
     #[test]
     fn sink_coalesces_frames_and_keeps_stream_order() {
         use berth_client::frame::encode;
@@ -292,16 +306,8 @@ mod tests {
         }
         // Every way of cutting the stream into two chunks gives the same writes.
         for cut in 0..=all.len() {
-            let mut sink = OutputSink::new(true);
-            let mut got: Vec<(StreamKind, Vec<u8>)> = Vec::new();
-            let mut w = |k: StreamKind, d: &[u8]| match got.last_mut() {
-                Some((lk, v)) if *lk == k => v.extend_from_slice(d),
-                _ => got.push((k, d.to_vec())),
-            };
-            sink.feed_to(&all[..cut], &mut w).expect("valid");
-            sink.feed_to(&all[cut..], &mut w).expect("valid");
             assert_eq!(
-                got,
+                fed_in_two(&all, cut),
                 vec![
                     (StreamKind::Stdout, b"a\nb\n".to_vec()),
                     (StreamKind::Stderr, b"e\n".to_vec()),
@@ -341,15 +347,7 @@ mod tests {
             (StreamKind::Stdout, b"c\n".to_vec()),
         ];
         for cut in (0..=all.len()).step_by(7) {
-            let mut sink = OutputSink::new(true);
-            let mut got: Vec<(StreamKind, Vec<u8>)> = Vec::new();
-            let mut w = |k: StreamKind, d: &[u8]| match got.last_mut() {
-                Some((lk, v)) if *lk == k => v.extend_from_slice(d),
-                _ => got.push((k, d.to_vec())),
-            };
-            sink.feed_to(&all[..cut], &mut w).expect("valid");
-            sink.feed_to(&all[cut..], &mut w).expect("valid");
-            assert_eq!(got, want, "cut at {cut}");
+            assert_eq!(fed_in_two(&all, cut), want, "cut at {cut}");
         }
     }
 
