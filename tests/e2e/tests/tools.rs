@@ -650,15 +650,14 @@ fn logs_options() {
 }
 
 /// The frames of a multiplexed body, as (stream, payload).
-fn frames_of(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+fn frames_of(b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut d = berth_client::frame::Demuxer::new();
+    d.push(b);
     let mut out = Vec::new();
-    while b.len() >= 8 {
-        let len = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
-        assert!(b.len() >= 8 + len, "a whole frame");
-        out.push((b[0], b[8..8 + len].to_vec()));
-        b = &b[8 + len..];
+    while let Some((kind, payload)) = d.next_frame().expect("valid frames") {
+        out.push((kind.byte(), payload.to_vec()));
     }
-    assert!(b.is_empty(), "no partial header");
+    assert_eq!(d.pending(), 0, "no partial frame");
     out
 }
 
