@@ -174,16 +174,38 @@ pub fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The log's files, oldest first: the rotated `<base>.N` (highest N is the oldest, as
+/// the shim renames them) and then `base`. One directory read rather than a `stat` per
+/// possible N: `max-file` may have been larger when the older files were written.
 fn log_files(base: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for i in (1..100).rev() {
-        let p = PathBuf::from(format!("{}.{i}", base.display()));
-        if p.exists() {
-            files.push(p);
+    let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
+    if let (Some(dir), Some(name)) = (base.parent(), base.file_name().and_then(|n| n.to_str())) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let file = e.file_name();
+                let n = file
+                    .to_str()
+                    .and_then(|f| f.strip_prefix(name))
+                    .and_then(|f| f.strip_prefix('.'))
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|n| n.parse::<u32>().ok());
+                if let Some(n) = n.filter(|&n| n > 0) {
+                    rotated.push((n, e.path()));
+                }
+            }
         }
     }
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     files.push(base.to_path_buf());
     files
+}
+
+/// The number of cores, read once: `available_parallelism` reads the cgroup's CPU quota
+/// files on every call.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn time_secs(t: &str) -> f64 {
@@ -648,10 +670,7 @@ impl Engine {
                     blocks::stream_files(
                         files,
                         READ_BLOCK,
-                        decoders_for(
-                            bytes,
-                            std::thread::available_parallelism().map_or(1, |n| n.get()),
-                        ),
+                        decoders_for(bytes, cores()),
                         |b, out| render_block(b, &opts, &details, tty, &pool, out),
                         |piece| match tx.blocking_send(PiecePool::wrap(&pool, piece)) {
                             Ok(()) => ControlFlow::Continue(()),
@@ -1261,6 +1280,42 @@ mod tests {
         assert_eq!(o, daemon);
         let own: BTreeMap<String, String> = [("max-file".to_string(), "2".to_string())].into();
         assert_eq!(effective_log_opts("json-file", &own, &daemon), own);
+    }
+
+    #[test]
+    fn log_files_lists_rotated_files_oldest_first() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let base = t.path().join("c-json.log");
+        for f in [
+            "c-json.log",
+            "c-json.log.1",
+            "c-json.log.3",
+            "c-json.log.12",
+            "c-json.log.0",
+            "c-json.log.x",
+            "c-json.log.2.gz",
+            "c-json.log.",
+            "d-json.log.2",
+            "c-json.logs.2",
+        ] {
+            std::fs::write(t.path().join(f), "").expect("write");
+        }
+        let names: Vec<String> = log_files(&base)
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "c-json.log.12",
+                "c-json.log.3",
+                "c-json.log.1",
+                "c-json.log"
+            ]
+        );
+        // No directory at all: just the base (reading it then says what is missing).
+        let gone = t.path().join("nope").join("c-json.log");
+        assert_eq!(log_files(&gone), vec![gone.clone()]);
     }
 
     #[test]

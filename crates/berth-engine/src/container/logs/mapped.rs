@@ -79,7 +79,7 @@ where
     D: Fn(&[u8], &mut Vec<Vec<u8>>) + Sync,
     E: FnMut(Vec<u8>) -> ControlFlow<()>,
 {
-    let pair = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let pair = super::cores() >= 2;
     stream_file_with(path, block, pair, decode, emit)
 }
 
